@@ -1,0 +1,1 @@
+"""Expected SMP through one block: convolution, ReLU, max pooling (filled in below)."""
