@@ -1,5 +1,10 @@
-"""Closed-form models of the expected SMP through network blocks (see each function's docstring)."""
+"""Closed-form models of the expected SMP through network blocks (see each function's docstring).
 
-from .blocks import conv, maxpool, relu
+One module per block: ``conv``, ``relu``, ``maxpool``; ``stack`` for stacks of blocks.
+"""
 
-__all__ = ["conv", "relu", "maxpool"]
+from .conv import conv
+from .maxpool import maxpool, maxpool_switch_integral
+from .relu import relu
+
+__all__ = ["conv", "relu", "maxpool", "maxpool_switch_integral"]
