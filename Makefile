@@ -1,0 +1,35 @@
+# smp-book: two commands, each self-contained on a fresh machine with Python 3.11.
+#   make book   build the whole book (every notebook executed) into _build/html
+#   make test   run every test: pytest of tests/ and nbval of chapters/
+# Both create .venv and install everything on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+# the CPU build of torch lies on this kind of machine's disk; any other release downloads gigabytes
+TORCH  ?= torch==2.13.0
+# 2 workers (the machines have 2 cores); loadfile keeps every notebook's cells in one worker, in order
+WORKERS ?= 2
+
+.PHONY: book test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test,book]"
+	touch $(STAMP)
+
+book: $(STAMP)
+	rm -rf _build
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests chapters -p no:cacheprovider \
+		-n $(WORKERS) --dist loadfile \
+		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+clean:
+	rm -rf _build $(VENV) .pytest_cache .hypothesis
