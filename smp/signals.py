@@ -17,6 +17,7 @@ __all__ = [
     "great_circle",
     "line_segment",
     "piecewise_linear",
+    "smooth_plus_kinks",
     "GaussianProcess",
     "PiecewiseLinear",
 ]
@@ -218,3 +219,33 @@ def piecewise_linear(
     for k in range(n_kinks):  # a loop over kinks (few), each step vectorised over signals and samples
         y += slope_jumps[:, k : k + 1] * np.maximum(t - kink_times[:, k : k + 1], 0.0)
     return PiecewiseLinear(t, h, y, kink_times, slope_jumps)
+
+
+def smooth_plus_kinks(
+    n_signals: int,
+    n_samples: int,
+    n_kinks: int,
+    *,
+    length: float = 1.0,
+    std: float = 1.0,
+    dstd: float = 10.0,
+    jump_std: float = 10.0,
+    min_separation: float = 3.0,
+    seed: int = 0,
+) -> PiecewiseLinear:
+    """A smooth Gaussian process plus kinks at known times: ``y = gp + sum_k Ds_k max(t - t_k, 0)``.
+
+    The smooth part is :func:`gaussian_process` (mean 0, ``std``, ``dstd``), the kinks those of
+    :func:`piecewise_linear` without its affine part, both from ``seed`` (independent streams).  The
+    ground truth of SMP is ``sum_k |Ds_k|``; the estimate converges to it like ``O(h)``.
+    Returns a :class:`PiecewiseLinear` record (``y`` is the sum).
+    """
+    gp = gaussian_process(n_signals, n_samples, length=length, std=std, dstd=dstd, seed=seed)
+    kinks = piecewise_linear(
+        n_signals, n_samples, n_kinks, length=length, min_separation=min_separation,
+        jump_std=jump_std, seed=seed + 1,
+    )
+    kink_part = np.zeros_like(gp.y)
+    for k in range(n_kinks):
+        kink_part += kinks.slope_jumps[:, k : k + 1] * np.maximum(gp.t - kinks.kink_times[:, k : k + 1], 0.0)
+    return PiecewiseLinear(gp.t, gp.h, gp.y + kink_part, kinks.kink_times, kinks.slope_jumps)
