@@ -66,13 +66,10 @@ def test_resolution_independence_smooth_plus_kinks():
     # grid is every 4th sample of the fine one.  The estimate converges like O(h) (curvature picked up
     # next to each kink, small jumps under the detection limit): measured max relative difference
     # 1.4 % at N=8001 vs 32001 and 0.3 % at N=32001 vs 128001; asserted 0.5 % at the latter.
-    n_fine = 128001
-    gp = signals.gaussian_process(20, n_fine, dstd=10.0, seed=5)
-    pl = signals.piecewise_linear(20, n_fine, 5, min_separation=800.0, jump_std=10.0, seed=6)
-    kinks = pl.y - pl.y[:, :1] - (pl.y[:, 1:2] - pl.y[:, :1]) / pl.h * pl.t
-    y = gp.y + kinks
-    fine = smp.smp(y, gp.h)
-    coarse = smp.smp(y[:, ::4], 4 * gp.h)
+    sk = signals.smooth_plus_kinks(20, 128001, 5, dstd=10.0, jump_std=10.0, min_separation=800.0, seed=5)
+    y, h = sk.y, sk.h
+    fine = smp.smp(y, h)
+    coarse = smp.smp(y[:, ::4], 4 * h)
     np.testing.assert_allclose(coarse, fine, rtol=0.005)
 
 
@@ -85,11 +82,8 @@ def test_smooth_gp_has_no_peaks():
 
 # 4. smooth GP + known kinks: SMP within 2 % of sum |Ds|
 def test_smooth_plus_kinks_within_two_percent():
-    n = 20001
-    gp = signals.gaussian_process(100, n, std=1.0, dstd=10.0, seed=8)
-    pl = signals.piecewise_linear(100, n, 8, min_separation=100.0, jump_std=10.0, seed=9)
-    kinks = pl.y - pl.y[:, :1] - (pl.y[:, 1:2] - pl.y[:, :1]) / pl.h * pl.t  # kinks only, no affine part
-    rel = np.abs(smp.smp(gp.y + kinks, gp.h) / _true_smp(pl) - 1)
+    sk = signals.smooth_plus_kinks(100, 20001, 8, dstd=10.0, jump_std=10.0, min_separation=100.0, seed=8)
+    rel = np.abs(smp.smp(sk.y, sk.h) / _true_smp(sk) - 1)
     assert np.median(rel) < 0.005
     assert rel.max() < 0.02
 
