@@ -62,6 +62,7 @@ __all__ = [
     "peaks",
     "second_difference",
     "peak_mask",
+    "threshold",
     "roughness",
     "detection_limit",
     "Peaks",
@@ -369,6 +370,27 @@ def peaks(
     with np.errstate(invalid="ignore", divide="ignore"):
         positions = np.where(run_abs > 0, run_moment / run_abs, 0.5 * (times[starts] + times[stops - 1]))
     return Peaks(positions, run_abs / dt, run_signed / dt)
+
+
+def threshold(
+    y: Any,
+    *,
+    axis: int = -1,
+    kappa: float = DEFAULT_KAPPA,
+    window: int = DEFAULT_WINDOW,
+    floor_eps: float = DEFAULT_FLOOR_EPS,
+) -> np.ndarray:
+    """Per-sample detection threshold ``max(kappa * level[n], floor)`` on ``|D[n]|`` (for figures).
+
+    Same layout as :func:`peak_mask`: length N-2 along the last axis, entry k for ``D`` centred on
+    sample k+1.  Core peak samples are those where ``|D|`` exceeds it.
+    """
+    _check_options(kappa, window, floor_eps)
+    arr, source_dtype, _ = _prepare(y, axis)
+    m = arr.shape[-1] - 2
+    blocks = _blocks_of_abs(second_difference(arr), window)
+    block_threshold = np.maximum(kappa * _block_level(blocks), _floor(arr, source_dtype, floor_eps))
+    return np.repeat(block_threshold, blocks.shape[-1], axis=-1)[..., :m]
 
 
 def detection_limit(

@@ -206,3 +206,16 @@ def test_detection_limit_rises_with_noise():
     clean = smp.detection_limit(gp.y, gp.h)
     noisy = smp.detection_limit(gp.y + 1e-4 * rng.standard_normal(gp.y.shape), gp.h)
     assert np.all(noisy > 10 * clean)
+
+
+def test_threshold_agrees_with_peak_mask():
+    sk = signals.smooth_plus_kinks(3, 5001, 6, min_separation=50.0, seed=18)
+    abs_d = np.abs(smp.feature.second_difference(sk.y))
+    core = abs_d > smp.feature.threshold(sk.y)
+    mask = smp.feature.peak_mask(sk.y)
+    # the peak mask is the core widened by one sample on each side
+    widened = core.copy()
+    widened[:, 1:] |= core[:, :-1]
+    widened[:, :-1] |= core[:, 1:]
+    np.testing.assert_array_equal(mask, widened)
+    assert core.sum() >= 6 * 3  # every kink has at least one core sample
