@@ -37,6 +37,7 @@ def along_path(
     *,
     batch_size: int = 4096,
     progress: bool = False,
+    keep: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
     """Outputs of every child of ``network`` (or of the module itself) along ``path``.
 
@@ -46,24 +47,34 @@ def along_path(
     path : (N, ...) samples of the input path; N is the batch axis.
     batch_size : samples per forward pass (memory bound, the result is the same).
     progress : show a tqdm progress bar over the batches.
+    keep : indices of the children whose outputs are returned (default: all); memory is only spent on
+        these (e.g. ``keep=[-1]`` for the network's output on a long path).
 
     Returns
     -------
-    list of float64 arrays of shape (N, units), one per child, each unit a signal along t.
+    list of float64 arrays of shape (N, units), one per kept child, each unit a signal along t.
     """
     path = _as_path(path)
     if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     children = list(network) if isinstance(network, nn.Sequential) else [network]
-    chunks: list[list[torch.Tensor]] = [[] for _ in children]
+    if keep is None:
+        kept = list(range(len(children)))
+    else:
+        try:
+            kept = [range(len(children))[i] for i in keep]
+        except (IndexError, TypeError) as err:
+            raise ValueError(f"keep must list child indices in [-{len(children)}, {len(children)}), got {keep!r}") from err
+    chunks: dict[int, list[torch.Tensor]] = {i: [] for i in kept}
     starts = range(0, path.shape[0], batch_size)
     with torch.no_grad():
         for start in tqdm(starts, disable=not progress, desc="forward along path", leave=False):
             h = path[start : start + batch_size]
             for i, child in enumerate(children):
                 h = child(h)
-                chunks[i].append(h.reshape(h.shape[0], -1))
-    return [torch.cat(c).numpy() for c in chunks]
+                if i in chunks:
+                    chunks[i].append(h.reshape(h.shape[0], -1))
+    return [torch.cat(chunks[i]).numpy() for i in kept]
 
 
 def layer_smp(
@@ -109,3 +120,104 @@ def mean_sem(values: Sequence[float] | np.ndarray, axis: int = 0) -> tuple[np.nd
     if n < 2:
         raise ValueError(f"mean_sem needs at least 2 values along axis {axis} for a standard error, got {n}")
     return values.mean(axis=axis), values.std(axis=axis, ddof=1) / np.sqrt(n)
+
+def stack_measurement(
+    networks: Sequence[nn.Module],
+    path: Any,
+    dt: float,
+    *,
+    max_units: int | None = None,
+    seed: int = 0,
+    batch_size: int = 8192,
+    progress: bool = False,
+    **detector_options,
+):
+    """Per-layer total SMP and statistics of real networks along one path, averaged over networks.
+
+    Every child of each ``nn.Sequential`` in ``networks`` (e.g. ``Linear, ReLU, Linear, ...`` or
+    ``Conv2d, ReLU, MaxPool2d, ...``) is run along ``path`` (the batch axis is t); its output units
+    become signals along t.  For every layer and network this measures
+
+    - ``smp``: the layer's total SMP, the sum over all its units of ``smp.smp(y, dt)`` (units of the
+      activation per unit t).  With ``max_units`` only a seeded random subset of that many units is
+      measured and the sum is estimated as ``units * mean(subset)`` (unbiased; it saves time on wide
+      layers, at the cost of a larger standard error);
+    - ``rms``: root mean square of the activation over units and t (the ensemble second moment that
+      the mean-field recursion predicts; not centred, because a ReLU output has a positive mean);
+    - ``drms``: root mean square of the slope ``(y[n+1] - y[n]) / dt`` over units and t;
+    - ``p_positive``: the fraction of (unit, t) with a positive activation (P(active) after a ReLU);
+    - ``dense_warning``: whether :class:`smp.DenseKinksWarning` was raised for the layer (kinks too
+      dense for the grid: increase the number of samples).
+
+    Parameters
+    ----------
+    networks : two or more networks of the same architecture (e.g. different seeds); the
+        standard errors are across them (``std(ddof=1) / sqrt(n)``).
+    path : (N, ...) samples of the input path, N the batch axis.
+    dt : the path's grid step in t.
+    max_units : measure SMP on at most this many units per layer (None: all).
+    seed : seed of the unit subsets.
+    batch_size : samples per forward pass (memory only).
+    progress : tqdm progress bar over networks and layers.
+    detector_options : passed to :func:`smp.smp` (``kappa``, ``window``, ``floor_eps``).
+
+    Returns
+    -------
+    pandas.DataFrame, one row per layer: ``layer`` (1-based), ``kind`` (the module's class name in
+    lower case), ``units``, and ``smp, smp_sem, rms, rms_sem, drms, drms_sem, p_positive,
+    p_positive_sem`` (mean and standard error over networks), ``dense_warning`` (fraction of
+    networks that raised the warning).
+    """
+    import warnings
+
+    import pandas as pd
+
+    from .feature import DenseKinksWarning
+
+    networks = list(networks)
+    if len(networks) < 2:
+        raise ValueError(f"networks must hold at least 2 networks for a standard error, got {len(networks)}")
+    if not all(isinstance(net, nn.Sequential) for net in networks):
+        raise TypeError("networks must be nn.Sequential modules (each child is one measured layer)")
+    n_layers = len(networks[0])
+    if any(len(net) != n_layers for net in networks):
+        raise ValueError("all networks must have the same number of children (layers)")
+    if max_units is not None and (not isinstance(max_units, numbers.Integral) or max_units < 1):
+        raise ValueError(f"max_units must be a positive integer or None, got {max_units!r}")
+    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not (isinstance(dt, numbers.Real) and dt > 0):
+        raise ValueError(f"dt must be a positive number (the grid step), got {dt!r}")
+    path = _as_path(path)
+    keys = ("smp", "rms", "drms", "p_positive", "dense_warning")
+    values = {key: np.zeros((len(networks), n_layers)) for key in keys}
+    units = np.zeros(n_layers, dtype=int)
+    kinds = [type(child).__name__.lower() for child in networks[0]]
+    rng = np.random.default_rng(seed)
+    bar = tqdm(total=len(networks) * n_layers, disable=not progress, desc="layers", leave=False)
+    for i, net in enumerate(networks):
+        h = path
+        for j, child in enumerate(net):
+            with torch.no_grad():
+                # one child at a time over the whole path: only two layers are ever held in memory
+                h = torch.cat([child(h[s : s + batch_size]) for s in range(0, h.shape[0], batch_size)])
+            y = h.reshape(h.shape[0], -1).numpy()
+            units[j] = y.shape[1]
+            values["rms"][i, j] = np.sqrt(np.mean(y**2))
+            values["drms"][i, j] = np.sqrt(np.mean((np.diff(y, axis=0) / dt) ** 2))
+            values["p_positive"][i, j] = np.mean(y > 0)
+            chosen = y
+            if max_units is not None and y.shape[1] > max_units:
+                chosen = y[:, np.sort(rng.choice(y.shape[1], size=max_units, replace=False))]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", DenseKinksWarning)
+                per_unit = _smp(chosen, dt, axis=0, **detector_options)
+            values["dense_warning"][i, j] = any(issubclass(w.category, DenseKinksWarning) for w in caught)
+            values["smp"][i, j] = y.shape[1] * per_unit.mean()
+            bar.update()
+    bar.close()
+    table = {"layer": np.arange(1, n_layers + 1), "kind": kinds, "units": units}
+    for key in keys[:-1]:
+        table[key], table[key + "_sem"] = mean_sem(values[key], axis=0)
+    table["dense_warning"] = values["dense_warning"].mean(axis=0)
+    return pd.DataFrame(table)

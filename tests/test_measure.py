@@ -76,3 +76,14 @@ def test_networks_init_and_errors():
     t, h, x = signals.great_circle((1, 8, 8), 4000, seed=4)
     assert measure.layer_smp(smooth, x, h)[-1][0] < 1e-6 * np.abs(measure.along_path(smooth, x)[-1]).max()
     assert isinstance(smp.smp(np.zeros(5)), np.floating)
+
+
+def test_along_path_keep():
+    net = networks.dense_net(4, 8, 3, seed=1)
+    x = np.random.default_rng(0).standard_normal((50, 4))
+    everything = measure.along_path(net, x)
+    last, first = measure.along_path(net, x, keep=[-1, 0])
+    np.testing.assert_array_equal(last, everything[-1])
+    np.testing.assert_array_equal(first, everything[0])
+    with pytest.raises(ValueError, match="keep"):
+        measure.along_path(net, x, keep=[6])
