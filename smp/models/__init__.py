@@ -8,3 +8,5 @@ from .maxpool import maxpool, maxpool_switch_integral
 from .relu import relu
 
 __all__ = ["conv", "relu", "maxpool", "maxpool_switch_integral"]
+from .stack import conv_stack, dense_growth, dense_stack  # noqa: E402  (chapter 6)
+__all__ += ["dense_stack", "dense_growth", "conv_stack"]

@@ -1,0 +1,458 @@
+"""Expected SMP layer by layer through stacks of blocks (dense ReLU stacks and Conv-ReLU-MaxPool CNNs).
+
+The prediction never runs a network.  It combines two ingredients.
+
+*Mean-field statistics.*  Over the ensemble of random weights (``w ~ N(0, sw**2)``, ``b ~ N(0, sb**2)``)
+and at a fixed point of the path, a pre-activation is a sum of many independent terms and is treated
+as Gaussian with mean 0, second moment ``q`` and derivative second moment ``q'`` (the book's
+``sigma**2`` and ``sigma'**2``), value and derivative independent (the great circle is symmetric
+under ``t -> -t``).  A linear layer maps the previous layer's second moments ``m2, m2'`` to
+
+    q_{l+1}  = sw**2 * fan_in * m2_l + sb**2,      q'_{l+1} = sw**2 * fan_in * m2'_l,
+
+and a ReLU gives ``m2 = q/2``, ``m2' = P(active) q'`` with ``P(active) = 1/2`` (Poole et al. 2016's
+``chi_1 = sw**2 fan_in P(active)`` is the per-layer gain of ``q'``).
+
+*Kink events with jump vectors.*  Every kink is an event at one time t* with a jump vector J, the
+slope jump of every unit of a layer; a layer's SMP is the sum over events of ``||J||_1``.  Events
+are born at ReLU zero crossings (Rice: ``L phi(0) q'/sqrt(q)`` per unit, :func:`smp.models.relu`)
+and at pooling switches; afterwards a linear layer maps ``J -> W J`` with
+
+    E ||W J||_1 = sqrt(2/pi) sw * sum over outputs of ||J restricted to the output's inputs||_2,
+
+a ReLU masks J with the activity pattern (each entry kept with probability ``P(active)``, the
+jump being independent of the sign of the unit at t*) and max pooling keeps the argmax entry of
+each window (if the window's maximum is positive, after a ReLU).
+
+Units: ``length`` is the path length L in units of t; SMP is in units of the activation per unit t.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._checks import SQRT_2_OVER_PI, as_array
+from .relu import relu
+
+__all__ = ["dense_stack", "dense_growth", "conv_stack"]
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _widths(width, depth) -> list[int]:
+    if isinstance(width, numbers.Integral) and not isinstance(width, bool):
+        if depth is None:
+            raise ValueError("depth is needed when width is a single integer")
+        return [_positive_int("width", width)] * _positive_int("depth", depth)
+    if depth is not None:
+        raise ValueError("give depth only with a single integer width, not with a list of widths")
+    try:
+        widths = [_positive_int("width", w) for w in width]
+    except TypeError as err:
+        raise TypeError(f"width must be an integer or a sequence of integers, got {width!r}") from err
+    if not widths:
+        raise ValueError("width must list at least one layer")
+    return widths
+
+
+def dense_stack(
+    in_features: int,
+    width: int | Sequence[int],
+    depth: int | None = None,
+    *,
+    weight_gain: float = 1.0,
+    bias_std: float = 0.0,
+    input_std: float = 1.0,
+    input_dstd: float = 1.0,
+    length: float = 2 * np.pi,
+) -> pd.DataFrame:
+    """Predicted statistics and total SMP of every layer of a dense ReLU stack along a smooth path.
+
+    The stack is ``Linear -> ReLU`` repeated (as :func:`smp.networks.dense_net`), weights
+    ``N(0, sw**2)`` with the He convention ``sw = weight_gain * sqrt(2 / fan_in)``, biases
+    ``N(0, bias_std**2)``.  The input path is smooth (no kinks); every input coordinate has second
+    moment ``input_std**2`` and derivative second moment ``input_dstd**2`` (1 and 1 for
+    :func:`smp.signals.great_circle` with its default radius, whose length is ``2 pi``).
+
+    Bookkeeping (module docstring): the events born at the ReLU of layer m have total size
+    ``B_m = n_m L phi(0) q'_m / sqrt(q_m)`` (``||J||_1 = ||J||_2 = |x'(t*)|`` for a birth).  A linear
+    layer of ``n`` outputs turns the events' summed 2-norm ``R`` into the 1-norm
+    ``n sw sqrt(2/pi) R`` and the 2-norm ``sqrt(n) sw R`` (the entries of ``W J`` are Gaussian with
+    variance ``sw**2 ||J||_2**2``; the 2-norm of ``n`` of them concentrates, error ``O(1/n)``); a ReLU
+    multiplies the 1-norm by ``P`` and the 2-norm by ``sqrt(P)``.  The SMP of a layer is the sum of
+    the 1-norms of all events born at or below it.
+
+    Parameters
+    ----------
+    in_features : input dimension d.
+    width : the width of every layer (with ``depth``) or a sequence of widths, one per layer.
+    depth : number of ``Linear -> ReLU`` blocks when ``width`` is an integer.
+    weight_gain : multiplies the He standard deviation ``sqrt(2 / fan_in)`` (1: He init).
+    bias_std : standard deviation of the biases (units of the pre-activation).
+    input_std, input_dstd : root mean square of an input coordinate and of its t-derivative.
+    length : path length L (units of t).
+
+    Returns
+    -------
+    pandas.DataFrame, one row per layer (``Linear``, ``ReLU``, ...): ``layer`` (1-based), ``block``,
+    ``kind`` ("linear" / "relu"), ``units``, ``rms`` and ``drms`` (root mean square of the
+    activation and its t-derivative over the ensemble), ``p_active`` (P(output > 0); NaN for a linear
+    layer), ``births`` (SMP born in the layer, summed over units), ``smp`` (expected total SMP of the
+    layer: sum over its units).
+    """
+    d = _positive_int("in_features", in_features)
+    widths = _widths(width, depth)
+    gain = float(as_array("weight_gain", weight_gain, positive=True))
+    sb = float(as_array("bias_std", bias_std, nonnegative=True))
+    m2 = float(as_array("input_std", input_std, positive=True)) ** 2
+    dm2 = float(as_array("input_dstd", input_dstd, nonnegative=True)) ** 2
+    L = float(as_array("length", length, positive=True))
+
+    rows = []
+    fan_in = d
+    l1_sum = 0.0  # sum over live events of ||J||_1 at the current layer
+    l2_sum = 0.0  # sum over live events of ||J||_2
+    for block, n in enumerate(widths, start=1):
+        sw = gain * np.sqrt(2.0 / fan_in)
+        q = sw**2 * fan_in * m2 + sb**2
+        dq = sw**2 * fan_in * dm2
+        # linear map of every live event
+        l1_sum = n * sw * SQRT_2_OVER_PI * l2_sum
+        l2_sum = np.sqrt(n) * sw * l2_sum
+        rows.append(dict(layer=2 * block - 1, block=block, kind="linear", units=n, rms=np.sqrt(q),
+                         drms=np.sqrt(dq), p_active=np.nan, births=0.0, smp=l1_sum))
+        # ReLU: zero-mean symmetric pre-activation, so P(active) = 1/2 and E relu(x)^2 = q / 2
+        p_active = 0.5
+        births = n * relu(np.sqrt(q), np.sqrt(dq), 0.0, L)
+        l1_sum = p_active * l1_sum + births
+        l2_sum = np.sqrt(p_active) * l2_sum + births
+        m2, dm2 = q / 2, p_active * dq
+        rows.append(dict(layer=2 * block, block=block, kind="relu", units=n, rms=np.sqrt(m2),
+                         drms=np.sqrt(dm2), p_active=p_active, births=births, smp=l1_sum))
+        fan_in = n
+    return pd.DataFrame(rows)
+
+
+def dense_growth(width: int, depth, weight_gain: float = 1.0, q1: float = 2.0, length: float = 2 * np.pi):
+    """Closed form of :func:`dense_stack` for equal widths and no bias: total SMP after the l-th ReLU.
+
+    With ``n`` units per layer and gain ``g``, ``q_l = q'_l`` and ``sqrt(q_l) = sqrt(q1) g**l``
+    (``q1`` is the first layer's ``q = q'`` at gain 1: 2 on a great circle of unit-scale
+    coordinates with He init).  Each ReLU gives births ``B_l = n L phi(0) sqrt(q_l)``, and an event
+    born at layer m has, ``k >= 1`` layers later, the 1-norm ``g**k sqrt(n / pi) B_m`` after the
+    ReLU (its 2-norm gains ``g`` per layer, its 1-norm is ``sqrt(n / pi)`` times its 2-norm).
+    Summing over m <= l,
+
+        SMP_l = n L phi(0) sqrt(q1) g**l * (1 + (l - 1) sqrt(n / pi)),
+
+    linear in depth at ``g = 1`` with slope ``L phi(0) sqrt(q1 / pi) n**1.5`` (width**1.5 per layer),
+    and ``g**l`` times that otherwise (exponential growth above He init, decay below).
+
+    ``depth`` may be an array of layer indices l >= 1.
+    """
+    n = _positive_int("width", width)
+    g = float(as_array("weight_gain", weight_gain, positive=True))
+    l = as_array("depth", depth, positive=True)
+    q1 = float(as_array("q1", q1, positive=True)) * g**2
+    L = float(as_array("length", length, positive=True))
+    birth_per_unit = L / np.sqrt(2 * np.pi) * np.sqrt(q1)  # L phi(0) q'/sqrt(q) with q' = q = q1
+    return n * birth_per_unit * g ** (l - 1) * (1 + (l - 1) * np.sqrt(n / np.pi))
+
+
+# ----------------------------------------------------------------------------------------------
+# Convolutional stacks: Conv2d(k, padding k//2) -> ReLU -> MaxPool2d(p), repeated
+# ----------------------------------------------------------------------------------------------
+
+
+def _conv_second_moments(moments: np.ndarray, shape: tuple[int, int], k: int) -> np.ndarray:
+    """``sum_k S_k M S_k^T``: second moments of ``sum_k w_k a(p + k)`` per unit weight variance.
+
+    ``moments`` is the (P_in, P_in) matrix ``E[a(r) a(r')]`` of one input channel over the positions
+    of an (H, W) map; the output has the same positions (padding ``k // 2``, stride 1).  Only pairs
+    that use the same kernel tap ``k`` survive the expectation over the weights, and taps that fall
+    in the zero padding contribute nothing.
+    """
+    h, w = shape
+    n = h * w
+    padded = np.zeros((n + 1, n + 1))
+    padded[:n, :n] = moments  # index n is the zero padding
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    out = np.zeros((n, n))
+    r = k // 2
+    for a in range(-r, k - r):
+        for b in range(-r, k - r):
+            ii, jj = rows + a, cols + b
+            inside = (ii >= 0) & (ii < h) & (jj >= 0) & (jj < w)
+            src = np.where(inside, ii * w + jj, n).ravel()
+            out += padded[np.ix_(src, src)]
+    return out
+
+
+def _box_sum(maps: np.ndarray, k: int) -> np.ndarray:
+    """``sum over the k x k neighbourhood (zero padding)`` of every (.., H, W) map."""
+    r = k // 2
+    h, w = maps.shape[-2:]
+    padded = np.zeros(maps.shape[:-2] + (h + k - 1, w + k - 1))
+    padded[..., r : r + h, r : r + w] = maps
+    out = np.zeros_like(maps)
+    for a in range(k):
+        for b in range(k):
+            out += padded[..., a : a + h, b : b + w]
+    return out
+
+
+def _windows(shape: tuple[int, int], p: int) -> np.ndarray:
+    """(n_windows, p*p) flat indices of the p x p pooling windows of an (H, W) map (floor mode)."""
+    h, w = shape
+    ho, wo = h // p, w // p
+    if ho < 1 or wo < 1:
+        raise ValueError(f"the map {shape} is smaller than the pooling window {p}")
+    i0, j0 = np.meshgrid(np.arange(ho) * p, np.arange(wo) * p, indexing="ij")
+    di, dj = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    return ((i0.ravel()[:, None] + di.ravel()[None]) * w + (j0.ravel()[:, None] + dj.ravel()[None])).astype(int)
+
+
+def _gaussian_draws(cov: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_draws, P) draws of N(0, cov) for a positive semi-definite ``cov`` (symmetric square root)."""
+    try:
+        root = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:  # singular (e.g. a constant field): the symmetric square root
+        vals, vecs = np.linalg.eigh(cov)
+        root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+    return rng.standard_normal((n_draws, cov.shape[0])) @ root.T
+
+
+def _conditional_probability(cov: np.ndarray, direction: np.ndarray, event, n_draws: int, rng) -> np.ndarray:
+    """``P(event(x) | direction . x = 0)`` for x ~ N(0, cov), batched over leading axes of ``cov``.
+
+    ``cov`` (..., K, K), ``direction`` (..., K); ``event`` maps draws (..., n_draws, K) to booleans.
+    The conditional law is Gaussian with covariance ``cov - (cov c)(cov c)^T / (c^T cov c)``.
+    """
+    cc = np.einsum("...ij,...j->...i", cov, direction)
+    var = np.einsum("...i,...i->...", direction, cc)
+    cond = cov - cc[..., :, None] * cc[..., None, :] / var[..., None, None]
+    vals, vecs = np.linalg.eigh(cond)
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))[..., None, :]
+    z = rng.standard_normal(cov.shape[:-2] + (n_draws, cov.shape[-1]))
+    x = np.einsum("...ij,...nj->...ni", root, z)
+    return event(x).mean(axis=-1)
+
+
+def _pool_births(cov: np.ndarray, dcov: np.ndarray, length: float, n_draws: int, rng) -> np.ndarray:
+    """Expected SMP born in ``max(0, x_1..x_K)`` per window, by Kac-Rice with Gaussian conditioning.
+
+    Two kinds of births, x and x' independent Gaussian vectors (covariances ``cov``, ``dcov``):
+    the maximum crosses 0 through input i (``x_i = 0``, all others < 0), a kink of size ``|x_i'|``::
+
+        L * var(x_i') / sqrt(2 pi var(x_i)) * P(x_j < 0 for j != i | x_i = 0),
+
+    and the argmax switches from i to j above 0 (``d = x_i - x_j = 0``, ``x_i > 0`` and above the
+    others), a kink of size ``|d'|``::
+
+        L * var(d') / sqrt(2 pi var(d)) * P(x_i > 0, x_i > x_m for m != i, j | d = 0).
+
+    For i.i.d. inputs the second kind, summed over pairs, is the K(K-1) I_K law of
+    :func:`smp.models.maxpool` restricted to a positive maximum.
+    """
+    k = cov.shape[-1]
+    total = np.zeros(cov.shape[:-2])
+    eye = np.eye(k)
+    for i in range(k):
+        others = [j for j in range(k) if j != i]
+        prob = _conditional_probability(cov, np.broadcast_to(eye[i], cov.shape[:-1]),
+                                        lambda x, o=others: (x[..., o] < 0).all(axis=-1), n_draws, rng)
+        total += length * dcov[..., i, i] / np.sqrt(2 * np.pi * cov[..., i, i]) * prob
+    for i in range(k):
+        for j in range(i + 1, k):
+            c = eye[i] - eye[j]
+            rest = [m for m in range(k) if m not in (i, j)]
+
+            def above(x, i=i, rest=rest):
+                ok = x[..., i] > 0
+                if rest:
+                    ok &= (x[..., rest] < x[..., i : i + 1]).all(axis=-1)
+                return ok
+
+            var_d = np.einsum("i,...ij,j->...", c, cov, c)
+            var_dd = np.einsum("i,...ij,j->...", c, dcov, c)
+            prob = _conditional_probability(cov, np.broadcast_to(c, cov.shape[:-1]), above, n_draws, rng)
+            total += length * var_dd / np.sqrt(2 * np.pi * np.clip(var_d, 1e-300, None)) * prob
+    return total
+
+
+def conv_stack(
+    input_shape: Sequence[int],
+    channels: Sequence[int],
+    *,
+    kernel_size: int = 3,
+    pool_size: int = 2,
+    weight_gain: float = 1.0,
+    bias_std: float = 0.0,
+    input_std: float = 1.0,
+    input_dstd: float = 1.0,
+    length: float = 2 * np.pi,
+    correlated_windows: bool = True,
+    n_draws: int = 20000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Predicted statistics and total SMP of every layer of a Conv-ReLU-MaxPool stack along a path.
+
+    The stack is :func:`smp.networks.conv_net` without a head: blocks ``Conv2d(kernel_size,
+    padding=kernel_size // 2) -> ReLU -> MaxPool2d(pool_size)``, weights ``N(0, sw**2)`` with
+    ``sw = weight_gain * sqrt(2 / (C_in k k))``, biases ``N(0, bias_std**2)``.  The input path is
+    smooth, its pixels uncorrelated (as on :func:`smp.signals.great_circle` in image space) with
+    second moment ``input_std**2`` and derivative second moment ``input_dstd**2``.
+
+    *Statistics* (mean field, module docstring).  Channels are i.i.d. over the weights, so one
+    channel's second moments over positions, ``Sigma(p, p') = E[x(p) x(p')]`` and ``Sigma'`` for
+    the t-derivatives, describe a layer.  A convolution gives
+
+        Sigma_{l+1}(p, p') = sw**2 C_in sum_taps M_l(p + k, p' + k) + sb**2
+
+    (``M_l`` the second moments of the block input; the zero padding drops taps, so border units
+    have smaller variance).  Pixels of one channel are correlated even with white input: a ReLU or
+    pool output has a positive mean, and ``sum_k w_k E[a]`` is shared by all positions of a channel;
+    this is the window correlation that max pooling sees.  The post-pool moments
+    ``M = E[max(0, x_W(r)) max(0, x_W(r'))]`` (and those of the derivative, the argmax's ``x'``)
+    have no closed form: they are integrated by Monte Carlo over ``n_draws`` draws of the Gaussian
+    field ``N(0, Sigma)`` of one channel (numerical integration of the mean-field law; no network
+    is run).
+
+    *Births*: ReLU zero crossings by Rice per position (:func:`smp.models.relu`); at the pool,
+    zero crossings of the window maximum and argmax switches above 0, by Kac-Rice with the
+    window's full covariance (``_pool_births``; with ``correlated_windows=False`` the window
+    covariance is replaced by its diagonal, the i.i.d. model).
+
+    *Propagation*: every pooled position R of block m is a source of events of total size
+    ``B_m(R)``; a single-entry jump of size 1 has, after the next convolution, the expected
+    squared jump ``sw**2 box(e)(p)`` per output channel (``box`` sums the k x k taps that see
+    the source) and the 1-norm ``C_out sw sqrt(2/pi) sqrt(box(e)(p))`` per position (exact
+    for a single entry; for later layers ``E||J_RF||_2`` is replaced by ``sqrt(E||J_RF||**2)``,
+    which over-estimates by ``O(1 / entries)``).  The ReLU keeps each entry with probability
+    ``P(active) = 1/2``; the pool keeps entry i of a window with probability
+    ``pi_i = P(x_i is the argmax and > 0)``.
+
+    Parameters
+    ----------
+    input_shape : (C, H, W) or (H, W) of one input image (C = channels[0]).
+    channels : (C_0, C_1, ..., C_B), the channels of the input and of each block.
+    kernel_size, pool_size : convolution kernel and pooling window sides.
+    weight_gain, bias_std : as :func:`smp.networks.conv_net`.
+    input_std, input_dstd : root mean square of an input pixel and of its t-derivative.
+    length : path length L (units of t).
+    correlated_windows : use the predicted window correlations (True) or i.i.d. windows (False).
+    n_draws : Monte Carlo draws for the pooling integrals (their relative error ~ n_draws**-0.5).
+    seed : seed of those draws.
+
+    Returns
+    -------
+    pandas.DataFrame, one row per layer (conv, relu, pool per block) with ``layer``, ``block``,
+    ``kind``, ``units``, ``rms``, ``drms``, ``p_active`` (P(output > 0)), ``births``, ``smp``
+    (expected total SMP over the layer's units), ``window_rho`` and ``window_drho`` (mean pairwise
+    correlation of the pre-activations in a pooling window, of values and of derivatives).
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) == 3:
+        if shape[0] != channels[0]:
+            raise ValueError(f"input_shape has {shape[0]} channels but channels[0] is {channels[0]}")
+        shape = shape[1:]
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"input_shape must be (C, H, W) or (H, W) with positive sides, got {input_shape!r}")
+    chans = [_positive_int("channels", c) for c in channels]
+    if len(chans) < 2:
+        raise ValueError(f"channels must list the input channels and at least one block, got {channels!r}")
+    k = _positive_int("kernel_size", kernel_size)
+    p = _positive_int("pool_size", pool_size)
+    gain = float(as_array("weight_gain", weight_gain, positive=True))
+    sb = float(as_array("bias_std", bias_std, nonnegative=True))
+    m2 = float(as_array("input_std", input_std, positive=True)) ** 2
+    dm2 = float(as_array("input_dstd", input_dstd, nonnegative=True)) ** 2
+    L = float(as_array("length", length, positive=True))
+    n_draws = _positive_int("n_draws", n_draws)
+    rng = np.random.default_rng(seed)
+
+    n_pos = shape[0] * shape[1]
+    moments, dmoments = m2 * np.eye(n_pos), dm2 * np.eye(n_pos)
+    sources = np.zeros((0,) + shape)  # unit-size event maps (squared jump per position, channel-summed)
+    weights = np.zeros(0)  # total size of the events of each source
+    rows = []
+    for block, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:]), start=1):
+        sw = gain * np.sqrt(2.0 / (c_in * k * k))
+        sigma = sw**2 * c_in * _conv_second_moments(moments, shape, k) + sb**2
+        dsigma = sw**2 * c_in * _conv_second_moments(dmoments, shape, k)
+        q, dq = np.diag(sigma), np.diag(dsigma)
+        units = c_out * n_pos
+
+        # convolution: events of earlier blocks spread over the outputs that see them
+        box = _box_sum(sources, k).reshape(len(sources), n_pos)
+        l1_conv = c_out * sw * SQRT_2_OVER_PI * np.sqrt(box)  # per source and position
+        smp_conv = float(weights @ l1_conv.sum(axis=1))
+        rows.append(dict(layer=3 * block - 2, block=block, kind="conv2d", units=units,
+                         rms=np.sqrt(q.mean()), drms=np.sqrt(dq.mean()), p_active=np.nan, births=0.0,
+                         smp=smp_conv))
+
+        # ReLU: symmetric zero-mean pre-activations, P(active) = 1/2 at every position
+        births_relu = float(c_out * np.sum(relu(np.sqrt(q), np.sqrt(dq), 0.0, L)))
+        rows.append(dict(layer=3 * block - 1, block=block, kind="relu", units=units,
+                         rms=np.sqrt(q.mean() / 2), drms=np.sqrt(dq.mean() / 2), p_active=0.5,
+                         births=births_relu, smp=births_relu + 0.5 * smp_conv))
+
+        # max pooling of the ReLU outputs = max(0, window of pre-activations)
+        win = _windows(shape, p)
+        cov = sigma[win[:, :, None], win[:, None, :]]
+        dcov = dsigma[win[:, :, None], win[:, None, :]]
+        off = ~np.eye(p * p, dtype=bool)
+        norm = np.sqrt(np.einsum("wii,wjj->wij", cov, cov))
+        dnorm = np.sqrt(np.einsum("wii,wjj->wij", dcov, dcov))
+        rho = float((cov / norm)[:, off].mean()) if p > 1 else np.nan
+        drho = float((dcov / np.where(dnorm > 0, dnorm, 1.0))[:, off].mean()) if p > 1 else np.nan
+        if not correlated_windows:
+            cov = cov * np.eye(p * p)
+            dcov = dcov * np.eye(p * p)
+            sigma_used = np.diag(q)
+            dsigma_used = np.diag(dq)
+        else:
+            sigma_used, dsigma_used = sigma, dsigma
+        x = _gaussian_draws(sigma_used, n_draws, rng)[:, win]  # (draws, windows, K)
+        dx = _gaussian_draws(dsigma_used, n_draws, rng)[:, win]
+        arg = x.argmax(axis=-1)
+        top = np.take_along_axis(x, arg[..., None], -1)[..., 0]
+        dtop = np.take_along_axis(dx, arg[..., None], -1)[..., 0]
+        positive = top > 0
+        a, da = np.where(positive, top, 0.0), np.where(positive, dtop, 0.0)
+        pi = (np.eye(p * p, dtype=bool)[arg] & positive[..., None]).mean(axis=0)  # (windows, K)
+        births_pool_map = c_out * _pool_births(cov, dcov, L, max(n_draws // 5, 1000), rng)
+        births_pool = float(births_pool_map.sum())
+
+        # events through ReLU (x 1/2 per entry, then selection by pi: pi already includes x_i > 0)
+        pooled_shape = (shape[0] // p, shape[1] // p)
+        l1_pool = (l1_conv[:, win] * pi[None]).sum(axis=-1)  # ReLU + pool of each source, per window
+        smp_pool = births_pool + float(weights @ l1_pool.sum(axis=1))
+        rows.append(dict(layer=3 * block, block=block, kind="maxpool2d", units=c_out * win.shape[0],
+                         rms=np.sqrt(np.mean(a**2)), drms=np.sqrt(np.mean(da**2)),
+                         p_active=float(positive.mean()), births=births_pool, smp=smp_pool,
+                         window_rho=rho, window_drho=drho))
+        rows[-3].update(window_rho=rho, window_drho=drho)
+        rows[-2].update(window_rho=rho, window_drho=drho)
+
+        # the pooled events' squared jumps (per channel-summed unit size), then the new sources
+        energy = c_out * sw**2 * box  # after the convolution, per position (channel-summed)
+        pooled = (energy[:, win] * pi[None]).sum(axis=-1).reshape((len(sources),) + pooled_shape)
+        new = np.zeros((win.shape[0],) + pooled_shape)
+        new.reshape(win.shape[0], -1)[np.arange(win.shape[0]), np.arange(win.shape[0])] = 1.0
+        sources = np.concatenate([pooled, new])
+        weights = np.concatenate([weights, births_pool_map])
+
+        # second moments of the block output for the next block
+        moments = a.T @ a / n_draws
+        dmoments = da.T @ da / n_draws
+        shape, n_pos = pooled_shape, win.shape[0]
+    return pd.DataFrame(rows)
