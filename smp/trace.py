@@ -246,6 +246,8 @@ def _identity_op(m: nn.Module, index: int) -> Callable:
 
 def _relu_op(negative_slope: float) -> Callable:
     inf = torch.tensor(math.inf, dtype=torch.float64)
+    one = torch.tensor(1.0, dtype=torch.float64)
+    leak = torch.tensor(negative_slope, dtype=torch.float64)  # float64: a Python float in where() is float32
 
     def op(X: torch.Tensor, tau: float):
         v, s = X[0], X[1]
@@ -256,7 +258,7 @@ def _relu_op(negative_slope: float) -> Callable:
         if negative_slope == 0.0:
             Y = X * active
         else:
-            Y = X * torch.where(active, 1.0, negative_slope).to(X.dtype)
+            Y = X * torch.where(active, one, leak)
         return Y, nxt
 
     return op

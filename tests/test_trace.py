@@ -1,0 +1,396 @@
+"""Tests of smp.trace, the exact kink tracer.
+
+The tracer's breakpoints are checked against an independent brute force: the real torch modules
+are run on a dense grid of the segment, every sign change of a ReLU input and every change of a
+max-pool argmax brackets an event, and bisection on the network itself refines it to ~1e-15.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import smp
+from smp import trace as T
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The brute force runs many small batches: torch threads only add contention on 2 shared cores."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+# ------------------------------------------------------------------------------------------
+# tiny seeded networks
+
+
+def _init(model: nn.Sequential, seed: int, bias_std: float = 0.1) -> nn.Sequential:
+    """He-style weights, small random biases, random eval-mode BatchNorm statistics; float64."""
+    g = torch.Generator().manual_seed(seed)
+    model = model.to(F64)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                fan_in = m.weight[0].numel()
+                m.weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=g)
+                if m.bias is not None:
+                    m.bias.normal_(0.0, bias_std, generator=g)
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                n = m.num_features
+                m.running_mean.copy_(0.3 * torch.randn(n, generator=g, dtype=F64))
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g, dtype=F64))
+                m.weight.copy_(1.0 + 0.2 * torch.randn(n, generator=g, dtype=F64))
+                m.bias.copy_(0.1 * torch.randn(n, generator=g, dtype=F64))
+    return model.eval()
+
+
+def dense_relu():
+    return _init(nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)), 1), (5,)
+
+
+def dense_leaky_batchnorm():
+    net = nn.Sequential(
+        nn.Linear(5, 12), nn.BatchNorm1d(12), nn.LeakyReLU(0.1), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 2)
+    )
+    return _init(net, 2), (5,)
+
+
+def conv_stride_padding():
+    net = nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2),
+        nn.ReLU(),
+        nn.Conv2d(4, 3, 2, stride=(2, 1), padding=1, padding_mode="reflect"),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 3 * 6, 2),
+    )
+    return _init(net, 3), (2, 9, 9)
+
+
+def conv_maxpool():
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(3, stride=2, padding=1),
+        nn.Flatten(),
+        nn.Linear(6 * 3 * 3, 3),
+    )
+    return _init(net, 4), (1, 10, 10)
+
+
+def maxpool_overlapping_ceil():
+    # max pooling straight after a convolution (no ties at 0), overlapping windows, ceil_mode
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.MaxPool2d(3, stride=2, ceil_mode=True), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2)
+    )
+    return _init(net, 5), (1, 10, 10)  # 8x8 feature maps: ceil_mode adds a partial window
+
+
+def conv_avgpool_batchnorm():
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(4, 4, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2, stride=1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+    return _init(net, 6), (1, 8, 8)
+
+
+NETWORKS = {
+    "dense": dense_relu,
+    "dense-leaky-batchnorm": dense_leaky_batchnorm,
+    "conv-stride-padding": conv_stride_padding,
+    "conv-maxpool": conv_maxpool,
+    "maxpool-overlap-ceil": maxpool_overlapping_ceil,
+    "conv-avgpool-batchnorm": conv_avgpool_batchnorm,
+}
+
+
+def line(shape, seed, length=2.0):
+    """A random segment passing near the origin, where most units switch (x0 = offset - d/2)."""
+    rng = np.random.default_rng(seed)
+    d = length * rng.standard_normal(shape)
+    return 0.3 * rng.standard_normal(shape) - d / 2, d
+
+
+# ------------------------------------------------------------------------------------------
+# brute force: dense grid + bisection on the real modules
+
+
+def _captured_inputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Inputs of every ReLU / LeakyReLU / MaxPool2d of ``model`` for the batch ``x``."""
+    store: list[torch.Tensor] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: store.append(inp[0].detach().clone()))
+        for m in model.modules()
+        if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d))
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return store
+
+
+def _points(x0, d, t):
+    t = torch.as_tensor(np.asarray(t, dtype=np.float64))
+    return torch.as_tensor(x0)[None] + t.reshape((-1,) + (1,) * x0.ndim) * torch.as_tensor(d)[None]
+
+
+def _bisect(model, x0, d, layer: int, lo, hi, value_fn, iterations: int = 64):
+    """Bisection of ``value_fn(layer input batch, k)`` (one scalar per bracket k) on [lo, hi]."""
+    lo, hi = lo.copy(), hi.copy()
+    f_lo = value_fn(_captured_inputs(model, _points(x0, d, lo))[layer])
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        f_mid = value_fn(_captured_inputs(model, _points(x0, d, mid))[layer])
+        same = np.sign(f_mid) == np.sign(f_lo)
+        lo = np.where(same, mid, lo)
+        f_lo = np.where(same, f_mid, f_lo)
+        hi = np.where(same, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def brute_force_breakpoints(model, x0, d, n_grid: int) -> np.ndarray:
+    """All t in (0, 1) where a ReLU input crosses 0 or a max-pool argmax changes, by brute force."""
+    t = np.linspace(0.0, 1.0, n_grid)
+    layers = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d))]
+    inputs = _captured_inputs(model, _points(x0, d, t))
+    roots = []
+    for j, (m, h) in enumerate(zip(layers, inputs)):
+        n = h.shape[0]
+        if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
+            z = h.reshape(n, -1).numpy()
+            i, unit = np.nonzero(z[:-1] * z[1:] < 0)  # strict sign change between neighbours
+            if len(i):
+                roots.append(_bisect(model, x0, d, j, t[i], t[i + 1], lambda H, u=unit: H.reshape(len(u), -1).numpy()[np.arange(len(u)), u]))
+        else:
+            _, idx = F.max_pool2d(h, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, return_indices=True)
+            C = h.shape[1]
+            hv = h.reshape(n, C, -1).numpy()
+            idx = idx.reshape(n, C, -1).numpy()
+            i, c, o = np.nonzero(idx[:-1] != idx[1:])
+            a, b = idx[i, c, o], idx[i + 1, c, o]
+            g0 = hv[i, c, a] - hv[i, c, b]
+            g1 = hv[i + 1, c, a] - hv[i + 1, c, b]
+            # a strict overtaking; a change of argmax between exact ties (zeros of dead ReLUs)
+            # happens where a ReLU input crosses 0, found above
+            keep = (g0 > 0) & (g1 < 0)
+            i, c, a, b = i[keep], c[keep], a[keep], b[keep]
+            if len(i):
+
+                def diff(H, c=c, a=a, b=b):
+                    Hv = H.reshape(len(c), H.shape[1], -1).numpy()
+                    k = np.arange(len(c))
+                    return Hv[k, c, a] - Hv[k, c, b]
+
+                roots.append(_bisect(model, x0, d, j, t[i], t[i + 1], diff))
+    if not roots:
+        return np.empty(0)
+    r = np.sort(np.concatenate(roots))
+    # the same event seen by several units (a ReLU switch that also moves a pooling argmax,
+    # units tied by symmetry): one breakpoint
+    return r[np.concatenate([[True], np.diff(r) > 1e-10])]
+
+
+# ------------------------------------------------------------------------------------------
+# breakpoints
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_breakpoints_match_brute_force(name):
+    net, shape = NETWORKS[name]()
+    x0, d = line(shape, seed=len(name))
+    tr = T.trace_line(net, x0, d)
+    # grid step 5e-5: every unit crosses at most once per grid interval on these tiny nets (a
+    # double crossing would show as a traced t without a brute-force partner and fail the test)
+    brute = brute_force_breakpoints(net, x0, d, n_grid=20_001)
+    assert len(tr.t) >= 10, "the test line must cross several regions"
+    # every traced breakpoint has a brute-force partner within 1e-9 in t, and vice versa
+    gap_trace = np.abs(tr.t[:, None] - brute[None, :]).min(axis=1)
+    gap_brute = np.abs(brute[:, None] - tr.t[None, :]).min(axis=1)
+    assert gap_trace.max() < 1e-9, (name, gap_trace.max())
+    assert gap_brute.max() < 1e-9, (name, gap_brute.max())
+    assert len(tr.t) == len(brute)
+    assert np.all(np.diff(tr.t) > 0) and tr.t[0] > 0 and tr.t[-1] < 1
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_traced_output_is_the_network(name):
+    """Interpolating the knots reproduces the network; region slopes equal torch's jvp."""
+    net, shape = NETWORKS[name]()
+    x0, d = line(shape, seed=len(name) + 100)
+    tr = T.trace_line(net, x0, d)
+    t = np.random.default_rng(0).uniform(0, 1, 2000)
+    with torch.no_grad():
+        y = net(_points(x0, d, t)).reshape(len(t), -1).numpy()
+    scale = np.abs(y).max()
+    # rounding only: the network itself evaluates in float64 (~1e-16 relative per operation)
+    assert np.abs(T.evaluate(tr, t) - y).max() < 1e-12 * scale
+    # slopes: forward-mode derivative at the middle of every region, through torch's own modules
+    mids = 0.5 * (tr.knots[:-1] + tr.knots[1:])
+    dd = torch.as_tensor(d)
+
+    def f(x):
+        return net(x[None])[0].reshape(-1)
+
+    jvp = np.stack([torch.func.jvp(f, (x,), (dd,))[1].detach().numpy() for x in _points(x0, d, mids)])
+    assert np.abs(jvp - tr.slopes).max() < 1e-10 * np.abs(tr.slopes).max()
+    # slope jumps and exact SMP are consistent with the slopes
+    np.testing.assert_allclose(tr.jumps.sum(axis=0), tr.slopes[-1] - tr.slopes[0], atol=1e-10 * np.abs(tr.slopes).max())
+    np.testing.assert_allclose(tr.smp, np.abs(tr.jumps).sum(axis=0))
+    assert tr.n_regions == len(tr.t) + 1
+    assert np.all(tr.n_pieces <= tr.n_regions) and np.all(tr.n_pieces >= 1)
+
+
+def test_ties_are_merged():
+    """Two identical hidden units cross 0 at the same t: one breakpoint, jumps added."""
+    lin = nn.Linear(3, 2).to(F64)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, -0.5, 0.2], [1.0, -0.5, 0.2]]))
+        lin.bias.copy_(torch.tensor([-0.3, -0.3]))
+    head = nn.Linear(2, 1, bias=False).to(F64)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[2.0, -0.5]]))
+    net = nn.Sequential(lin, nn.ReLU(), head)
+    x0, d = np.zeros(3), np.array([1.0, 0.0, 0.0])
+    tr = T.trace_line(net, x0, d)
+    np.testing.assert_allclose(tr.t, [0.3], atol=1e-15)
+    np.testing.assert_allclose(tr.jumps, [[1.5]], rtol=1e-14)  # (2 - 0.5) * slope 1
+    # identical channels into a max pool: exact ties forever, no spurious switch
+    conv = nn.Conv2d(1, 1, 1).to(F64)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.zero_()
+    pool_net = nn.Sequential(conv, nn.MaxPool2d(2), nn.Flatten())
+    x0 = np.array([[[0.0, 0.0], [1.0, 1.0]]])
+    d = np.array([[[2.0, 2.0], [0.0, 0.0]]])
+    tr = T.trace_line(pool_net, x0, d)
+    # two pairs of tied elements; the top pair overtakes the bottom pair at t = 1/2
+    np.testing.assert_allclose(tr.t, [0.5], atol=1e-15)
+    np.testing.assert_allclose(tr.jumps, [[2.0]], rtol=1e-14)
+
+
+def test_float32_model_is_left_alone():
+    net, shape = dense_relu()
+    net32 = net.to(torch.float32)
+    x0, d = line(shape, 7)
+    tr = T.trace_line(net32, x0, d)
+    assert next(net32.parameters()).dtype == torch.float32
+    assert len(tr.t) > 0 and tr.values.dtype == np.float64
+
+
+# ------------------------------------------------------------------------------------------
+# sampled SMP converges to the traced SMP
+
+
+@pytest.mark.parametrize("name", ["dense", "conv-maxpool", "conv-avgpool-batchnorm"])
+def test_sampled_smp_converges(name):
+    net, shape = NETWORKS[name]()
+    x0, d = line(shape, seed=len(name) + 200, length=3.0)
+    exact = T.trace_line(net, x0, d).smp
+    errors = {}
+    for n in (10_000, 100_000):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", smp.DenseKinksWarning)  # the grids must resolve the kinks
+            errors[n] = np.abs(T.sampled_smp(net, x0, d, n) / exact - 1).max()
+    # The sampled estimator loses only where two kinks fall within ~2 samples of each other (their
+    # jumps add before the absolute value): with K ~ 100 kinks the fraction of such pairs is about
+    # 4K/N, 4 % at N = 1e4 and 0.4 % at 1e5, and only opposite jumps lose anything.
+    assert errors[10_000] < 0.05, errors
+    assert errors[100_000] < 0.01, errors
+    assert errors[100_000] <= errors[10_000] + 1e-9
+
+
+# ------------------------------------------------------------------------------------------
+# Hanin & Rolnick: regions along a line proportional to the number of neurons
+
+
+def test_region_counts_scale_with_neurons():
+    # widths >= 16: narrower deep nets lose units to dead ReLUs (measured 0.85 of the mean-field
+    # count at width 8, depth 8), a finite-width effect outside the mean-field prediction
+    df = T.region_counts([16, 48], [1, 3], n_nets=40, seed=0)
+    z = (df["regions"] - df["predicted"]) / df["sem"]
+    # the mean-field constant angle/pi per neuron, each configuration within 3.5 s.e. (4 tests,
+    # a false alarm probability below 0.2 %)
+    assert np.all(np.abs(z) < 3.5), df
+    # proportionality itself: breakpoints per neuron are the same for 16 and 144 neurons
+    per_neuron = (df["regions"] - 1) / df["neurons"]
+    sem = df["sem"] / df["neurons"]
+    lo, hi = per_neuron.idxmin(), per_neuron.idxmax()
+    assert per_neuron[hi] - per_neuron[lo] < 3.5 * math.hypot(sem[hi], sem[lo]), df
+    # and the counts grow: 9x more neurons, well over 5x more regions
+    assert df["regions"].max() > 5 * df["regions"].min()
+
+
+def test_expected_regions_first_layer_exact():
+    """A single hidden layer: the count is binomial(n, angle/pi) exactly, not only in mean field."""
+    angle = math.pi / 3
+    counts = [
+        T.trace_line(smp.networks.dense_net(6, 32, 1, seed=s), *T.quarter_arc_line(6, s, angle)).n_regions
+        for s in range(60)
+    ]
+    p = angle / math.pi
+    sem = math.sqrt(32 * p * (1 - p) / 60)
+    assert abs(np.mean(counts) - T.expected_regions(32, angle)) < 3.5 * sem
+    x0, d = T.quarter_arc_line(6, 0, angle)
+    assert T.line_angle(x0, d) == pytest.approx(angle, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_unsupported_layer_raises_type_error_naming_it():
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).to(F64)
+    with pytest.raises(TypeError, match="Tanh"):
+        T.trace_line(net, np.zeros(3), np.ones(3))
+    with pytest.raises(TypeError, match="Softplus"):
+        T.trace_line(nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.Softplus())), np.zeros(3), np.ones(3))
+    with pytest.raises(TypeError, match="model"):
+        T.trace_line("not a model", np.zeros(3), np.ones(3))
+
+
+def test_bad_arguments():
+    net, _ = dense_relu()
+    with pytest.raises(ValueError, match="direction"):
+        T.trace_line(net, np.zeros(5), np.ones(4))
+    with pytest.raises(ValueError, match="NaN"):
+        T.trace_line(net, np.full(5, np.nan), np.ones(5))
+    with pytest.raises(ValueError, match="merge_tol"):
+        T.trace_line(net, np.zeros(5), np.ones(5), merge_tol=0.0)
+    bn = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU()).to(F64).train()
+    with pytest.raises(ValueError, match="training mode"):
+        T.trace_line(bn, np.zeros(5), np.ones(5))
+    with pytest.raises(RuntimeError, match="max_events"):
+        T.trace_line(net, *line((5,), 0, length=10.0), max_events=1)
+
+
+def test_threads_restored():
+    net, shape = dense_relu()
+    before = torch.get_num_threads()
+    T.trace_line(net, *line(shape, 1))
+    assert torch.get_num_threads() == before
