@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
 from .feature import smp as _smp
 
@@ -222,105 +222,307 @@ def stack_measurement(
     table["dense_warning"] = values["dense_warning"].mean(axis=0)
     return pd.DataFrame(table)
 
-def stack_measurement(
-    networks: Sequence[nn.Module],
-    path: Any,
-    dt: float,
+
+# ---------------------------------------------------------------------------------------------------
+# Convolutional layer (chapter 3): inputs with known kinks, fan-in / weight-std sweep, shared kinks.
+# ---------------------------------------------------------------------------------------------------
+
+
+class KinkedFeatureMap(NamedTuple):
+    """Feature maps whose units are piecewise-linear signals with known kinks.
+
+    ``t`` (N,) sample times on [0, 1], ``h`` the step, ``x`` (N, C, H, W) the maps along the path,
+    ``kink_times`` and ``slope_jumps`` (C, H, W, n_kinks) every unit's kinks (sorted in time).
+    """
+
+    t: np.ndarray
+    h: float
+    x: np.ndarray
+    kink_times: np.ndarray
+    slope_jumps: np.ndarray
+
+
+#: samples per time slot of :func:`kinked_feature_map`; a kink sits at least ``_SLOT_MARGIN`` samples
+#: inside its slot, so kinks of different slots are >= 3 samples apart: their second-difference
+#: samples never overlap and the medians of the SMP detector stay at the rounding level.
+_SLOT_SAMPLES = 8
+_SLOT_MARGIN = 1.5
+
+
+def kinked_feature_map(
+    n_samples: int,
+    channels: int,
+    size: int,
+    kernel_size: int,
+    n_kinks: int,
     *,
-    max_units: int | None = None,
+    jump_std: float = 1.0,
+    shared_channels: bool = False,
+    layout: str = "slots",
     seed: int = 0,
-    batch_size: int = 8192,
+) -> KinkedFeatureMap:
+    """Input maps for a ``kernel_size`` convolution, every unit ``a + b t + sum_k Ds_k max(t - t_k, 0)``.
+
+    ``layout="slots"`` guarantees distinct, resolvable kink times inside every receptive field: units
+    are split into classes ``(c, i mod k, j mod k)`` (a k x k window holds each class once), the time
+    axis into slots of 8 samples, every class owns its own random set of slots and every unit puts its
+    ``n_kinks`` kinks in ``n_kinks`` of its class's slots (off-grid, uniform inside the slot, 1.5
+    samples from its edges).  Any two kinks seen by one output unit are then >= 3 samples apart.
+    ``shared_channels=True`` makes the classes ``(i mod k, j mod k)``: all channels of a pixel kink at
+    the same times, with independent jumps (one jump *vector* per event, as after a 1x1 mixing of one
+    kinked unit).  ``layout="uniform"`` draws every unit's kink times independently and uniformly
+    (kinks of different units may fall closer than the grid resolves).
+
+    Slope jumps ``Ds ~ N(0, jump_std**2)`` (units of x per unit t), ``a, b ~ N(0, 1)``; the expected
+    input SMP is ``n_kinks * jump_std * sqrt(2/pi)``.
+    """
+    n_samples, channels, size, kernel_size, n_kinks = (
+        _positive_int(name, value)
+        for name, value in (
+            ("n_samples", n_samples), ("channels", channels), ("size", size),
+            ("kernel_size", kernel_size), ("n_kinks", n_kinks),
+        )
+    )
+    if layout not in ("slots", "uniform"):
+        raise ValueError(f"layout must be 'slots' or 'uniform', got {layout!r}")
+    if not jump_std > 0:
+        raise ValueError(f"jump_std must be > 0, got {jump_std!r}")
+    h = 1.0 / (n_samples - 1)
+    t = np.arange(n_samples) * h
+    rng = np.random.default_rng(seed)
+    shape = (channels, size, size)
+    if layout == "uniform":
+        # 2 samples from either end: a kink in the first or last interval is not seen by D
+        times = np.sort(rng.uniform(2 * h, 1 - 2 * h, shape + (n_kinks,)), axis=-1)
+    else:
+        k = kernel_size
+        ii, jj = np.meshgrid(np.arange(size) % k, np.arange(size) % k, indexing="ij")
+        pixel_class = ii * k + jj  # (size, size)
+        n_classes = k * k if shared_channels else channels * k * k
+        n_slots = (n_samples - 5) // _SLOT_SAMPLES
+        per_class = n_slots // n_classes
+        if per_class < n_kinks:
+            need = n_classes * n_kinks * _SLOT_SAMPLES + 5
+            raise ValueError(f"n_samples={n_samples} too small for distinct kink slots; need >= {need}")
+        class_slots = rng.permutation(n_slots)[: n_classes * per_class].reshape(n_classes, per_class)
+        if shared_channels:
+            unit_class = np.broadcast_to(pixel_class, (1, size, size))
+        else:
+            unit_class = np.arange(channels)[:, None, None] * k * k + pixel_class
+        # n_kinks distinct slots of the unit's class, chosen at random
+        pick = np.argsort(rng.random(unit_class.shape + (per_class,)), axis=-1)[..., :n_kinks]
+        slots = np.take_along_axis(class_slots[unit_class], pick, axis=-1)
+        offset = rng.uniform(_SLOT_MARGIN, _SLOT_SAMPLES - _SLOT_MARGIN, slots.shape)
+        times = np.sort((2 + slots * _SLOT_SAMPLES + offset) * h, axis=-1)
+        times = np.broadcast_to(times, shape + (n_kinks,)).copy()
+    jumps = rng.normal(0.0, jump_std, shape + (n_kinks,))
+    a, b = rng.standard_normal((2,) + shape)
+    x = a + b * t.reshape(-1, 1, 1, 1)
+    for kk in range(n_kinks):  # few kinks; each step vectorised over the path and the map
+        x += jumps[..., kk] * np.maximum(t.reshape(-1, 1, 1, 1) - times[..., kk], 0.0)
+    return KinkedFeatureMap(t, h, x, times, jumps)
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return int(value)
+
+
+def random_conv2d(in_channels: int, out_channels: int, kernel_size: int, weight_std: float, *, bias_std: float = 1.0,
+                  seed: int = 0) -> nn.Conv2d:
+    """A float64 ``nn.Conv2d`` (no padding, stride 1) with i.i.d. ``N(0, weight_std**2)`` weights and
+    ``N(0, bias_std**2)`` biases from a seeded ``torch.Generator`` (the bias shifts y, not its kinks)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        conv.weight.normal_(0.0, float(weight_std), generator=gen)
+        conv.bias.normal_(0.0, float(bias_std), generator=gen)
+    return conv.eval()
+
+
+def _repeat_until(one_repeat, min_repeats: int, max_repeats: int, target_rel_sem: float, progress: bool, desc: str):
+    """Run ``one_repeat(r)`` -> (measured, model, ...) until the paired s.e. is below the target."""
+    rows = []
+    bar = tqdm(total=max_repeats, disable=not progress, desc=desc, leave=False)
+    for r in range(max_repeats):
+        rows.append(one_repeat(r))
+        bar.update()
+        if r + 1 >= min_repeats:
+            arr = np.asarray(rows)
+            diff_sem = (arr[:, 0] - arr[:, 1]).std(ddof=1) / np.sqrt(len(arr))
+            if diff_sem < target_rel_sem * abs(arr[:, 0].mean()):
+                break
+    bar.close()
+    return np.asarray(rows)
+
+
+#: the chapter's fan-in sweep: (C_in, kernel size) giving fan-in C_in k^2 = 1, 4, 9, 16, 36, 64 at sw = 1,
+#: then the weight-std sweep at fan-in 16.
+CONV_SWEEP_POINTS = (
+    (1, 1, 1.0), (1, 2, 1.0), (1, 3, 1.0), (4, 2, 1.0), (4, 3, 1.0), (4, 4, 1.0),
+    (4, 2, 0.1), (4, 2, 0.3), (4, 2, 3.0),
+)
+
+
+def conv_sweep(
+    points: Sequence[tuple[int, int, float]] = CONV_SWEEP_POINTS,
+    *,
+    n_kinks: int = 2,
+    size: int = 8,
+    out_channels: int = 64,
+    min_samples: int = 256,
+    min_repeats: int = 10,
+    max_repeats: int = 200,
+    target_rel_sem: float = 0.015,
+    seed: int = 0,
     progress: bool = False,
-    **detector_options,
 ):
-    """Per-layer total SMP and statistics of real networks along one path, averaged over networks.
+    """Expected SMP of a real ``nn.Conv2d`` output unit: model :func:`smp.models.conv` vs measurement.
 
-    Every child of each ``nn.Sequential`` in ``networks`` (e.g. ``Linear, ReLU, Linear, ...`` or
-    ``Conv2d, ReLU, MaxPool2d, ...``) is run along ``path`` (the batch axis is t); its output units
-    become signals along t.  For every layer and network this measures
-
-    - ``smp``: the layer's total SMP, the sum over all its units of ``smp.smp(y, dt)`` (units of the
-      activation per unit t).  With ``max_units`` only a seeded random subset of that many units is
-      measured and the sum is estimated as ``units * mean(subset)`` (unbiased; it saves time on wide
-      layers, at the cost of a larger standard error);
-    - ``rms``: root mean square of the activation over units and t (the ensemble second moment that
-      the mean-field recursion predicts; not centred, because a ReLU output has a positive mean);
-    - ``drms``: root mean square of the slope ``(y[n+1] - y[n]) / dt`` over units and t;
-    - ``p_positive``: the fraction of (unit, t) with a positive activation (P(active) after a ReLU);
-    - ``dense_warning``: whether :class:`smp.DenseKinksWarning` was raised for the layer (kinks too
-      dense for the grid: increase the number of samples).
-
-    Parameters
-    ----------
-    networks : two or more networks of the same architecture (e.g. different seeds); the
-        standard errors are across them (``std(ddof=1) / sqrt(n)``).
-    path : (N, ...) samples of the input path, N the batch axis.
-    dt : the path's grid step in t.
-    max_units : measure SMP on at most this many units per layer (None: all).
-    seed : seed of the unit subsets.
-    batch_size : samples per forward pass (memory only).
-    progress : tqdm progress bar over networks and layers.
-    detector_options : passed to :func:`smp.smp` (``kappa``, ``window``, ``floor_eps``).
+    For each point ``(C_in, k, sw)``: inputs from :func:`kinked_feature_map` (``C_in`` channels,
+    ``size x size`` pixels, ``n_kinks`` kinks per unit at distinct resolvable times inside every
+    receptive field, jumps ``N(0, 1)``), a :func:`random_conv2d` with ``out_channels`` channels and
+    weights ``N(0, sw**2)``; the path has ``max(min_samples, 16 * fan_in * n_kinks + 5)`` samples
+    (one output kink per 16 samples at most).  Each repeat draws new inputs and weights (seeded by
+    ``(seed, point, repeat)``) and gives the mean measured SMP over all output units (``smp.smp``
+    along the path) and the model ``fan_in * sw * sqrt(2/pi) * smp_in`` with ``smp_in`` the mean
+    measured SMP of that repeat's input units.  Repeats continue (at least ``min_repeats``) until the
+    standard error of (measured - model) is below ``target_rel_sem`` of the measurement.
 
     Returns
     -------
-    pandas.DataFrame, one row per layer: ``layer`` (1-based), ``kind`` (the module's class name in
-    lower case), ``units``, and ``smp, smp_sem, rms, rms_sem, drms, drms_sem, p_positive,
-    p_positive_sem`` (mean and standard error over networks), ``dense_warning`` (fraction of
-    networks that raised the warning).
+    pandas.DataFrame, one row per point: ``c_in, kernel_size, fan_in, weight_std, n_samples, repeats,
+    smp_in, model, measured, sem`` (s.e. of measured - model, paired over repeats), ``sem_measured``
+    (s.e. of the measured mean alone), ``rel_error`` ((model - measured) / measured), ``z``
+    ((model - measured) / sem), ``estimator_error`` (largest relative difference, over all output
+    units and repeats, between ``smp.smp`` and the exact SMP of the identity ``sum_i |w_i| SMP(x_i)``
+    computed from the known jumps) and ``dense_warning`` (fraction of repeats in which
+    :class:`smp.DenseKinksWarning` was raised, for any unit).
     """
     import warnings
 
     import pandas as pd
 
     from .feature import DenseKinksWarning
+    from .models import conv as conv_model
 
-    networks = list(networks)
-    if len(networks) < 2:
-        raise ValueError(f"networks must hold at least 2 networks for a standard error, got {len(networks)}")
-    if not all(isinstance(net, nn.Sequential) for net in networks):
-        raise TypeError("networks must be nn.Sequential modules (each child is one measured layer)")
-    n_layers = len(networks[0])
-    if any(len(net) != n_layers for net in networks):
-        raise ValueError("all networks must have the same number of children (layers)")
-    if max_units is not None and (not isinstance(max_units, numbers.Integral) or max_units < 1):
-        raise ValueError(f"max_units must be a positive integer or None, got {max_units!r}")
-    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not (isinstance(dt, numbers.Real) and dt > 0):
-        raise ValueError(f"dt must be a positive number (the grid step), got {dt!r}")
-    path = _as_path(path)
-    keys = ("smp", "rms", "drms", "p_positive", "dense_warning")
-    values = {key: np.zeros((len(networks), n_layers)) for key in keys}
-    units = np.zeros(n_layers, dtype=int)
-    kinds = [type(child).__name__.lower() for child in networks[0]]
-    rng = np.random.default_rng(seed)
-    bar = tqdm(total=len(networks) * n_layers, disable=not progress, desc="layers", leave=False)
-    for i, net in enumerate(networks):
-        h = path
-        for j, child in enumerate(net):
-            with torch.no_grad():
-                # one child at a time over the whole path: only two layers are ever held in memory
-                h = torch.cat([child(h[s : s + batch_size]) for s in range(0, h.shape[0], batch_size)])
-            y = h.reshape(h.shape[0], -1).numpy()
-            units[j] = y.shape[1]
-            values["rms"][i, j] = np.sqrt(np.mean(y**2))
-            values["drms"][i, j] = np.sqrt(np.mean((np.diff(y, axis=0) / dt) ** 2))
-            values["p_positive"][i, j] = np.mean(y > 0)
-            chosen = y
-            if max_units is not None and y.shape[1] > max_units:
-                chosen = y[:, np.sort(rng.choice(y.shape[1], size=max_units, replace=False))]
+    table = []
+    for index, (c_in, k, sw) in enumerate(points):
+        fan_in = c_in * k * k
+        n_samples = max(int(min_samples), 2 * _SLOT_SAMPLES * fan_in * n_kinks + 5)
+
+        def one_repeat(r: int, c_in=c_in, k=k, sw=sw, n_samples=n_samples, index=index):
+            seeds = np.random.SeedSequence([seed, index, r]).generate_state(2)
+            maps = kinked_feature_map(n_samples, c_in, size, k, n_kinks, seed=int(seeds[0]))
+            layer = random_conv2d(c_in, out_channels, k, sw, seed=int(seeds[1]))
+            (y,) = along_path(layer, maps.x)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", DenseKinksWarning)
-                per_unit = _smp(chosen, dt, axis=0, **detector_options)
-            values["dense_warning"][i, j] = any(issubclass(w.category, DenseKinksWarning) for w in caught)
-            values["smp"][i, j] = y.shape[1] * per_unit.mean()
-            bar.update()
-    bar.close()
-    table = {"layer": np.arange(1, n_layers + 1), "kind": kinds, "units": units}
-    for key in keys[:-1]:
-        table[key], table[key + "_sem"] = mean_sem(values[key], axis=0)
-    table["dense_warning"] = values["dense_warning"].mean(axis=0)
+                smp_in = _smp(maps.x.reshape(n_samples, -1), maps.h, axis=0).mean()
+                smp_y = _smp(y, maps.h, axis=0)
+            # the identity SMP(y) = sum_i |w_i| SMP(x_i) is itself a convolution of the exact input
+            # SMP map with |w| (kink times are distinct in every receptive field by construction)
+            exact_in = torch.from_numpy(np.abs(maps.slope_jumps).sum(axis=-1))[None]
+            exact_y = nn.functional.conv2d(exact_in, layer.weight.detach().abs()).numpy().ravel()
+            estimator_error = np.abs(smp_y / exact_y - 1).max()
+            warned = any(issubclass(w.category, DenseKinksWarning) for w in caught)
+            return smp_y.mean(), conv_model(sw, fan_in, smp_in), smp_in, estimator_error, warned
+
+        runs = _repeat_until(one_repeat, min_repeats, max_repeats, target_rel_sem, progress, f"conv C_in={c_in} k={k}")
+        measured, model, smp_in = runs[:, :3].mean(axis=0)
+        diff = runs[:, 1] - runs[:, 0]
+        sem = diff.std(ddof=1) / np.sqrt(len(runs))
+        table.append(
+            dict(
+                c_in=c_in, kernel_size=k, fan_in=fan_in, weight_std=float(sw), n_samples=n_samples,
+                repeats=len(runs), smp_in=smp_in, model=model, measured=measured, sem=sem,
+                sem_measured=runs[:, 0].std(ddof=1) / np.sqrt(len(runs)),
+                rel_error=(model - measured) / measured, z=diff.mean() / sem,
+                estimator_error=runs[:, 3].max(), dense_warning=runs[:, 4].mean(),
+            )
+        )
+    return pd.DataFrame(table)
+
+
+def conv_shared_sweep(
+    in_channels: Sequence[int] = (1, 2, 4, 8, 16),
+    *,
+    kernel_size: int = 3,
+    weight_std: float = 1.0,
+    upstream_channels: int = 2,
+    size: int = 8,
+    out_channels: int = 32,
+    n_samples: int = 4096,
+    std: float = 1.0,
+    dstd: float = 5.0,
+    min_repeats: int = 10,
+    max_repeats: int = 200,
+    target_rel_sem: float = 0.015,
+    seed: int = 0,
+    progress: bool = False,
+):
+    """Kinks shared by the channels of a pixel, as after a common upstream ReLU: both models vs measurement.
+
+    Real modules: ``u`` is ``upstream_channels`` maps of independent stationary Gaussian processes
+    (``std``, ``dstd``, :func:`smp.signals.gaussian_process`), ``z = ReLU(u)`` kinks at u's zero
+    crossings, a 1x1 ``nn.Conv2d`` with ``N(0, 1)`` weights ``V`` (C_in x upstream_channels) mixes
+    ``z`` into ``C_in`` channels that all kink when one ``z`` unit does, with jump vector
+    ``J = V[:, c0] * s`` (``s`` the ReLU's slope jump); then the tested ``nn.Conv2d(C_in,
+    out_channels, kernel_size)`` with weights ``N(0, weight_std**2)``.  Per repeat:
+
+    - independent-times model :func:`smp.models.conv` with ``fan_in = C_in k^2`` and the measured
+      mean SMP of the C_in input units (it assumes every input kinks alone);
+    - shared-kink model :func:`smp.models.conv_shared`: ``k^2 * sw sqrt(2/pi) sum_c0 ||V[:, c0]||_2
+      SMP(z_c0)`` with the measured mean SMP of the ReLU units (events of different pixels and
+      upstream channels at distinct times);
+    - measured: mean ``smp.smp`` over the tested layer's output units.
+
+    Returns a pandas.DataFrame, one row per ``C_in``: ``c_in, kernel_size, fan_in, weight_std,
+    repeats, smp_in, model_independent, model_shared, measured, sem`` (s.e. of measured -
+    shared model, paired over repeats), ``sem_measured``, ``rel_error_independent``,
+    ``rel_error_shared``, ``z_shared``.
+    """
+    import pandas as pd
+
+    from .models import conv as conv_model
+    from .models.conv import conv_shared
+    from .signals import gaussian_process
+
+    k = _positive_int("kernel_size", kernel_size)
+    table = []
+    for index, c_in in enumerate(in_channels):
+        c_in = _positive_int("in_channels", c_in)
+
+        def one_repeat(r: int, c_in=c_in, index=index):
+            seeds = np.random.SeedSequence([seed, index, r]).generate_state(3)
+            gp = gaussian_process(upstream_channels * size * size, n_samples, std=std, dstd=dstd, seed=int(seeds[0]))
+            u = gp.y.T.reshape(n_samples, upstream_channels, size, size)
+            mix = random_conv2d(upstream_channels, c_in, 1, 1.0, bias_std=0.0, seed=int(seeds[1]))
+            tested = random_conv2d(c_in, out_channels, k, weight_std, seed=int(seeds[2]))
+            z, x, y = along_path(nn.Sequential(nn.ReLU(), mix, tested), u)
+            smp_z = _smp(z, gp.h, axis=0).reshape(upstream_channels, size * size).mean(axis=1)
+            smp_in = _smp(x, gp.h, axis=0).mean()
+            measured = _smp(y, gp.h, axis=0).mean()
+            v = mix.weight.detach().numpy()[:, :, 0, 0]  # (C_in, upstream_channels)
+            shared = k * k * conv_shared(weight_std, (v * smp_z).T)  # one row per upstream channel
+            return measured, shared, conv_model(weight_std, c_in * k * k, smp_in), smp_in
+
+        runs = _repeat_until(one_repeat, min_repeats, max_repeats, target_rel_sem, progress, f"shared C_in={c_in}")
+        measured, shared, independent, smp_in = runs.mean(axis=0)
+        diff = runs[:, 1] - runs[:, 0]
+        sem = diff.std(ddof=1) / np.sqrt(len(runs))
+        table.append(
+            dict(
+                c_in=c_in, kernel_size=k, fan_in=c_in * k * k, weight_std=float(weight_std), repeats=len(runs),
+                smp_in=smp_in, model_independent=independent, model_shared=shared, measured=measured, sem=sem,
+                sem_measured=runs[:, 0].std(ddof=1) / np.sqrt(len(runs)),
+                rel_error_independent=(independent - measured) / measured,
+                rel_error_shared=(shared - measured) / measured, z_shared=diff.mean() / sem,
+            )
+        )
     return pd.DataFrame(table)
 
 def dense_stack_sweep(

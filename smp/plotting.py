@@ -18,6 +18,7 @@ __all__ = [
     "MEASURED_COLOR",
     "PALETTE",
     "model_vs_measurement",
+    "plot_second_difference",
     "plot_signal_and_peaks",
 ]
 
@@ -74,34 +75,46 @@ def model_vs_measurement(
     ax.legend()
 
 
+def plot_second_difference(
+    ax: plt.Axes,
+    t: np.ndarray,
+    y: np.ndarray,
+    *,
+    color=None,
+    label: str | None = r"$|D[n]|$",
+    log: bool = True,
+    **detector_options,
+) -> None:
+    """``|D[n]|`` against t, with the samples that clear the detector's threshold ringed in the model colour.
+
+    ``t`` are the sample times of ``y``; ``D[n]`` is drawn at ``t[n]`` (n = 1 .. N-2).  Detector
+    options go to :func:`smp.feature.threshold`.
+    """
+    from .feature import second_difference, threshold
+
+    y = np.asarray(y, dtype=np.float64)
+    abs_d = np.abs(second_difference(y))
+    core = abs_d > threshold(y, **detector_options)
+    ax.plot(t[1:-1], abs_d, color=MEASURED_COLOR if color is None else color, lw=0.9, label=label)
+    ax.plot(t[1:-1][core], abs_d[core], "o", mfc="none", mec=MODEL_COLOR, ms=5, label="detected peaks")
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(r"$|D[n]|$ (units of y)")
+
+
 def plot_signal_and_peaks(
     axes: Sequence[plt.Axes],
     t: np.ndarray,
     y: np.ndarray,
-    dt: float,
     *,
     t_unit: str = "t",
     y_label: str = "y",
     color=None,
-    label: str | None = None,
     **detector_options,
 ) -> None:
-    """Top axis: the signal; bottom axis: |D| with its detected peaks marked (red rings).
-
-    ``t`` are the sample times, ``dt`` their step; detector options go to :func:`smp.peaks`.
-    """
-    from .feature import peak_mask, second_difference
-
-    color = MEASURED_COLOR if color is None else color
-    y = np.asarray(y, dtype=np.float64)
+    """Top axis: the signal ``y(t)``; bottom axis: :func:`plot_second_difference` (log scale)."""
     ax_y, ax_d = axes
-    ax_y.plot(t, y, color=color, lw=1.2, label=label)
+    ax_y.plot(t, y, color=MEASURED_COLOR if color is None else color, lw=1.2)
     ax_y.set_ylabel(y_label)
-    abs_d = np.abs(second_difference(y))
-    mask = peak_mask(y, **detector_options)
-    ax_d.plot(t[1:-1], abs_d, color=color, lw=1.0, label=label)
-    ax_d.plot(
-        t[1:-1][mask], abs_d[mask], "o", mfc="none", mec=MODEL_COLOR, ms=6, label="peak samples" if label is None else None
-    )
-    ax_d.set_ylabel(r"$|D[n]|$ (units of y)")
+    plot_second_difference(ax_d, t, y, color=color, **detector_options)
     ax_d.set_xlabel(t_unit)
