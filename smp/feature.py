@@ -63,6 +63,8 @@ __all__ = [
     "second_difference",
     "peak_mask",
     "threshold",
+    "diagnose",
+    "Diagnosis",
     "roughness",
     "detection_limit",
     "Peaks",
@@ -237,10 +239,22 @@ def roughness(d: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> np.ndarray:
     return np.divide(jag, size, out=np.zeros_like(jag), where=size > 0)
 
 
-def _warn_if_unreliable(d: np.ndarray, core: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> None:
+class Diagnosis(NamedTuple):
+    """Per-signal reliability of the SMP estimate (see :func:`diagnose`)."""
+
+    peak_fraction: np.ndarray
+    roughness: np.ndarray
+    unreliable: np.ndarray
+
+
+def _diagnosis(d: np.ndarray, core: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> Diagnosis:
     fraction = core.mean(axis=-1)
     rough = roughness(d, peak, floor)
-    unreliable = (fraction > DENSE_FRACTION) | (rough > ROUGHNESS_LIMIT)
+    return Diagnosis(fraction, rough, (fraction > DENSE_FRACTION) | (rough > ROUGHNESS_LIMIT))
+
+
+def _warn_if_unreliable(diagnosis: Diagnosis) -> None:
+    fraction, rough, unreliable = diagnosis
     if np.any(unreliable):
         warnings.warn(
             f"kinks too dense for the grid, or noise: in {int(unreliable.sum())} of {unreliable.size} "
@@ -252,6 +266,23 @@ def _warn_if_unreliable(d: np.ndarray, core: np.ndarray, peak: np.ndarray, floor
             DenseKinksWarning,
             stacklevel=3,
         )
+
+
+def diagnose(
+    y: Any,
+    *,
+    axis: int = -1,
+    kappa: float = DEFAULT_KAPPA,
+    window: int = DEFAULT_WINDOW,
+    floor_eps: float = DEFAULT_FLOOR_EPS,
+) -> Diagnosis:
+    """Why :func:`smp` would warn, per signal: the fraction of core peak samples, the
+    :func:`roughness` of ``D`` between peaks, and whether either passes its limit
+    (``DENSE_FRACTION = 0.25``, ``ROUGHNESS_LIMIT = 0.5``)."""
+    _check_options(kappa, window, floor_eps)
+    arr, source_dtype, _ = _prepare(y, axis)
+    d, _, core, peak, floor = _core_and_peaks(arr, source_dtype, kappa, window, floor_eps)
+    return _diagnosis(d, core, peak, floor)
 
 
 def peak_mask(
@@ -318,7 +349,7 @@ def smp(
     arr, source_dtype, is_torch = _prepare(y, axis)
     d, abs_d, core, peak, floor = _core_and_peaks(arr, source_dtype, kappa, window, floor_eps)
     if warn:
-        _warn_if_unreliable(d, core, peak, floor)
+        _warn_if_unreliable(_diagnosis(d, core, peak, floor))
     total = np.einsum("...i,...i->...", abs_d, peak.astype(np.float64)) / dt
     out_dtype = source_dtype
     if is_torch:
@@ -354,7 +385,7 @@ def peaks(
         raise ValueError(f"peaks takes one 1-D signal, got y with shape {arr.shape}; use smp() for batches")
     d, abs_d, core, peak, floor = _core_and_peaks(arr, source_dtype, kappa, window, floor_eps)
     if warn:
-        _warn_if_unreliable(d, core, peak, floor)
+        _warn_if_unreliable(_diagnosis(d, core, peak, floor))
     edges = np.diff(np.concatenate([[0], peak.astype(np.int8), [0]]))
     starts = np.flatnonzero(edges == 1)
     stops = np.flatnonzero(edges == -1)

@@ -219,3 +219,13 @@ def test_threshold_agrees_with_peak_mask():
     widened[:, :-1] |= core[:, 1:]
     np.testing.assert_array_equal(mask, widened)
     assert core.sum() >= 6 * 3  # every kink has at least one core sample
+
+
+def test_diagnose_flags_noise_and_dense_kinks_only():
+    clean = signals.smooth_plus_kinks(5, 20001, 8, min_separation=100.0, seed=19)
+    noisy = clean.y + 1e-6 * np.random.default_rng(20).standard_normal(clean.y.shape)
+    dense = signals.piecewise_linear(5, 1000, 400, min_separation=2.0, seed=21)
+    assert not smp.feature.diagnose(clean.y).unreliable.any()
+    assert smp.feature.diagnose(noisy).unreliable.all()
+    diagnosis = smp.feature.diagnose(dense.y)
+    assert diagnosis.unreliable.all() and np.all(diagnosis.roughness > 0.5)
