@@ -1,8 +1,9 @@
 """Tests of smp.trace, the exact kink tracer.
 
-The tracer's breakpoints are checked against an independent brute force: the real torch modules
-are run on a dense grid of the segment, every sign change of a ReLU input and every change of a
-max-pool argmax brackets an event, and bisection on the network itself refines it to ~1e-15.
+The tracer's breakpoints are checked against an independent brute force
+(``smp.trace.brute_force_breakpoints``): the real torch modules are run on a dense grid of the
+segment, every sign change of a ReLU input and every change of a max-pool argmax brackets an event,
+and bisection on the network itself refines it to ~1e-15.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import smp
@@ -128,92 +128,13 @@ NETWORKS = {
 
 
 def line(shape, seed, length=2.0):
-    """A random segment passing near the origin, where most units switch (x0 = offset - d/2)."""
-    rng = np.random.default_rng(seed)
-    d = length * rng.standard_normal(shape)
-    return 0.3 * rng.standard_normal(shape) - d / 2, d
-
-
-# ------------------------------------------------------------------------------------------
-# brute force: dense grid + bisection on the real modules
-
-
-def _captured_inputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Inputs of every ReLU / LeakyReLU / MaxPool2d of ``model`` for the batch ``x``."""
-    store: list[torch.Tensor] = []
-    hooks = [
-        m.register_forward_hook(lambda mod, inp, out: store.append(inp[0].detach().clone()))
-        for m in model.modules()
-        if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d))
-    ]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return store
+    """A random segment passing near the origin, where most units switch."""
+    return T.random_segment(shape, seed, length=length)
 
 
 def _points(x0, d, t):
     t = torch.as_tensor(np.asarray(t, dtype=np.float64))
     return torch.as_tensor(x0)[None] + t.reshape((-1,) + (1,) * x0.ndim) * torch.as_tensor(d)[None]
-
-
-def _bisect(model, x0, d, layer: int, lo, hi, value_fn, iterations: int = 64):
-    """Bisection of ``value_fn(layer input batch, k)`` (one scalar per bracket k) on [lo, hi]."""
-    lo, hi = lo.copy(), hi.copy()
-    f_lo = value_fn(_captured_inputs(model, _points(x0, d, lo))[layer])
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        f_mid = value_fn(_captured_inputs(model, _points(x0, d, mid))[layer])
-        same = np.sign(f_mid) == np.sign(f_lo)
-        lo = np.where(same, mid, lo)
-        f_lo = np.where(same, f_mid, f_lo)
-        hi = np.where(same, hi, mid)
-    return 0.5 * (lo + hi)
-
-
-def brute_force_breakpoints(model, x0, d, n_grid: int) -> np.ndarray:
-    """All t in (0, 1) where a ReLU input crosses 0 or a max-pool argmax changes, by brute force."""
-    t = np.linspace(0.0, 1.0, n_grid)
-    layers = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d))]
-    inputs = _captured_inputs(model, _points(x0, d, t))
-    roots = []
-    for j, (m, h) in enumerate(zip(layers, inputs)):
-        n = h.shape[0]
-        if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
-            z = h.reshape(n, -1).numpy()
-            i, unit = np.nonzero(z[:-1] * z[1:] < 0)  # strict sign change between neighbours
-            if len(i):
-                roots.append(_bisect(model, x0, d, j, t[i], t[i + 1], lambda H, u=unit: H.reshape(len(u), -1).numpy()[np.arange(len(u)), u]))
-        else:
-            _, idx = F.max_pool2d(h, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, return_indices=True)
-            C = h.shape[1]
-            hv = h.reshape(n, C, -1).numpy()
-            idx = idx.reshape(n, C, -1).numpy()
-            i, c, o = np.nonzero(idx[:-1] != idx[1:])
-            a, b = idx[i, c, o], idx[i + 1, c, o]
-            g0 = hv[i, c, a] - hv[i, c, b]
-            g1 = hv[i + 1, c, a] - hv[i + 1, c, b]
-            # a strict overtaking; a change of argmax between exact ties (zeros of dead ReLUs)
-            # happens where a ReLU input crosses 0, found above
-            keep = (g0 > 0) & (g1 < 0)
-            i, c, a, b = i[keep], c[keep], a[keep], b[keep]
-            if len(i):
-
-                def diff(H, c=c, a=a, b=b):
-                    Hv = H.reshape(len(c), H.shape[1], -1).numpy()
-                    k = np.arange(len(c))
-                    return Hv[k, c, a] - Hv[k, c, b]
-
-                roots.append(_bisect(model, x0, d, j, t[i], t[i + 1], diff))
-    if not roots:
-        return np.empty(0)
-    r = np.sort(np.concatenate(roots))
-    # the same event seen by several units (a ReLU switch that also moves a pooling argmax,
-    # units tied by symmetry): one breakpoint
-    return r[np.concatenate([[True], np.diff(r) > 1e-10])]
 
 
 # ------------------------------------------------------------------------------------------
@@ -227,7 +148,7 @@ def test_breakpoints_match_brute_force(name):
     tr = T.trace_line(net, x0, d)
     # grid step 5e-5: every unit crosses at most once per grid interval on these tiny nets (a
     # double crossing would show as a traced t without a brute-force partner and fail the test)
-    brute = brute_force_breakpoints(net, x0, d, n_grid=20_001)
+    brute = T.brute_force_breakpoints(net, x0, d, n_grid=20_001)
     assert len(tr.t) >= 10, "the test line must cross several regions"
     # every traced breakpoint has a brute-force partner within 1e-9 in t, and vice versa
     gap_trace = np.abs(tr.t[:, None] - brute[None, :]).min(axis=1)
@@ -236,6 +157,18 @@ def test_breakpoints_match_brute_force(name):
     assert gap_brute.max() < 1e-9, (name, gap_brute.max())
     assert len(tr.t) == len(brute)
     assert np.all(np.diff(tr.t) > 0) and tr.t[0] > 0 and tr.t[-1] < 1
+
+
+def test_brute_force_comparison_can_fail():
+    """A 1e-7 change of one bias moves breakpoints by far more than the 1e-9 tolerance."""
+    net, shape = NETWORKS["conv-maxpool"]()
+    x0, d = line(shape, seed=3)
+    traced = T.trace_line(net, x0, d).t
+    with torch.no_grad():
+        net[0].bias[0] += 1e-7
+    moved = T.brute_force_breakpoints(net, x0, d, n_grid=5_001)
+    assert T.breakpoint_gap(traced, moved) > 1e-9
+    assert T.breakpoint_gap(traced, traced) == 0.0 and T.breakpoint_gap(traced, []) == math.inf
 
 
 @pytest.mark.parametrize("name", list(NETWORKS))
