@@ -344,19 +344,30 @@ def random_conv2d(in_channels: int, out_channels: int, kernel_size: int, weight_
 
 
 def _repeat_until(one_repeat, min_repeats: int, max_repeats: int, target_rel_sem: float, progress: bool, desc: str):
-    """Run ``one_repeat(r)`` -> (measured, model, ...) until the paired s.e. is below the target."""
+    """Run ``one_repeat(r)`` -> (measured, model, ...) until the s.e. of measured / model is below target."""
     rows = []
     bar = tqdm(total=max_repeats, disable=not progress, desc=desc, leave=False)
     for r in range(max_repeats):
         rows.append(one_repeat(r))
         bar.update()
         if r + 1 >= min_repeats:
-            arr = np.asarray(rows)
-            diff_sem = (arr[:, 0] - arr[:, 1]).std(ddof=1) / np.sqrt(len(arr))
-            if diff_sem < target_rel_sem * abs(arr[:, 0].mean()):
+            ratio = np.asarray(rows)[:, 0] / np.asarray(rows)[:, 1]
+            if ratio.std(ddof=1) / np.sqrt(len(ratio)) < target_rel_sem * ratio.mean():
                 break
     bar.close()
     return np.asarray(rows)
+
+
+def _ratio_summary(measured: np.ndarray, model: np.ndarray, suffix: str = "") -> dict:
+    """Per-repeat ratios measured / model: their mean, s.e., the model's relative error and z-score."""
+    ratio = measured / model
+    mean, sem = ratio.mean(), ratio.std(ddof=1) / np.sqrt(len(ratio))
+    return {
+        f"ratio{suffix}": mean,
+        f"ratio_sem{suffix}": sem,
+        f"rel_error{suffix}": 1.0 / mean - 1.0,
+        f"z{suffix}": (1.0 - mean) / sem,
+    }
 
 
 #: the chapter's fan-in sweep: (C_in, kernel size) giving fan-in C_in k^2 = 1, 4, 9, 16, 36, 64 at sw = 1,
@@ -389,16 +400,17 @@ def conv_sweep(
     (one output kink per 16 samples at most).  Each repeat draws new inputs and weights (seeded by
     ``(seed, point, repeat)``) and gives the mean measured SMP over all output units (``smp.smp``
     along the path) and the model ``fan_in * sw * sqrt(2/pi) * smp_in`` with ``smp_in`` the mean
-    measured SMP of that repeat's input units.  Repeats continue (at least ``min_repeats``) until the
-    standard error of (measured - model) is below ``target_rel_sem`` of the measurement.
+    measured SMP of that repeat's input units.  The comparison is made on the per-repeat ratios
+    measured / model (the input SMP's fluctuation from repeat to repeat cancels in them); repeats
+    continue (at least ``min_repeats``) until the ratio's standard error is below ``target_rel_sem``.
 
     Returns
     -------
     pandas.DataFrame, one row per point: ``c_in, kernel_size, fan_in, weight_std, n_samples, repeats,
-    smp_in, model, measured, sem`` (s.e. of measured - model, paired over repeats), ``sem_measured``
-    (s.e. of the measured mean alone), ``rel_error`` ((model - measured) / measured), ``z``
-    ((model - measured) / sem), ``estimator_error`` (largest relative difference, over all output
-    units and repeats, between ``smp.smp`` and the exact SMP of the identity ``sum_i |w_i| SMP(x_i)``
+    smp_in, model, measured`` (means over repeats), ``ratio`` and ``ratio_sem`` (mean and s.e. of
+    measured / model over repeats), ``rel_error`` (``1/ratio - 1``: the model's error relative to the
+    measurement), ``z`` (``(1 - ratio) / ratio_sem``: the miss in standard errors),
+    ``estimator_error`` (largest relative difference, over all output units and repeats, between ``smp.smp`` and the exact SMP of the identity ``sum_i |w_i| SMP(x_i)``
     computed from the known jumps) and ``dense_warning`` (fraction of repeats in which
     :class:`smp.DenseKinksWarning` was raised, for any unit).
     """
@@ -433,14 +445,11 @@ def conv_sweep(
 
         runs = _repeat_until(one_repeat, min_repeats, max_repeats, target_rel_sem, progress, f"conv C_in={c_in} k={k}")
         measured, model, smp_in = runs[:, :3].mean(axis=0)
-        diff = runs[:, 1] - runs[:, 0]
-        sem = diff.std(ddof=1) / np.sqrt(len(runs))
         table.append(
             dict(
                 c_in=c_in, kernel_size=k, fan_in=fan_in, weight_std=float(sw), n_samples=n_samples,
-                repeats=len(runs), smp_in=smp_in, model=model, measured=measured, sem=sem,
-                sem_measured=runs[:, 0].std(ddof=1) / np.sqrt(len(runs)),
-                rel_error=(model - measured) / measured, z=diff.mean() / sem,
+                repeats=len(runs), smp_in=smp_in, model=model, measured=measured,
+                **_ratio_summary(runs[:, 0], runs[:, 1]),
                 estimator_error=runs[:, 3].max(), dense_warning=runs[:, 4].mean(),
             )
         )
@@ -452,10 +461,10 @@ def conv_shared_sweep(
     *,
     kernel_size: int = 3,
     weight_std: float = 1.0,
-    upstream_channels: int = 2,
+    upstream_channels: int = 1,
     size: int = 8,
     out_channels: int = 32,
-    n_samples: int = 4096,
+    n_samples: int = 2048,
     std: float = 1.0,
     dstd: float = 5.0,
     min_repeats: int = 10,
@@ -481,9 +490,10 @@ def conv_shared_sweep(
     - measured: mean ``smp.smp`` over the tested layer's output units.
 
     Returns a pandas.DataFrame, one row per ``C_in``: ``c_in, kernel_size, fan_in, weight_std,
-    repeats, smp_in, model_independent, model_shared, measured, sem`` (s.e. of measured -
-    shared model, paired over repeats), ``sem_measured``, ``rel_error_independent``,
-    ``rel_error_shared``, ``z_shared``.
+    repeats, smp_in, model_independent, model_shared, measured`` (means over repeats) and, for each
+    model (suffix ``_shared``, ``_independent``), ``ratio``, ``ratio_sem``, ``rel_error``, ``z`` as in
+    :func:`conv_sweep` (per-repeat ratios measured / model; repeats continue until the shared model's
+    ratio has a relative s.e. below ``target_rel_sem``).
     """
     import pandas as pd
 
@@ -512,15 +522,12 @@ def conv_shared_sweep(
 
         runs = _repeat_until(one_repeat, min_repeats, max_repeats, target_rel_sem, progress, f"shared C_in={c_in}")
         measured, shared, independent, smp_in = runs.mean(axis=0)
-        diff = runs[:, 1] - runs[:, 0]
-        sem = diff.std(ddof=1) / np.sqrt(len(runs))
         table.append(
             dict(
                 c_in=c_in, kernel_size=k, fan_in=c_in * k * k, weight_std=float(weight_std), repeats=len(runs),
-                smp_in=smp_in, model_independent=independent, model_shared=shared, measured=measured, sem=sem,
-                sem_measured=runs[:, 0].std(ddof=1) / np.sqrt(len(runs)),
-                rel_error_independent=(independent - measured) / measured,
-                rel_error_shared=(shared - measured) / measured, z_shared=diff.mean() / sem,
+                smp_in=smp_in, model_independent=independent, model_shared=shared, measured=measured,
+                **_ratio_summary(runs[:, 0], runs[:, 1], "_shared"),
+                **_ratio_summary(runs[:, 0], runs[:, 2], "_independent"),
             )
         )
     return pd.DataFrame(table)
@@ -643,4 +650,85 @@ def write_stacked_data(directory: str = "data", *, progress: bool = False) -> di
     os.makedirs(directory, exist_ok=True)
     for name, table in tables.items():
         table.to_csv(os.path.join(directory, name), index=False, float_format="%.10g")
+    return tables
+
+
+def conv_resolution(
+    n_samples: Sequence[int] = (256, 512, 1024, 2048, 4096),
+    *,
+    in_channels: int = 4,
+    kernel_size: int = 4,
+    n_kinks: int = 2,
+    weight_std: float = 1.0,
+    size: int = 8,
+    out_channels: int = 16,
+    seed: int = 0,
+):
+    """When kinks fall closer than the grid resolves: ``smp.smp`` of a conv output against the identity.
+
+    Inputs from :func:`kinked_feature_map` with ``layout="uniform"`` (every unit's kink times drawn
+    independently, so kinks seen by one output unit may fall within a few samples of each other), a
+    :func:`random_conv2d`; the same continuous-time signals (same seed) sampled with each of
+    ``n_samples``.  The exact SMP of every output unit is the identity ``sum_i |w_i| SMP(x_i)`` (kink
+    times are distinct with probability 1).  Returns a pandas.DataFrame, one row per grid:
+    ``n_samples``, ``kinks_per_output`` (fan_in * n_kinks), ``spacing`` (mean samples between
+    output kinks), ``measured``, ``exact`` (means over output units), ``ratio`` (measured / exact),
+    ``worst_ratio`` (smallest unit-wise ratio) and ``dense_warning`` (whether ``smp.smp`` raised
+    :class:`smp.DenseKinksWarning` for any unit).
+    """
+    import warnings
+
+    import pandas as pd
+
+    from .feature import DenseKinksWarning
+
+    fan_in = in_channels * kernel_size * kernel_size
+    layer = random_conv2d(in_channels, out_channels, kernel_size, weight_std, seed=seed + 1)
+    table = []
+    for n in n_samples:
+        maps = kinked_feature_map(int(n), in_channels, size, kernel_size, n_kinks, layout="uniform", seed=seed)
+        (y,) = along_path(layer, maps.x)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DenseKinksWarning)
+            measured = _smp(y, maps.h, axis=0)
+        exact_in = torch.from_numpy(np.abs(maps.slope_jumps).sum(axis=-1))[None]
+        exact = nn.functional.conv2d(exact_in, layer.weight.detach().abs()).numpy().ravel()
+        table.append(
+            dict(
+                n_samples=int(n), kinks_per_output=fan_in * n_kinks, spacing=(int(n) - 1) / (fan_in * n_kinks),
+                measured=measured.mean(), exact=exact.mean(), ratio=measured.mean() / exact.mean(),
+                worst_ratio=(measured / exact).min(),
+                dense_warning=any(issubclass(w.category, DenseKinksWarning) for w in caught),
+            )
+        )
+    return pd.DataFrame(table)
+
+
+#: the files of chapter 3's result tables, written by :func:`write_conv_tables`
+CONV_TABLES = {
+    "sweep": "03_convolution.csv",
+    "shared": "03_convolution_shared.csv",
+    "resolution": "03_convolution_resolution.csv",
+}
+
+
+def write_conv_tables(directory: str = "data", *, progress: bool = False) -> dict:
+    """Run chapter 3's three measurements with their default (published) settings and write the CSVs.
+
+    ``03_convolution.csv`` (:func:`conv_sweep`: independent kink times, fan-in and weight-std sweep),
+    ``03_convolution_shared.csv`` (:func:`conv_shared_sweep`: kinks shared after an upstream ReLU) and
+    ``03_convolution_resolution.csv`` (:func:`conv_resolution`: kinks closer than the grid resolves),
+    in ``directory``.  Returns the three DataFrames by key (``sweep``, ``shared``, ``resolution``).
+    """
+    from pathlib import Path
+
+    tables = {
+        "sweep": conv_sweep(progress=progress),
+        "shared": conv_shared_sweep(progress=progress),
+        "resolution": conv_resolution(),
+    }
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for key, frame in tables.items():
+        frame.to_csv(out / CONV_TABLES[key], index=False, float_format="%.10g")
     return tables

@@ -3,7 +3,7 @@
 One module per block: ``conv``, ``relu``, ``maxpool``; ``stack`` for stacks of blocks.
 """
 
-from .conv import conv
+from .conv import ConvKinks, conv, conv_kinks, conv_shared
 from .maxpool import maxpool, maxpool_switch_integral
 from .relu import relu
 
