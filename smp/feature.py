@@ -19,14 +19,16 @@ The detector (all options are keyword arguments of :func:`smp` and :func:`peaks`
 
 ``kappa`` (default 10)
     a sample is a *core* peak sample when ``|D[n]| > kappa * level[n]``.  Chapter 2 sweeps it: the
-    SMP of smooth-plus-kinks signals is flat over roughly 3 < kappa < 100.
-``window`` (default 21)
+    SMP of smooth-plus-kinks signals is flat (within 1 %) over roughly 2 < kappa < 30.
+``window`` (default 41)
     the local smooth ``level`` is computed from medians of ``|D|`` over blocks of ``window``
     samples; ``level[n]`` is the largest of the medians of the block holding ``n`` and its two
     neighbours.  A median (not a mean) ignores the one or two kink samples in a block; a *local*
     level (not a global median) is needed because a ReLU output is exactly 0 on about half its
     samples, where a global median is 0 and every smooth sample would count.  Taking the largest
     of three neighbouring block medians keeps the active side's level at the edge of a zero stretch.
+    Chapter 2 sweeps it: blocks of 11 or fewer samples lose kinks that crowd by chance (a kink every
+    12 samples on average), blocks of 81 or more stop following a ReLU output's zero stretches.
 ``floor_eps`` (default 64)
     core samples must also exceed ``floor_eps * eps * max|y|`` (``eps`` of the input's dtype): the
     rounding noise of ``D`` is a few ``eps * |y|``, and an exactly piecewise-linear signal has a
@@ -37,7 +39,7 @@ almost all of its jump in one sample and a tiny remainder in its neighbour, whic
 threshold.  The widening adds at most ``2 dt**2 |y''|`` of smooth curvature per kink, a relative
 error ``O(dt |y''| / |Ds|)`` that vanishes with resolution.
 
-Limits: kinks closer than about ``window/4`` samples fill the blocks' medians and are no longer
+Limits: kinks closer than about 4 samples on average fill the blocks' medians and are no longer
 told from the smooth part; a :class:`DenseKinksWarning` is raised when more than a quarter of a
 signal's samples are core peak samples, or when ``D`` between peaks is jagged (:func:`roughness`
 above 0.5: dense kinks, or noise); a slope jump smaller than
@@ -75,7 +77,7 @@ __all__ = [
 ]
 
 DEFAULT_KAPPA = 10.0
-DEFAULT_WINDOW = 21
+DEFAULT_WINDOW = 41
 DEFAULT_FLOOR_EPS = 64.0
 #: a signal whose core peak samples exceed this fraction triggers :class:`DenseKinksWarning`;
 #: past it, kink samples start to fill the blocks' medians (half a block would blind them).
@@ -261,7 +263,7 @@ def _warn_if_unreliable(diagnosis: Diagnosis) -> None:
             f"signal(s) the second difference between peaks is not smooth (roughness up to "
             f"{float(rough.max()):.2f} > {ROUGHNESS_LIMIT}) or peaks cover more than {DENSE_FRACTION:.0%} "
             f"of the samples (up to {float(fraction.max()):.0%}). Kinks below detection_limit(y, dt) are "
-            "missed and SMP is underestimated: sample the path more finely (kinks >= ~window/4 samples "
+            "missed and SMP is underestimated: sample the path more finely (kinks several samples "
             "apart) or reduce the noise.",
             DenseKinksWarning,
             stacklevel=3,
