@@ -732,3 +732,304 @@ def write_conv_tables(directory: str = "data", *, progress: bool = False) -> dic
     for key, frame in tables.items():
         frame.to_csv(out / CONV_TABLES[key], index=False, float_format="%.10g")
     return tables
+
+
+# ----------------------------------------------------------------------------------------------------
+# Chapter 4: the ReLU.
+
+
+class TentedProcess(NamedTuple):
+    """A stationary Gaussian process plus sparse tents with known kinks (see :func:`gaussian_process_with_tents`).
+
+    ``t`` (N,), step ``h``, ``x`` and its exact derivative ``dx`` (n_paths, N), ``kink_times`` and
+    ``slope_jumps`` (n_paths, 3 * tents), ``std`` and ``dstd`` the ensemble sigma and sigma' of x
+    (Gaussian part and tents together) and ``smp_in`` the exact input SMP per path (n_paths,).
+    """
+
+    t: np.ndarray
+    h: float
+    x: np.ndarray
+    dx: np.ndarray
+    kink_times: np.ndarray
+    slope_jumps: np.ndarray
+    std: float
+    dstd: float
+    smp_in: np.ndarray
+
+
+def gaussian_process_with_tents(
+    n_paths: int,
+    n_samples: int,
+    *,
+    length: float = 1.0,
+    mean: float = 0.0,
+    std: float = 1.0,
+    dstd: float = 10.0,
+    tent_spacing: float = 10.0,
+    tent_height: float = 0.1,
+    tent_halfwidth: float = 0.1,
+    seed: int = 0,
+) -> TentedProcess:
+    """Gaussian process (:func:`smp.signals.gaussian_process`) plus tents: input kinks at times independent of x.
+
+    A ReLU's input inside a network carries kinks of its own whose times are set elsewhere (other
+    units' crossings).  Here they come from tents ``c max(0, 1 - |t - t_j| / w)`` of height
+    ``c = +-tent_height * std`` (random sign) and half-width ``w = tent_halfwidth * ell``
+    (``ell = std/dstd``), one per slot of ``tent_spacing * ell``, jittered inside its slot (uniform over
+    the middle 60 %), random in every path.  Each tent has three kinks, jumps ``c/w, -2c/w, c/w``:
+    input SMP ``4 |c| / w`` per tent.  The tents are small in value (``0.1 sigma`` by default) and
+    short, so x stays close to Gaussian, and every kink is at least ``w`` from the next (10 samples
+    at 100 samples per ``ell``).  Ensemble statistics with tents, used by the model:
+    ``std^2 + (2 w / S) c^2 / 3`` and ``dstd^2 + (2 w / S) (c/w)^2`` (``S`` the slot length).
+
+    Parameters
+    ----------
+    n_paths, n_samples, length, mean, std, dstd, seed : as in :func:`smp.signals.gaussian_process`.
+    tent_spacing, tent_height, tent_halfwidth : slot length, height (in units of ``std``) and half-width
+        (in units of ``ell``) of the tents; ``tent_spacing = 0`` gives no tents.
+    """
+    from . import signals as _signals
+
+    gp = _signals.gaussian_process(n_paths, n_samples, length=length, mean=mean, std=std, dstd=dstd, seed=seed)
+    x, dx = gp.y, gp.dy
+    ell = std / dstd
+    slot = tent_spacing * ell
+    n_tents = int(np.floor(length / slot)) if tent_spacing > 0 else 0
+    if n_tents == 0:
+        empty = np.zeros((n_paths, 0))
+        return TentedProcess(gp.t, gp.h, x, dx, empty, empty, float(std), float(dstd), np.zeros(n_paths))
+    w, c0 = tent_halfwidth * ell, tent_height * std
+    if not (0 < w < 0.2 * slot):
+        raise ValueError(f"tent_halfwidth must be in (0, 0.2 * tent_spacing), got {tent_halfwidth!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 4]).generate_state(1)[0])
+    centres = (np.arange(n_tents) + 0.5 + 0.6 * (rng.uniform(size=(n_paths, n_tents)) - 0.5)) * slot
+    heights = c0 * rng.choice([-1.0, 1.0], size=(n_paths, n_tents))
+    # the tents do not overlap: add each on its own few samples (fancy indexing, no Python loop)
+    span = int(np.ceil(w / gp.h)) + 1
+    first = np.floor((centres - w) / gp.h).astype(int)
+    idx = np.clip(first[..., None] + np.arange(2 * span + 1), 0, n_samples - 1)
+    offset = gp.t[idx] - centres[..., None]
+    shape = np.clip(1.0 - np.abs(offset) / w, 0.0, None)
+    slope = np.where(shape > 0, -np.sign(offset) / w, 0.0)
+    rows = np.arange(n_paths)[:, None, None]
+    x[rows, idx] += heights[..., None] * shape
+    dx[rows, idx] += heights[..., None] * slope
+    kink_times = np.stack([centres - w, centres, centres + w], axis=-1).reshape(n_paths, -1)
+    slope_jumps = (heights[..., None] / w * np.array([1.0, -2.0, 1.0])).reshape(n_paths, -1)
+    fraction = 2 * w / slot
+    total_std = float(np.sqrt(std**2 + fraction * c0**2 / 3))
+    total_dstd = float(np.sqrt(dstd**2 + fraction * (c0 / w) ** 2))
+    return TentedProcess(gp.t, gp.h, x, dx, kink_times, slope_jumps, total_std, total_dstd,
+                         np.abs(slope_jumps).sum(axis=1))
+
+
+#: the chapter's sweep points ``(mu/sigma, sigma'/sigma, tents)``: the bias sweep without and with input
+#: kinks at sigma'/sigma = 10, then sigma'/sigma from 2.5 to 40 at mu = 0.
+RELU_SWEEP_POINTS = tuple(
+    [(float(z), 10.0, False) for z in np.arange(-3.0, 3.01, 0.5)]
+    + [(float(z), 10.0, True) for z in np.arange(-3.0, 3.01, 0.5)]
+    + [(0.0, r, tents) for tents in (False, True) for r in (2.5, 5.0, 20.0, 40.0)]
+)
+
+
+def relu_sweep(
+    points: Sequence[tuple[float, float, bool]] = RELU_SWEEP_POINTS,
+    *,
+    length: float = 31.0,
+    samples_per_ell: int = 100,
+    batch_samples: int = 2_000_000,
+    min_paths: int = 32,
+    max_samples: int = 300_000_000,
+    target_rel_sem: float = 0.019,
+    seed: int = 0,
+    progress: bool = False,
+):
+    """Expected SMP of a real ``nn.ReLU`` on stationary Gaussian inputs: model :func:`smp.models.relu` vs measurement.
+
+    For each point ``(z, r, tents)``: paths of :func:`gaussian_process_with_tents` (``std = 1``,
+    ``dstd = r``, ``mean = z``, ``length`` L, ``samples_per_ell`` samples per ``ell = 1/r``; input kinks
+    from tents if ``tents``), run through ``torch.nn.ReLU`` in float64; ``smp.smp`` along each path
+    (``dt`` = the grid step) is the measurement.  Batches of paths (about ``batch_samples`` samples
+    each, seeded by ``(seed, point, batch)``) are added until the standard error of the mean over
+    paths is below ``target_rel_sem`` of the mean, or ``max_samples`` samples were used (then the
+    s.e. stays larger and the table says so).  The model is
+    ``L phi(z') s'^2 / s + Phi(z') smp_in`` with the process's ensemble ``s``, ``s'`` (tents included),
+    ``z' = z / s`` and ``smp_in`` the mean measured (``smp.smp``) input SMP.  Every path is also
+    checked against the exact identity (:func:`smp.models.relu.relu_identity`: births from the
+    crossings, pass-through from the tents' known kinks): ``estimator_error`` is the mean measured
+    SMP over the identity's, minus 1.
+
+    Returns
+    -------
+    pandas.DataFrame, one row per point: ``mu_over_sigma, dstd_over_std, tents, length, n_samples`` (per
+    path), ``paths``, ``crossings`` (mean per path), ``smp_in``, ``model_births``, ``model_pass``,
+    ``model``, ``measured``, ``measured_sem``, ``rel_sem``, ``rel_error`` (model / measured - 1), ``z``
+    ((model - measured) / sem), ``exact`` (mean identity SMP) and ``estimator_error``.
+    """
+    import pandas as pd
+
+    from .models.relu import relu as relu_model
+    from .models.relu import relu_identity
+
+    relu = nn.ReLU()
+    table = []
+    for index, (z, r, tents) in enumerate(points):
+        ell = 1.0 / r
+        n_samples = int(round(samples_per_ell * length / ell)) + 1
+        per_batch = max(1, batch_samples // n_samples)
+        measured, smp_in, exact, crossings = [], [], [], []
+        used = 0
+        bar = tqdm(total=max_samples, disable=not progress, desc=f"relu z={z:+.1f} r={r:g} tents={tents}", leave=False)
+        batch = 0
+        while True:
+            bseed = int(np.random.SeedSequence([seed, index, batch]).generate_state(1)[0])
+            proc = gaussian_process_with_tents(
+                per_batch, n_samples, length=length, mean=z, std=1.0, dstd=r,
+                tent_spacing=10.0 if tents else 0.0, seed=bseed,
+            )
+            y = relu(torch.from_numpy(proc.x)).numpy()
+            measured.append(_smp(y, proc.h, axis=-1, warn=False))
+            smp_in.append(_smp(proc.x, proc.h, axis=-1, warn=False) if tents else np.zeros(per_batch))
+            ident = relu_identity(proc.t, proc.x, proc.dx, proc.kink_times, proc.slope_jumps)
+            exact.append(ident.born + ident.passed)
+            crossings.append(ident.crossings)
+            used += per_batch * n_samples
+            bar.update(per_batch * n_samples)
+            batch += 1
+            values = np.concatenate(measured)
+            if values.size >= min_paths and values.size >= 2:
+                mean, sem = values.mean(), values.std(ddof=1) / np.sqrt(values.size)
+                if (mean > 0 and sem < target_rel_sem * mean) or used + per_batch * n_samples > max_samples:
+                    break
+        bar.close()
+        s_in = float(np.concatenate(smp_in).mean())
+        births = float(relu_model(proc.std, proc.dstd, z, length))
+        model = float(relu_model(proc.std, proc.dstd, z, length, s_in))
+        ex = float(np.concatenate(exact).mean())
+        table.append(dict(
+            mu_over_sigma=z, dstd_over_std=r, tents=bool(tents), length=length, n_samples=n_samples,
+            paths=values.size, crossings=float(np.concatenate(crossings).mean()), smp_in=s_in,
+            model_births=births, model_pass=model - births, model=model, measured=mean, measured_sem=sem,
+            rel_sem=sem / mean, rel_error=model / mean - 1, z=(model - mean) / sem, exact=ex,
+            estimator_error=mean / ex - 1,
+        ))
+    return pd.DataFrame(table)
+
+
+def relu_resolution(
+    samples_per_ell: Sequence[int] = (10, 20, 50, 100, 200),
+    *,
+    mu_over_sigma: float = 0.0,
+    length: float = 31.0,
+    n_paths: int = 16,
+    seed: int = 0,
+):
+    """How finely the grid must sample a ReLU output for ``smp.smp`` to see its births.
+
+    The same Gaussian paths (``std = 1``, ``dstd = 10``, mean ``mu_over_sigma``) are sampled at each
+    ``samples_per_ell``; ``ratio`` is the measured SMP of ``nn.ReLU`` output over the exact identity
+    (:func:`smp.models.relu.relu_identity`), pooled over paths, and ``ratio_sem`` its s.e. over paths.
+    A crossing with small slope ``|x'|`` makes a kink smaller than the curvature's second difference
+    ``h^2 |x''|`` times ``kappa`` and is missed: the loss falls like ``h^3`` (slopes near a crossing
+    have density ``~|x'|``, the missed SMP ``~ |x'|^2 d|x'|``).
+
+    Returns a pandas.DataFrame: ``samples_per_ell, n_samples, ratio, ratio_sem, worst_path``.
+    """
+    import pandas as pd
+
+    from .models.relu import relu_identity
+
+    rows = []
+    for spe in samples_per_ell:
+        n_samples = int(round(spe * length * 10.0)) + 1
+        proc = gaussian_process_with_tents(n_paths, n_samples, length=length, mean=mu_over_sigma, std=1.0,
+                                           dstd=10.0, tent_spacing=0.0, seed=seed)
+        y = nn.ReLU()(torch.from_numpy(proc.x)).numpy()
+        measured = _smp(y, proc.h, axis=-1, warn=False)
+        ident = relu_identity(proc.t, proc.x, proc.dx)
+        ratio = measured.sum() / ident.born.sum()
+        # s.e. of a ratio of means (delta method): the paired residuals measured - ratio * exact
+        sem = (measured - ratio * ident.born).std(ddof=1) / np.sqrt(n_paths) / ident.born.mean()
+        has = ident.born > 0
+        per_path = measured[has] / ident.born[has]
+        rows.append(dict(samples_per_ell=int(spe), n_samples=n_samples, ratio=ratio, ratio_sem=sem,
+                         worst_path=float(per_path[np.argmax(np.abs(per_path - 1))])))
+    return pd.DataFrame(rows)
+
+
+def relu_great_circle(
+    mu_over_sigma: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0),
+    *,
+    in_features: int = 64,
+    units: int = 4000,
+    n_samples: int = 4096,
+    seed: int = 0,
+):
+    """First-layer ReLU units on a great circle: Rice per path against Rice for the ensemble.
+
+    A ``nn.Linear(in_features, units)`` (float64, weights ``N(0, 1/in_features)``, every bias
+    ``b = mu_over_sigma``) on :func:`smp.signals.great_circle` (radius ``sqrt(in_features)``): each unit
+    is ``x(t) = A cos(t + p) + b`` with ``(A cos p, -A sin p) = (w.u, w.v)`` i.i.d. ``N(0, 1)`` over the
+    ensemble of units, so over the ensemble x(t) is stationary Gaussian with ``sigma = sigma' = 1``, but
+    along one path its values follow the arcsine law of a sinusoid.  Per point:
+
+    - ``measured``: mean over units of ``smp.smp`` of ``nn.ReLU`` output (``dt = 2 pi / n_samples``);
+    - ``exact``: mean of :func:`smp.models.relu.relu_sinusoid` (``2 sqrt(A^2 - b^2)``);
+    - ``model_ensemble``: :func:`smp.models.relu` with ``sigma = sigma' = 1``, ``mu = b``, ``L = 2 pi``;
+    - ``model_pathwise``: mean over units of :func:`smp.models.relu` with each unit's own time
+      statistics (:func:`unit_statistics`).
+
+    Returns a pandas.DataFrame with these, ``measured_sem`` (s.e. of ``measured`` over units) and the relative errors
+    ``rel_error_ensemble``, ``rel_error_pathwise`` (model / measured - 1) and ``z_ensemble``.
+    """
+    import pandas as pd
+
+    from . import signals as _signals
+    from .models.relu import relu as relu_model
+    from .models.relu import relu_sinusoid
+
+    _, h, path = _signals.great_circle((in_features,), n_samples, seed=seed)
+    rows = []
+    for index, b in enumerate(mu_over_sigma):
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+        layer = nn.Linear(in_features, units).double()
+        with torch.no_grad():
+            layer.weight.normal_(0.0, 1.0 / np.sqrt(in_features), generator=gen)
+            layer.bias.fill_(float(b))
+        x, y = along_path(nn.Sequential(layer, nn.ReLU()), path)
+        measured = _smp(y, h, axis=0, warn=False)
+        # the sinusoid's amplitude from its two Fourier coefficients along the closed path
+        t = np.arange(n_samples) * h
+        amp = 2.0 / n_samples * np.hypot(np.cos(t) @ x, np.sin(t) @ x)
+        exact = relu_sinusoid(amp, float(b))
+        stats = unit_statistics(x, h)
+        pathwise = relu_model(stats.std, stats.dstd, stats.mean, 2 * np.pi)
+        ensemble = float(relu_model(1.0, 1.0, float(b), 2 * np.pi))
+        mean, sem = mean_sem(measured)
+        rows.append(dict(
+            mu_over_sigma=float(b), units=units, measured=float(mean), measured_sem=float(sem), exact=float(exact.mean()),
+            model_ensemble=ensemble, model_pathwise=float(pathwise.mean()),
+            rel_error_ensemble=ensemble / mean - 1, z_ensemble=(ensemble - mean) / sem,
+            rel_error_pathwise=float(pathwise.mean()) / mean - 1,
+            estimator_error=float(np.abs(measured - exact).sum() / exact.sum()),
+        ))
+    return pd.DataFrame(rows)
+
+
+#: the files of chapter 4's result tables, written by :func:`write_relu_tables`
+RELU_TABLES = {"sweep": "04_relu.csv"}
+
+
+def write_relu_tables(directory: str = "data", *, progress: bool = False) -> dict:
+    """Run chapter 4's sweep (:func:`relu_sweep` with its defaults) and write ``04_relu.csv``.
+
+    Several minutes on 2 cores (the points at ``|mu/sigma| >= 2.5`` need 1e8 samples: crossings are rare).
+    """
+    from pathlib import Path
+
+    tables = {"sweep": relu_sweep(progress=progress)}
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for key, frame in tables.items():
+        frame.to_csv(out / RELU_TABLES[key], index=False, float_format="%.10g")
+    return tables

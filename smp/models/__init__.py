@@ -5,8 +5,9 @@ One module per block: ``conv``, ``relu``, ``maxpool``; ``stack`` for stacks of b
 
 from .conv import ConvKinks, conv, conv_kinks, conv_shared
 from .maxpool import maxpool, maxpool_switch_integral
-from .relu import relu
+from .relu import relu, relu_births, relu_pass_through, relu_sinusoid  # chapter 4
 
 __all__ = ["conv", "relu", "maxpool", "maxpool_switch_integral"]
 from .stack import conv_stack, dense_growth, dense_stack  # noqa: E402  (chapter 6)
 __all__ += ["dense_stack", "dense_growth", "conv_stack"]
+__all__ += ["relu_births", "relu_pass_through", "relu_sinusoid"]  # chapter 4
