@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import smp
+from smp import networks
 from smp import trace as T
 
 F64 = torch.float64
@@ -283,7 +284,7 @@ def test_expected_regions_first_layer_exact():
     """A single hidden layer: the count is binomial(n, angle/pi) exactly, not only in mean field."""
     angle = math.pi / 3
     counts = [
-        T.trace_line(smp.networks.dense_net(6, 32, 1, seed=s), *T.quarter_arc_line(6, s, angle)).n_regions
+        T.trace_line(networks.dense_net(6, 32, 1, seed=s), *T.quarter_arc_line(6, s, angle)).n_regions
         for s in range(60)
     ]
     p = angle / math.pi
