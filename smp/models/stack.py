@@ -48,6 +48,8 @@ def _positive_int(name: str, value) -> int:
 
 
 def _widths(width, depth) -> list[int]:
+    if isinstance(width, (str, bytes)):
+        raise TypeError(f"width must be an integer or a sequence of integers, got {width!r}")
     if isinstance(width, numbers.Integral) and not isinstance(width, bool):
         if depth is None:
             raise ValueError("depth is needed when width is a single integer")
