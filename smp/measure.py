@@ -411,14 +411,15 @@ def conv_sweep(
     measured / model over repeats), ``rel_error`` (``1/ratio - 1``: the model's error relative to the
     measurement), ``z`` (``(1 - ratio) / ratio_sem``: the miss in standard errors),
     ``estimator_error`` (largest relative difference, over all output units and repeats, between ``smp.smp`` and the exact SMP of the identity ``sum_i |w_i| SMP(x_i)``
-    computed from the known jumps) and ``dense_warning`` (fraction of repeats in which
-    :class:`smp.DenseKinksWarning` was raised, for any unit).
+    computed from the known jumps), ``dense_warning`` (fraction of repeats in which
+    :class:`smp.DenseKinksWarning` was raised, for any unit) and ``flagged_units`` (largest fraction,
+    over repeats, of output units that :func:`smp.feature.diagnose` marks unreliable).
     """
     import warnings
 
     import pandas as pd
 
-    from .feature import DenseKinksWarning
+    from .feature import DenseKinksWarning, diagnose
     from .models import conv as conv_model
 
     table = []
@@ -441,7 +442,9 @@ def conv_sweep(
             exact_y = nn.functional.conv2d(exact_in, layer.weight.detach().abs()).numpy().ravel()
             estimator_error = np.abs(smp_y / exact_y - 1).max()
             warned = any(issubclass(w.category, DenseKinksWarning) for w in caught)
-            return smp_y.mean(), conv_model(sw, fan_in, smp_in), smp_in, estimator_error, warned
+            # which output units the warning is about (diagnose repeats the detector: only when warned)
+            flagged = diagnose(y, axis=0).unreliable.mean() if warned else 0.0
+            return smp_y.mean(), conv_model(sw, fan_in, smp_in), smp_in, estimator_error, warned, flagged
 
         runs = _repeat_until(one_repeat, min_repeats, max_repeats, target_rel_sem, progress, f"conv C_in={c_in} k={k}")
         measured, model, smp_in = runs[:, :3].mean(axis=0)
@@ -450,7 +453,7 @@ def conv_sweep(
                 c_in=c_in, kernel_size=k, fan_in=fan_in, weight_std=float(sw), n_samples=n_samples,
                 repeats=len(runs), smp_in=smp_in, model=model, measured=measured,
                 **_ratio_summary(runs[:, 0], runs[:, 1]),
-                estimator_error=runs[:, 3].max(), dense_warning=runs[:, 4].mean(),
+                estimator_error=runs[:, 3].max(), dense_warning=runs[:, 4].mean(), flagged_units=runs[:, 5].max(),
             )
         )
     return pd.DataFrame(table)
