@@ -229,3 +229,13 @@ def test_diagnose_flags_noise_and_dense_kinks_only():
     assert smp.feature.diagnose(noisy).unreliable.all()
     diagnosis = smp.feature.diagnose(dense.y)
     assert diagnosis.unreliable.all() and np.all(diagnosis.roughness > 0.5)
+
+
+def test_no_false_alarm_on_network_rounding():
+    # a float64 linear layer over exactly piecewise-linear inputs: D between kinks is rounding noise
+    # of the 64-term sums, which must not read as "rough" (it did at 0.5 % of units before the
+    # roughness floor was raised to 16x the detector's floor)
+    pl = signals.piecewise_linear(64 * 200, 4001, 4, min_separation=3.0, seed=0)
+    weights = np.random.default_rng(0).normal(size=(200, 64))
+    y = np.einsum("ui,uin->un", weights, pl.y.reshape(200, 64, -1))
+    assert not smp.feature.diagnose(y).unreliable.any()
