@@ -85,6 +85,9 @@ DENSE_FRACTION = 0.25
 #: :func:`roughness` above this triggers :class:`DenseKinksWarning` (smooth signals measure <= 0.25
 #: down to 10 samples per length-scale; noise-dominated or densely kinked ones 1.2-1.8)
 ROUGHNESS_LIMIT = 0.5
+#: roughness ignores samples below this multiple of the floor, and signals with fewer such pairs
+ROUGHNESS_FLOOR_FACTOR = 16.0
+ROUGHNESS_MIN_PAIRS = 8
 
 
 class DenseKinksWarning(UserWarning):
@@ -225,20 +228,24 @@ def _core_and_peaks(
 
 
 def roughness(d: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    """``sum |D[n+1] - D[n]| / sum |D[n+1]|`` over pairs of non-peak samples above the floor.
+    """``sum |D[n+1] - D[n]| / sum |D[n+1]|`` over pairs of non-peak samples well above the floor.
 
     Between peaks ``D ~ h**2 y''`` varies slowly, so the ratio is ``O(h |y'''| / |y''|)``: measured
     on Gaussian processes 0.001 with 2000 samples per length-scale, 0.06 with 40, 0.24 with 10 and
     0.45-0.64 with 4.  Noise or kinks too dense to be told apart make ``D`` jagged and the ratio
-    about 1.2-1.8.  Signals with no sample above the floor (exactly piecewise linear, or constant)
-    give 0.  Only every 4th pair ``(n, n+1)`` is used: a ratio of sums needs no more, at a quarter
-    of the cost.
+    about 1.2-1.8.  Only samples above ``16 * floor`` count: the rounding noise of a signal computed
+    through a network (a float64 sum of many terms) can exceed the detector's floor, and between the
+    kinks of an exactly piecewise-linear signal ``D`` is nothing but that noise.  Signals with fewer
+    than 8 such pairs (exactly piecewise linear, constant) give 0.  Only every 4th pair ``(n, n+1)``
+    is used: a ratio of sums needs no more, at a quarter of the cost.
     """
     left, right = d[..., :-1:4], d[..., 1::4]
-    pair = ~(peak[..., :-1:4] | peak[..., 1::4]) & (np.abs(left) > floor) & (np.abs(right) > floor)
+    level = ROUGHNESS_FLOOR_FACTOR * floor
+    pair = ~(peak[..., :-1:4] | peak[..., 1::4]) & (np.abs(left) > level) & (np.abs(right) > level)
     jag = (np.abs(right - left) * pair).sum(axis=-1)
     size = (np.abs(right) * pair).sum(axis=-1)
-    return np.divide(jag, size, out=np.zeros_like(jag), where=size > 0)
+    enough = pair.sum(axis=-1) >= ROUGHNESS_MIN_PAIRS
+    return np.divide(jag, size, out=np.zeros_like(jag), where=enough & (size > 0))
 
 
 class Diagnosis(NamedTuple):
