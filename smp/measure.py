@@ -637,6 +637,54 @@ def conv_stack_sweep(
     return pd.concat(tables, ignore_index=True)
 
 
+def stack_resolution_sweep(
+    *,
+    architecture: str = "dense",
+    n_samples: Sequence[int] = (20000, 40000, 80000, 160000),
+    weight_gain: float = 1.2,
+    n_networks: int = 2,
+    max_units: int | None = 64,
+    seed: int = 0,
+    progress: bool = False,
+):
+    """Convergence of the measured per-layer SMP in the number of samples N along the great circle.
+
+    The same networks (``dense``: :func:`smp.networks.dense_net` (64, 256, 8); ``cnn``:
+    :func:`smp.networks.conv_net` (1, 8, 16, 16) on 16 x 16 images) and the same measured units are
+    run at every N; ``relative`` is the SMP at N over the SMP at the largest N, minus 1 (a deficit:
+    kinks closer than a few samples merge or cancel in the second difference).
+
+    Returns a pandas.DataFrame with ``architecture, gain, n_samples, layer, kind, smp, relative,
+    dense_warning``.
+    """
+    import pandas as pd
+
+    from . import networks as _networks
+    from . import signals as _signals
+
+    if architecture == "dense":
+        nets = [_networks.dense_net(64, 256, 8, weight_gain=weight_gain, seed=seed + i) for i in range(n_networks)]
+        shape = (64,)
+    elif architecture == "cnn":
+        nets = [_networks.conv_net((1, 8, 16, 16), weight_gain=weight_gain, seed=seed + i) for i in range(n_networks)]
+        shape = (1, 16, 16)
+    else:
+        raise ValueError(f"architecture must be 'dense' or 'cnn', got {architecture!r}")
+    tables = []
+    for n in sorted(n_samples):
+        _, dt, path = _signals.great_circle(shape, n, seed=seed)
+        table = stack_measurement(nets, path, dt, max_units=max_units, seed=seed, progress=progress)
+        table.insert(0, "n_samples", n)
+        table.insert(0, "gain", weight_gain)
+        table.insert(0, "architecture", architecture)
+        tables.append(table[["architecture", "gain", "n_samples", "layer", "kind", "smp", "dense_warning"]])
+    out = pd.concat(tables, ignore_index=True)
+    finest = out[out["n_samples"] == max(n_samples)].set_index("layer")["smp"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["relative"] = out["smp"].to_numpy() / finest.loc[out["layer"]].to_numpy() - 1
+    return out
+
+
 def write_stacked_data(directory: str = "data", *, progress: bool = False) -> dict:
     """Run the chapter-6 sweeps with the book's settings and write ``<directory>/06_stacked_*.csv``.
 
@@ -1050,51 +1098,3 @@ def write_relu_tables(directory: str = "data", *, progress: bool = False) -> dic
     for key, frame in tables.items():
         frame.to_csv(out / RELU_TABLES[key], index=False, float_format="%.10g")
     return tables
-
-
-def stack_resolution_sweep(
-    *,
-    architecture: str = "dense",
-    n_samples: Sequence[int] = (20000, 40000, 80000, 160000),
-    weight_gain: float = 1.2,
-    n_networks: int = 2,
-    max_units: int | None = 64,
-    seed: int = 0,
-    progress: bool = False,
-):
-    """Convergence of the measured per-layer SMP in the number of samples N along the great circle.
-
-    The same networks (``dense``: :func:`smp.networks.dense_net` (64, 256, 8); ``cnn``:
-    :func:`smp.networks.conv_net` (1, 8, 16, 16) on 16 x 16 images) and the same measured units are
-    run at every N; ``relative`` is the SMP at N over the SMP at the largest N, minus 1 (a deficit:
-    kinks closer than a few samples merge or cancel in the second difference).
-
-    Returns a pandas.DataFrame with ``architecture, gain, n_samples, layer, kind, smp, relative,
-    dense_warning``.
-    """
-    import pandas as pd
-
-    from . import networks as _networks
-    from . import signals as _signals
-
-    if architecture == "dense":
-        nets = [_networks.dense_net(64, 256, 8, weight_gain=weight_gain, seed=seed + i) for i in range(n_networks)]
-        shape = (64,)
-    elif architecture == "cnn":
-        nets = [_networks.conv_net((1, 8, 16, 16), weight_gain=weight_gain, seed=seed + i) for i in range(n_networks)]
-        shape = (1, 16, 16)
-    else:
-        raise ValueError(f"architecture must be 'dense' or 'cnn', got {architecture!r}")
-    tables = []
-    for n in sorted(n_samples):
-        _, dt, path = _signals.great_circle(shape, n, seed=seed)
-        table = stack_measurement(nets, path, dt, max_units=max_units, seed=seed, progress=progress)
-        table.insert(0, "n_samples", n)
-        table.insert(0, "gain", weight_gain)
-        table.insert(0, "architecture", architecture)
-        tables.append(table[["architecture", "gain", "n_samples", "layer", "kind", "smp", "dense_warning"]])
-    out = pd.concat(tables, ignore_index=True)
-    finest = out[out["n_samples"] == max(n_samples)].set_index("layer")["smp"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["relative"] = out["smp"].to_numpy() / finest.loc[out["layer"]].to_numpy() - 1
-    return out
