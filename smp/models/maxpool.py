@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numbers
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from scipy import integrate, special
 
 from ._checks import as_array, phi, to_output
 
-__all__ = ["maxpool", "maxpool_switch_integral"]
+__all__ = ["maxpool", "maxpool_switch_integral", "maxpool_correlated", "relu_maxpool", "relu_maxpool_parts", "maxpool_identity"]
 
 
 @lru_cache(maxsize=None)
@@ -64,3 +65,215 @@ def maxpool(k, std, dstd, mean=0.0, length=1.0, smp_in=0.0):
     s_in = as_array("smp_in", smp_in, nonnegative=True)
     rate = 0.0 if k == 1 else k * (k - 1) * maxpool_switch_integral(int(k))
     return to_output(L * rate * dsigma**2 / sigma + s_in)
+
+
+def _window_size(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be an integer >= 1 (the window size), got {k!r}")
+    return int(k)
+
+
+def _correlations(rho, drho):
+    r = as_array("rho", rho)
+    dr = as_array("drho", drho)
+    if not ((r >= 0) & (r < 1)).all():
+        raise ValueError(f"rho must be in [0, 1) (equicorrelated window, x_i = sqrt(rho) z0 + ...), got {rho!r}")
+    if not ((dr >= 0) & (dr <= 1)).all():
+        raise ValueError(f"drho must be in [0, 1], got {drho!r}")
+    return r, dr
+
+
+def maxpool_correlated(k, std, dstd, rho, drho, length=1.0, smp_in=0.0):
+    """Expected SMP of ``y = max(x_1..x_K)`` for K *equicorrelated* stationary Gaussian inputs.
+
+    Model of the window: ``x_i = mu + sigma (sqrt(rho) z_0 + sqrt(1-rho) z_i)`` with z_0, z_i
+    independent standard stationary processes; the derivatives have pairwise correlation ``drho``
+    (``drho = rho`` when all z share one kernel).  The common part z_0 shifts every input by the same
+    amount and so never changes the argmax: switches are those of K i.i.d. processes of std
+    ``sigma sqrt(1-rho)`` and derivative std ``sigma' sqrt(1-drho)``.  Hence
+
+        E SMP(y) = L K(K-1) I_K (sigma'^2 / sigma) (1 - drho) / sqrt(1 - rho) + smp_in,
+
+    with ``I_K`` of :func:`maxpool_switch_integral`.  Pass-through as in :func:`maxpool` (each input is
+    the argmax 1/K of the time by symmetry).  Assumptions: x and x' independent at equal times (true
+    for stationary processes), kinks of the inputs at levels distributed like x.  This is the
+    equicorrelated case only (one ``rho`` and one ``drho`` for every pair of the window); windows
+    with a general covariance are not covered here.
+
+    Parameters
+    ----------
+    k : window size K, integer >= 1.
+    std, dstd : ``sigma > 0``, ``sigma' >= 0`` of each input (units of x, x per unit t).
+    rho : pairwise correlation of the values, in [0, 1).
+    drho : pairwise correlation of the derivatives, in [0, 1].
+    length : path length L (units of t).
+    smp_in : SMP carried by each input (x per unit t).
+    """
+    k = _window_size(k)
+    r, dr = _correlations(rho, drho)
+    iid = np.asarray(maxpool(k, std, dstd, 0.0, length, 0.0))
+    s_in = as_array("smp_in", smp_in, nonnegative=True)
+    return to_output(iid * (1 - dr) / np.sqrt(1 - r) + s_in)
+
+
+@lru_cache(maxsize=None)
+def _tail_table(k: int):
+    """Grid of ``J_K(a) = integral_a^inf phi(z)^2 Phi(z)^(K-2) dz`` and of ``Phi(a)`` helpers."""
+    z = np.linspace(-12.0, 12.0, 24001)
+    f = phi(z) ** 2 * special.ndtr(z) ** (k - 2)
+    cum = integrate.cumulative_simpson(f, x=z, initial=0.0)
+    return z, cum[-1] - cum
+
+
+def _tail(k: int, a: np.ndarray) -> np.ndarray:
+    """``J_K(a) = integral_a^inf phi(z)^2 Phi(z)^(K-2) dz`` (Simpson table + interpolation, error < 1e-9)."""
+    z, tail = _tail_table(k)
+    return np.interp(a, z, tail, left=tail[0], right=0.0)
+
+
+_W, _WW = np.polynomial.hermite_e.hermegauss(96)
+_WW = _WW / _WW.sum()  # expectation over z_0 ~ N(0, 1) by Gauss-Hermite quadrature
+
+
+def relu_maxpool_parts(k, std, dstd, mean=0.0, length=1.0, smp_in=0.0, rho=0.0, drho=0.0):
+    """The three parts of :func:`relu_maxpool`: ``(zero_crossing_births, switch_births, passed)``."""
+    k = _window_size(k)
+    sigma = as_array("std", std, positive=True)
+    dsigma = as_array("dstd", dstd, nonnegative=True)
+    mu = as_array("mean", mean)
+    L = as_array("length", length, positive=True)
+    s_in = as_array("smp_in", smp_in, nonnegative=True)
+    r, dr = _correlations(rho, drho)
+    sigma, dsigma, mu, L, s_in, r, dr = np.broadcast_arrays(sigma, dsigma, mu, L, s_in, r, dr)
+    # condition on the common part z_0 = w: inputs i.i.d. with mean m_w and std s_c
+    w = _W.reshape((-1,) + (1,) * sigma.ndim)
+    s_c = sigma * np.sqrt(1 - r)
+    a = -(mu + sigma * np.sqrt(r) * w) / s_c  # standardised level 0 given w
+    p_all_below = special.ndtr(a)
+    # the max crosses 0 through input i while the K-1 others are below 0
+    cross = np.tensordot(_WW, phi(a) / s_c * p_all_below ** (k - 1), axes=1)
+    zero = L * k * dsigma**2 * cross
+    if k >= 2:
+        switch_density = np.tensordot(_WW, _tail(k, a), axes=1) / s_c
+        switch = L * k * (k - 1) * dsigma**2 * (1 - dr) * switch_density
+    else:
+        switch = np.zeros_like(zero)
+    p_max_positive = 1 - np.tensordot(_WW, p_all_below**k, axes=1)
+    passed = s_in * p_max_positive
+    return to_output(zero), to_output(switch), to_output(passed)
+
+
+def relu_maxpool(k, std, dstd, mean=0.0, length=1.0, smp_in=0.0, rho=0.0, drho=0.0):
+    """Expected SMP of ``y = max(0, x_1..x_K)`` (a ReLU followed by a max pool of window K).
+
+    Inputs: stationary Gaussian, mean ``mu``, std ``sigma``, derivative std ``sigma'``, equicorrelated
+    as in :func:`maxpool_correlated` (``rho``, ``drho``; 0 = independent).  Conditioning on the common
+    part ``z_0 = w`` the inputs are i.i.d. with mean ``m_w = mu + sigma sqrt(rho) w`` and std
+    ``s_c = sigma sqrt(1-rho)``; write ``a_w = -m_w / s_c``.  Three parts, each a Rice (Kac) count:
+
+    * zero crossings of the max: input i crosses 0 while all others are below 0, a kink ``|x_i'|``::
+
+          L K sigma'^2 E_w[ phi(a_w) Phi(a_w)^(K-1) / s_c ]
+
+      (``K L phi(mu/sigma) sigma'^2/sigma Phi(-mu/sigma)^(K-1)`` for rho = 0);
+    * argmax switches above 0: ``d = x_i - x_j`` crosses 0 at a common level ``v > 0`` above the
+      other K-2, a kink ``|d'|`` with ``E d'^2 = 2 sigma'^2 (1 - drho)``::
+
+          L K(K-1) sigma'^2 (1 - drho) E_w[ J_K(a_w) / s_c ],  J_K(a) = integral_a^inf phi^2 Phi^(K-2) dz;
+
+    * pass-through: a kink of input i passes iff ``x_i`` is the argmax and positive; for kinks at
+      levels distributed like x this is ``(1 - P(all x < 0)) / K`` per input, so
+      ``smp_in (1 - E_w[Phi(a_w)^K])`` for K inputs each carrying ``smp_in``.
+
+    ``J_K`` is tabulated once per K by Simpson's rule and ``E_w`` is a 96-node Gauss-Hermite
+    quadrature (both checked against ``scipy.integrate.quad`` in the tests).  Assumptions: x and
+    x' independent at equal times; kinks well separated; the ReLU is applied to every input before
+    the pool (equivalently the pool has one extra constant input 0).
+
+    Parameters
+    ----------
+    k : window size K, integer >= 1 (K = 1 is a plain ReLU).
+    std, dstd : ``sigma > 0`` and ``sigma' >= 0`` of each pre-ReLU input.
+    mean : ``mu`` of each pre-ReLU input.
+    length : path length L (units of t).
+    smp_in : SMP carried by each pre-ReLU input (x per unit t).
+    rho, drho : pairwise correlation of the values in [0, 1) and of the derivatives in [0, 1].
+    """
+    zero, switch, passed = relu_maxpool_parts(k, std, dstd, mean, length, smp_in, rho, drho)
+    return to_output(np.asarray(zero) + np.asarray(switch) + np.asarray(passed))
+
+
+class MaxpoolIdentity(NamedTuple):
+    """Exact bookkeeping of ``max(x_1..x_K)`` (or ``max(0, x_1..x_K)``) on sampled paths (per path)."""
+
+    born: np.ndarray  # total |slope jump| born at argmax switches (x per unit t)
+    passed: np.ndarray  # total |slope jump| of input kinks where their input is the argmax
+    switches: np.ndarray  # number of argmax switches
+    ambiguous: np.ndarray  # input kinks in an interval where the argmax also switches (not resolvable)
+
+
+def maxpool_identity(t, x, dx=None, kink_times=None, slope_jumps=None, *, relu: bool = False) -> MaxpoolIdentity:
+    """The max-pool identity on sampled paths: births at argmax switches + pass-through of input kinks.
+
+    Every change of the argmax between samples n and n+1, from input i to input j, is a kink of the
+    output of size ``|x_i' - x_j'|`` at the crossing time of ``d = x_i - x_j``.  With ``dx`` given
+    (exact derivatives) the crossing time is linear interpolation of d and the slopes are interpolated
+    there (error ``O(h^2)``); with ``dx=None`` the inputs are taken as piecewise linear and the slopes
+    are the interval's finite differences (exact when no input kink falls in that interval).  An
+    input kink passes iff its input is the argmax at both ends of its interval (``ambiguous`` counts
+    the kinks whose interval contains a switch).  ``relu=True`` adds the constant input 0
+    (``max(0, x_1..x_K)``).  One switch per interval is assumed (the grid must resolve the switches).
+
+    Parameters
+    ----------
+    t : (N,) sample times.
+    x : (..., K, N) inputs; dx : same shape or None.
+    kink_times, slope_jumps : (..., K, M) the inputs' kinks (NaN time = none), or None.
+    """
+    t = as_array("t", t)
+    x = as_array("x", x)
+    if t.ndim != 1 or t.size < 2 or x.ndim < 2 or x.shape[-1] != t.size:
+        raise ValueError(f"need t (N,) and x (..., K, N), got {t.shape} and {x.shape}")
+    lead = x.shape[:-2]
+    k, n = x.shape[-2], x.shape[-1]
+    x2 = x.reshape(-1, k, n)
+    if dx is None:
+        slope = np.diff(x2, axis=-1) / np.diff(t)  # (P, K, N-1) interval slopes
+    else:
+        dx2 = as_array("dx", dx).reshape(-1, k, n)
+    if relu:
+        x2 = np.concatenate([x2, np.zeros_like(x2[:, :1])], axis=1)
+        if dx is None:
+            slope = np.concatenate([slope, np.zeros_like(slope[:, :1])], axis=1)
+        else:
+            dx2 = np.concatenate([dx2, np.zeros_like(dx2[:, :1])], axis=1)
+    arg = np.argmax(x2, axis=1)  # (P, N)
+    path, m = np.nonzero(arg[:, 1:] != arg[:, :-1])
+    i, j = arg[path, m], arg[path, m + 1]
+    if dx is None:
+        size = np.abs(slope[path, i, m] - slope[path, j, m])
+    else:
+        d0 = x2[path, i, m] - x2[path, j, m]
+        d1 = x2[path, i, m + 1] - x2[path, j, m + 1]
+        u = d0 / (d0 - d1)
+        dd = (1 - u) * (dx2[path, i, m] - dx2[path, j, m]) + u * (dx2[path, i, m + 1] - dx2[path, j, m + 1])
+        size = np.abs(dd)
+    n_paths = x2.shape[0]
+    born = np.bincount(path, weights=size, minlength=n_paths)
+    switches = np.bincount(path, minlength=n_paths).astype(float)
+    passed = np.zeros(n_paths)
+    ambiguous = np.zeros(n_paths)
+    if kink_times is not None:
+        kt = np.asarray(kink_times, dtype=np.float64).reshape(n_paths, k, -1)
+        kj = np.abs(np.asarray(slope_jumps, dtype=np.float64)).reshape(n_paths, k, -1)
+        p_idx, src, _ = np.nonzero(np.isfinite(kt))
+        times = kt[np.isfinite(kt)]
+        jumps = kj[np.isfinite(kt)]
+        cell = np.clip(np.searchsorted(t, times, side="right") - 1, 0, n - 2)
+        a0, a1 = arg[p_idx, cell], arg[p_idx, cell + 1]
+        ok = (a0 == src) & (a1 == src)
+        amb = (a0 != a1) & ((a0 == src) | (a1 == src))
+        passed = np.bincount(p_idx, weights=jumps * ok, minlength=n_paths)
+        ambiguous = np.bincount(p_idx, weights=amb.astype(float), minlength=n_paths)
+    shape = lead if lead else ()
+    return MaxpoolIdentity(born.reshape(shape), passed.reshape(shape), switches.reshape(shape), ambiguous.reshape(shape))

@@ -1,0 +1,103 @@
+"""Max-pool models (chapter 5): closed forms vs numerical integration and vs Monte-Carlo simulation."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, special
+
+import smp
+from smp.models import maxpool, maxpool_correlated, maxpool_identity, relu, relu_maxpool, relu_maxpool_parts
+from smp.models._checks import phi
+from smp.signals import gaussian_process, piecewise_linear
+
+L, DSTD = 20.0, 10.0
+
+
+def _equicorrelated(k, n_paths, rho, mean=0.0, seed=0, n_samples=20001):
+    """x_i = mean + sqrt(rho) g0 + sqrt(1-rho) g_i from independent unit GPs (sigma'/sigma = 10)."""
+    t, h, y, dy = gaussian_process(n_paths * (k + 1), n_samples, length=L, dstd=DSTD, seed=seed)
+    y, dy = y.reshape(n_paths, k + 1, -1), dy.reshape(n_paths, k + 1, -1)
+    a, b = np.sqrt(rho), np.sqrt(1 - rho)
+    return t, h, mean + a * y[:, :1] + b * y[:, 1:], a * dy[:, :1] + b * dy[:, 1:]
+
+
+def test_tabulated_rates():
+    # the K(K-1) I_K values quoted in the spec, 4 digits
+    for k, v in [(2, 0.5642), (3, 0.8463), (4, 1.0294), (9, 1.4850)]:
+        assert maxpool(k, 1.0, 1.0) == pytest.approx(v, abs=6e-5)
+
+
+def test_correlated_reduces_and_scales():
+    assert maxpool_correlated(4, 2.0, 3.0, 0.0, 0.0, 1.5, 0.7) == pytest.approx(maxpool(4, 2.0, 3.0, 0, 1.5, 0.7), rel=1e-14)
+    assert maxpool_correlated(3, 1.0, 1.0, 0.75, 0.5) == pytest.approx(maxpool(3, 1.0, 1.0) * 0.5 / 0.5, rel=1e-14)
+
+
+def _relu_maxpool_quad(k, mu, rho, drho):
+    """Nested scipy quad of the three Rice integrals (sigma = sigma' = L = 1, smp_in = 1)."""
+    sc = np.sqrt(1 - rho)
+
+    def outer(f):
+        return integrate.quad(lambda w: phi(w) * f(mu + np.sqrt(rho) * w), -np.inf, np.inf, epsabs=1e-12)[0]
+
+    zero = k * outer(lambda m: phi(m / sc) / sc * special.ndtr(-m / sc) ** (k - 1))
+    inner = lambda m: integrate.quad(lambda v: (phi((v - m) / sc) / sc) ** 2 * special.ndtr((v - m) / sc) ** (k - 2),
+                                     0, np.inf, epsabs=1e-13)[0]
+    switch = k * (k - 1) * (1 - drho) * outer(inner)
+    passed = 1 - outer(lambda m: special.ndtr(-m / sc) ** k)
+    return zero, switch, passed
+
+
+@pytest.mark.parametrize("k,mu,rho,drho", [(2, 0.0, 0.0, 0.0), (4, 0.4, 0.3, 0.2), (9, -1.0, 0.6, 0.6)])
+def test_relu_maxpool_against_quad(k, mu, rho, drho):
+    got = relu_maxpool_parts(k, 1.0, 1.0, mu, 1.0, 1.0, rho, drho)
+    want = _relu_maxpool_quad(k, mu, rho, drho)
+    # Simpson table + 96-node Gauss-Hermite vs adaptive quad: agree to 1e-7 relative
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
+
+
+def test_relu_maxpool_limits():
+    # K = 1 is a plain ReLU (model of chapter 4); a large mean makes the ReLU irrelevant
+    assert relu_maxpool(1, 1.3, 2.0, 0.4, 2.0, 0.5) == pytest.approx(relu(1.3, 2.0, 0.4, 2.0, 0.5), rel=1e-9)
+    assert relu_maxpool(4, 1.0, 3.0, 12.0, 1.0, 0.2) == pytest.approx(maxpool(4, 1.0, 3.0, 0, 1.0, 0.2), rel=1e-9)
+    assert relu_maxpool(4, 1.0, 3.0, -12.0, 1.0, 0.2) < 1e-20
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="k must"):
+        maxpool_correlated(0, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="rho"):
+        maxpool_correlated(2, 1, 1, 1.0, 0)
+    with pytest.raises(ValueError, match="drho"):
+        relu_maxpool(2, 1, 1, drho=-0.1)
+    with pytest.raises(ValueError, match="std"):
+        relu_maxpool(2, -1, 1)
+    with pytest.raises(TypeError, match="mean"):
+        relu_maxpool(2, 1, 1, mean="a")
+
+
+@pytest.mark.parametrize("k,rho,mean,use_relu", [(3, 0.6, 0.0, False), (4, 0.0, 0.3, True), (2, 0.5, -0.5, True)])
+def test_against_simulation(k, rho, mean, use_relu):
+    # births counted exactly (identity with exact derivatives) on 80 GP paths: s.e. about 1-2 %;
+    # tolerance 3 s.e. + 1 % (grid error of the identity, h = ell / 100)
+    t, h, x, dx = _equicorrelated(k, 80, rho, mean, seed=10 + k)
+    ident = maxpool_identity(t, x, dx, relu=use_relu)
+    m, s = ident.born.mean(), ident.born.std(ddof=1) / np.sqrt(ident.born.size)
+    if use_relu:
+        model = relu_maxpool(k, 1.0, DSTD, mean, L, 0.0, rho, rho)
+    else:
+        model = maxpool_correlated(k, 1.0, DSTD, rho, rho, L)
+    assert s < 0.025 * m
+    assert abs(model - m) < 3 * s + 0.01 * m, (model, m, s)
+
+
+def test_identity_on_piecewise_linear():
+    # max of 3 piecewise-linear signals: smp of the pooled output == births + passed, to 1e-9
+    k = 3
+    t, h, y, kt, kj = piecewise_linear(k * 4, 4001, 6, length=1.0, min_separation=20, seed=3)
+    x = y.reshape(4, k, -1)
+    ident = maxpool_identity(t, x, None, kt.reshape(4, k, -1), kj.reshape(4, k, -1))
+    out = torch.nn.MaxPool1d(k)(torch.from_numpy(x.transpose(0, 2, 1).reshape(-1, 1, k))).reshape(4, -1).numpy()
+    measured = smp.smp(out, h, axis=-1, warn=False)
+    ok = ident.ambiguous == 0
+    assert ok.sum() >= 2
+    np.testing.assert_allclose(measured[ok], (ident.born + ident.passed)[ok], rtol=1e-8)
