@@ -6,7 +6,8 @@ import torch
 from scipy import integrate, special
 
 import smp
-from smp.models import maxpool, maxpool_correlated, maxpool_identity, relu, relu_maxpool, relu_maxpool_parts
+from smp.models import (maxpool, maxpool_correlated, maxpool_identity, relu, relu_maxpool, relu_maxpool_parts,
+                        relu_maxpool_window)
 from smp.models._checks import phi
 from smp.signals import gaussian_process, piecewise_linear
 
@@ -101,3 +102,65 @@ def test_identity_on_piecewise_linear():
     ok = ident.ambiguous == 0
     assert ok.sum() >= 2
     np.testing.assert_allclose(measured[ok], (ident.born + ident.passed)[ok], rtol=1e-8)
+
+
+def test_relu_maxpool_window_equal_statistics():
+    # equal statistics: the window model is relu_maxpool with rho = 0 (trapezoid on 4001 points: 1e-6)
+    got = relu_maxpool_window(np.full((2, 4), 0.3), np.full(4, 1.2), np.full(4, 2.0), 3.0, np.full(4, 0.5))
+    want = relu_maxpool_parts(4, 1.2, 2.0, 0.3, 3.0, 0.5)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+def test_relu_maxpool_window_against_quad():
+    mu, s, ds, s_in = np.array([0.5, -0.2, 1.5]), np.array([1.0, 0.7, 2.0]), np.array([1.0, 3.0, 0.5]), np.array([1.0, 2.0, 0.3])
+    p = lambda i, v: phi((v - mu[i]) / s[i]) / s[i]
+    F = lambda i, v: special.ndtr((v - mu[i]) / s[i])
+    zero = sum(ds[i] ** 2 * p(i, 0) * np.prod([F(m, 0) for m in range(3) if m != i]) for i in range(3))
+    sw = sum((ds[i] ** 2 + ds[j] ** 2) * integrate.quad(lambda v: p(i, v) * p(j, v) * F(3 - i - j, v), 0, np.inf)[0]
+             for i in range(3) for j in range(i + 1, 3))
+    ps = sum(s_in[i] * integrate.quad(lambda v: p(i, v) * np.prod([F(m, v) for m in range(3) if m != i]), 0, np.inf)[0]
+             for i in range(3))
+    # trapezoid rule on 4001 points (step ~ 0.005 sigma) vs adaptive quad: error ~ 1.5e-6 relative
+    np.testing.assert_allclose(relu_maxpool_window(mu, s, ds, 1.0, s_in), (zero, sw, ps), rtol=1e-5)
+
+
+def test_relu_maxpool_window_simulation():
+    # 3 independent GPs with unequal means and scales, births counted exactly on 80 paths;
+    # tolerance 3 s.e. + 1 % (grid error of the identity)
+    mu, s = np.array([0.8, 0.0, -0.3]), np.array([1.0, 1.5, 0.6])
+    t, h, y, dy = gaussian_process(80 * 3, 20001, length=L, dstd=DSTD, seed=21)
+    x = mu[:, None] + s[:, None] * y.reshape(80, 3, -1)
+    dx = s[:, None] * dy.reshape(80, 3, -1)
+    born = maxpool_identity(t, x, dx, relu=True).born
+    m, se = born.mean(), born.std(ddof=1) / np.sqrt(born.size)
+    zero, sw, _ = relu_maxpool_window(mu, s, s * DSTD, L)
+    assert abs(zero + sw - m) < 3 * se + 0.01 * m, (zero + sw, m, se)
+
+
+@pytest.mark.parametrize("k,rho,drho,mu", [(2, 0.0, 0.0, 0.0), (4, 0.5, 0.3, 0.4), (3, 0.3, 0.6, -0.7)])
+def test_window_reduces_to_equicorrelated(k, rho, drho, mu):
+    from smp.models import maxpool_window
+
+    C = np.full((k, k), rho) + np.eye(k) * (1 - rho)
+    D = 4.0 * (np.full((k, k), drho) + np.eye(k) * (1 - drho))
+    # 200,000 draws: Monte-Carlo s.e. of the "others below" probability ~0.1 %, tolerance 1 %
+    w = maxpool_window(np.full(k, mu), C, D, length=1.5, smp_in=0.7, n_draws=200_000)
+    assert w.births == pytest.approx(maxpool_correlated(k, 1.0, 2.0, rho, drho, length=1.5), rel=1e-2)
+    assert w.passed == pytest.approx(0.7, rel=1e-12)  # without ReLU some input is always the argmax
+    w = maxpool_window(np.full(k, mu), C, D, length=1.5, smp_in=0.7, relu=True, n_draws=200_000)
+    ref = relu_maxpool(k, 1.0, 2.0, mu, 1.5, 0.7, rho, drho)
+    assert w.births + w.passed == pytest.approx(ref, rel=1e-2)
+
+
+def test_window_not_equicorrelated_differs():
+    # a 2x2 window with adjacent correlation 0.6 and diagonal 0.3 is not the equicorrelated one:
+    # the general model must sit between the equicorrelated models at rho = 0.3 and rho = 0.6
+    from smp.models import maxpool_window
+
+    C = np.array([[1, .6, .6, .3], [.6, 1, .3, .6], [.6, .3, 1, .6], [.3, .6, .6, 1]])
+    w = maxpool_window(np.zeros(4), C, C, n_draws=100_000)
+    lo, hi = maxpool_correlated(4, 1.0, 1.0, 0.6, 0.6), maxpool_correlated(4, 1.0, 1.0, 0.3, 0.3)
+    assert lo < w.births < hi
+    with pytest.raises(ValueError, match="cov"):
+        maxpool_window(np.zeros(4), np.eye(3), np.eye(3))

@@ -11,4 +11,4 @@ __all__ = ["conv", "relu", "maxpool", "maxpool_switch_integral"]
 from .stack import conv_stack, dense_growth, dense_stack  # noqa: E402  (chapter 6)
 __all__ += ["dense_stack", "dense_growth", "conv_stack"]
 __all__ += ["relu_births", "relu_pass_through", "relu_sinusoid"]  # chapter 4
-from .maxpool import maxpool_correlated, maxpool_identity, relu_maxpool, relu_maxpool_parts  # noqa: E402,F401  (chapter 5)
+from .maxpool import maxpool_correlated, maxpool_identity, relu_maxpool, relu_maxpool_parts, relu_maxpool_window  # noqa: E402,F401  (chapter 5)

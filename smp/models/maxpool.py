@@ -18,7 +18,8 @@ from scipy import integrate, special
 
 from ._checks import as_array, phi, to_output
 
-__all__ = ["maxpool", "maxpool_switch_integral", "maxpool_correlated", "relu_maxpool", "relu_maxpool_parts", "maxpool_identity"]
+__all__ = ["maxpool", "maxpool_switch_integral", "maxpool_correlated", "relu_maxpool", "relu_maxpool_parts", "maxpool_identity",
+           "maxpool_window", "MaxpoolWindow"]
 
 
 @lru_cache(maxsize=None)
@@ -277,3 +278,158 @@ def maxpool_identity(t, x, dx=None, kink_times=None, slope_jumps=None, *, relu: 
         ambiguous = np.bincount(p_idx, weights=amb.astype(float), minlength=n_paths)
     shape = lead if lead else ()
     return MaxpoolIdentity(born.reshape(shape), passed.reshape(shape), switches.reshape(shape), ambiguous.reshape(shape))
+
+
+class MaxpoolWindow(NamedTuple):
+    """Expected SMP of one pooling window with a general Gaussian law (see :func:`maxpool_window`)."""
+
+    births: np.ndarray  # switch births + zero-crossing births (x per unit t, over the path length)
+    zero_births: np.ndarray  # births where the max crosses the constant 0 (relu=True only, else 0)
+    switch_births: np.ndarray  # births at argmax switches between two inputs
+    passed: np.ndarray  # pass-through of the inputs' own kinks, sum_i smp_in_i P(i is the argmax)
+    p_argmax: np.ndarray  # (..., K) P(input i is the argmax (and > 0 with relu=True))
+
+
+def maxpool_window(mean, cov, dcov, length=1.0, smp_in=0.0, *, relu: bool = False, n_draws: int = 2000,
+                   seed: int = 0) -> MaxpoolWindow:
+    """Expected SMP of ``max(x_1..x_K)`` (or ``max(0, x_1..x_K)``) for a window with a *general* covariance.
+
+    The window's inputs are a stationary Gaussian vector ``x`` with mean ``m`` and covariance ``C``
+    (``cov``); its derivative ``x'`` has covariance ``D`` (``dcov``) and, as for any stationary
+    process, is taken independent of ``x`` at equal times.  For every pair ``(i, j)`` the difference
+    ``d = x_i - x_j`` (mean ``m_i - m_j``, variance ``c^T C c`` with ``c = e_i - e_j``) crosses 0
+    at the Rice rate ``E|d'| p_d(0)``, and the output kinks there by ``|d'|`` iff the other inputs
+    are below the common level; the expected total |slope jump| per unit t is therefore
+    ``E[d'^2] p_d(0)`` times that probability::
+
+        births = L sum_{i<j} (c^T D c) p_d(0) P(x_m < x_i for all m != i, j | d = 0).
+
+    The conditional law given ``d = 0`` is Gaussian (mean ``m - C c (c^T m)/(c^T C c)``, covariance
+    ``C - C c c^T C / (c^T C c)``); the probability is a Monte-Carlo average over ``n_draws`` seeded
+    draws, independent for every window (so errors average out over many windows).  ``relu=True``
+    appends the constant input 0 (a ReLU before the pool): pairs with it are the zero crossings of
+    the max.  Pass-through: a kink of input i passes iff x_i is the argmax (and positive), with
+    probability ``P(i is the argmax)`` for kinks at levels distributed like x_i.  For equicorrelated
+    windows this reduces to :func:`maxpool_correlated` / :func:`relu_maxpool` (tested).
+
+    Parameters
+    ----------
+    mean : (..., K) means of the inputs (units of x).
+    cov, dcov : (..., K, K) covariance of the values and of the derivatives (x^2, (x per unit t)^2).
+    length : path length L (units of t).
+    smp_in : (..., K) or scalar, SMP carried by each input (x per unit t).
+    relu : add the constant input 0.
+    n_draws : Monte-Carlo draws per window and pair for the "others below" probabilities.
+    seed : seed of the draws.
+
+    Returns
+    -------
+    MaxpoolWindow with arrays of the leading shape ``(...)`` (``p_argmax`` (..., K)).
+    """
+    m = as_array("mean", mean)
+    c = as_array("cov", cov)
+    dc = as_array("dcov", dcov)
+    if m.ndim < 1 or c.shape != m.shape + m.shape[-1:] or dc.shape != c.shape:
+        raise ValueError(f"need mean (..., K), cov and dcov (..., K, K), got {m.shape}, {c.shape}, {dc.shape}")
+    L = float(as_array("length", length, positive=True))
+    s_in = np.broadcast_to(as_array("smp_in", smp_in, nonnegative=True), m.shape)
+    if isinstance(n_draws, bool) or not isinstance(n_draws, numbers.Integral) or n_draws < 10:
+        raise ValueError(f"n_draws must be an integer >= 10, got {n_draws!r}")
+    k = m.shape[-1]
+    lead = m.shape[:-1]
+    if relu:  # the constant input 0: zero mean, zero variance, zero slope
+        m = np.concatenate([m, np.zeros(lead + (1,))], axis=-1)
+        c = np.pad(c, [(0, 0)] * len(lead) + [(0, 1), (0, 1)])
+        dc = np.pad(dc, [(0, 0)] * len(lead) + [(0, 1), (0, 1)])
+    kk = m.shape[-1]
+    rng = np.random.default_rng(seed)
+    eye = np.eye(kk)
+    zero = np.zeros(lead)
+    switch = np.zeros(lead)
+    for i in range(kk):
+        for j in range(i + 1, kk):
+            cvec = eye[i] - eye[j]
+            cc = c @ cvec  # (..., kk)
+            var_d = cc @ cvec
+            var_dd = (dc @ cvec) @ cvec
+            m_d = m @ cvec
+            safe = np.where(var_d > 0, var_d, 1.0)
+            density = np.where(var_d > 0, np.exp(-0.5 * m_d**2 / safe) / np.sqrt(2 * np.pi * safe), 0.0)
+            cm = m - cc * (m_d / safe)[..., None]
+            ccov = c - cc[..., :, None] * cc[..., None, :] / safe[..., None, None]
+            vals, vecs = np.linalg.eigh(ccov)
+            root = vecs * np.sqrt(np.clip(vals, 0.0, None))[..., None, :]
+            z = rng.standard_normal(lead + (n_draws, kk))
+            x = cm[..., None, :] + np.einsum("...ij,...nj->...ni", root, z)
+            rest = [q for q in range(kk) if q not in (i, j)]
+            # common level (x_i = x_j on the conditional law, up to rounding): use their average
+            level = 0.5 * (x[..., i] + x[..., j])
+            ok = (x[..., rest] < level[..., None]).all(axis=-1) if rest else np.ones(level.shape, bool)
+            rate = L * np.clip(var_dd, 0, None) * density * ok.mean(axis=-1)  # Rice weighted by |d'|: E d'^2
+            if relu and j == kk - 1:
+                zero = zero + rate
+            else:
+                switch = switch + rate
+    # P(argmax = i) on the unconditional law
+    vals, vecs = np.linalg.eigh(c)
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))[..., None, :]
+    x = m[..., None, :] + np.einsum("...ij,...nj->...ni", root, rng.standard_normal(lead + (n_draws, kk)))
+    arg = np.argmax(x, axis=-1)
+    p_arg = np.stack([(arg == i).mean(axis=-1) for i in range(k)], axis=-1)
+    passed = (s_in * p_arg).sum(axis=-1)
+    return MaxpoolWindow(to_output(zero + switch), to_output(zero), to_output(switch), to_output(passed), p_arg)
+
+
+def relu_maxpool_window(mean, std, dstd, length=1.0, smp_in=0.0, *, n_grid: int = 4001):
+    """Expected SMP of ``max(0, x_1..x_K)`` for *independent* Gaussian inputs with their own statistics.
+
+    Input i has mean ``mu_i``, std ``sigma_i``, derivative std ``sigma_i'`` and carries ``smp_in_i``
+    (the last axis of every argument is the window, K = its size; leading axes broadcast, e.g. one row
+    per window).  With ``p_i, F_i`` the pdf and cdf of x_i, Rice's formula gives
+
+    * zero crossings: ``L sum_i sigma_i'^2 p_i(0) prod_{m != i} F_m(0)``;
+    * switches above 0: ``L sum_{i<j} (sigma_i'^2 + sigma_j'^2) integral_0^inf p_i(v) p_j(v) prod_{m != i,j} F_m(v) dv``;
+    * pass-through: ``sum_i smp_in_i integral_0^inf p_i(v) prod_{m != i} F_m(v) dv`` (= P(x_i is the
+      positive argmax); kinks at levels distributed like x_i).
+
+    With equal statistics this is :func:`relu_maxpool` (rho = 0).  Unequal means matter: the input with
+    the highest mean holds the argmax for longer and the others switch in less often.  The v-integrals
+    use the trapezoid rule on ``n_grid`` points over ``[0, max_i(mu_i + 9 sigma_i)]`` (checked
+    against ``scipy.integrate.quad`` in the tests).  Assumptions: independent inputs, x and x'
+    independent at equal times, kinks well separated.
+
+    Returns
+    -------
+    (zero_crossing_births, switch_births, passed), each of the broadcast leading shape.
+    """
+    mu = as_array("mean", mean)
+    sigma = as_array("std", std, positive=True)
+    dsigma = as_array("dstd", dstd, nonnegative=True)
+    L = as_array("length", length, positive=True)
+    s_in = as_array("smp_in", smp_in, nonnegative=True)
+    mu, sigma, dsigma, s_in = np.broadcast_arrays(mu, sigma, dsigma, s_in)
+    if mu.ndim < 1:
+        raise ValueError("mean, std, dstd must have a last axis (the window's inputs)")
+    k = mu.shape[-1]
+    lead = mu.shape[:-1]
+    mu, sigma, dsigma, s_in = (a.reshape(-1, k) for a in (mu, sigma, dsigma, s_in))
+    hi = np.maximum((mu + 9 * sigma).max(axis=1), 1e-12 * sigma.max(axis=1))
+    v = hi[:, None] * np.linspace(0.0, 1.0, int(n_grid))[None, :]  # (W, G)
+    z = (v[:, None, :] - mu[:, :, None]) / sigma[:, :, None]  # (W, K, G)
+    p = phi(z) / sigma[:, :, None]
+    log_f = special.log_ndtr(z)
+    total = log_f.sum(axis=1)
+    a0 = -mu / sigma
+    p0 = phi(a0) / sigma
+    log_f0 = special.log_ndtr(a0)
+    zero = np.zeros(mu.shape[0])
+    switch = np.zeros(mu.shape[0])
+    passed = np.zeros(mu.shape[0])
+    for i in range(k):
+        zero += dsigma[:, i] ** 2 * p0[:, i] * np.exp(log_f0.sum(axis=1) - log_f0[:, i])
+        passed += s_in[:, i] * integrate.trapezoid(p[:, i] * np.exp(total - log_f[:, i]), v, axis=-1)
+        for j in range(i + 1, k):
+            dens = p[:, i] * p[:, j] * np.exp(total - log_f[:, i] - log_f[:, j])
+            switch += (dsigma[:, i] ** 2 + dsigma[:, j] ** 2) * integrate.trapezoid(dens, v, axis=-1)
+    out = (L * zero, L * switch, passed)
+    return tuple(to_output(np.asarray(o).reshape(lead)) for o in out)
