@@ -1,0 +1,53 @@
+"""data/05_maxpool*.csv (chapter 5): the stored tables meet the chapter's claims and a reduced fresh run reproduces them."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smp.measure import maxpool_cnn, maxpool_sweep
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    return pd.read_csv(DATA / "05_maxpool.csv")
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return pd.read_csv(DATA / "05_maxpool_cnn.csv")
+
+
+def test_stored_sweep_meets_claims(sweep):
+    assert set(sweep.k) == {2, 3, 4, 9} and set(sweep.rho) == {0.0, 0.3, 0.6, 0.9}
+    assert (sweep.rel_sem < 0.02).all()  # enough paths: s.e. below 2 %
+    assert (sweep.rel_error.abs() < np.maximum(3 * sweep.rel_sem, 0.03)).all()
+
+
+def test_fresh_sweep_reproduces_stored(sweep):
+    # 40 fresh paths (other seed) at two points; difference within 3 combined standard errors
+    fresh = maxpool_sweep(((2, 0.0), (4, 0.6)), n_paths=40, seed=123)
+    for row in fresh.itertuples():
+        ref = sweep[(sweep.k == row.k) & (sweep.rho == row.rho)].iloc[0]
+        assert abs(row.measured - ref.measured) < 3 * np.hypot(row.measured_sem, ref.measured_sem)
+        assert abs(row.estimator_error) < 0.02  # smp.smp vs exact identity at 200 samples per ell
+
+
+def test_stored_cnn_table(cnn):
+    assert list(cnn.block) == [1, 2, 3]
+    # the equal-statistics models miss at block 3 (by more than 3 s.e.), the window model does not
+    last = cnn.iloc[-1]
+    assert last.iid_error < -3 * last.iid_error_sem and last.iid_error < -0.05
+    assert (cnn.window_error.abs() < np.maximum(3 * cnn.window_error_sem, 0.05)).all()
+
+
+def test_fresh_cnn_one_network(cnn):
+    # one network (seed 0, reduced to 12,000 samples): the per-network ratio spread is about
+    # sqrt(networks) * sem; allow 4 of the stored s.e. times sqrt(4) plus 2 % for the coarser grid
+    fresh = maxpool_cnn(n_networks=1, n_samples=12000, seed=0)
+    for name in ("iid", "window"):
+        diff = (fresh[f"{name}_error"] - cnn[f"{name}_error"]).abs()
+        assert (diff < 4 * 2 * cnn[f"{name}_error_sem"] + 0.02).all(), (name, diff.to_numpy())
