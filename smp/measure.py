@@ -16,7 +16,39 @@ from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ip
 
 from .feature import smp as _smp
 
-__all__ = ["along_path", "layer_smp", "unit_statistics", "UnitStatistics", "mean_sem"]
+__all__ = [
+    "along_path",
+    "layer_smp",
+    "UnitStatistics",
+    "unit_statistics",
+    "mean_sem",
+    "stack_measurement",
+    "KinkedFeatureMap",
+    "kinked_feature_map",
+    "random_conv2d",
+    "conv_sweep",
+    "conv_shared_sweep",
+    "dense_stack_sweep",
+    "conv_stack_sweep",
+    "stack_resolution_sweep",
+    "write_stacked_data",
+    "conv_resolution",
+    "write_conv_tables",
+    "TentedProcess",
+    "gaussian_process_with_tents",
+    "relu_sweep",
+    "relu_resolution",
+    "relu_great_circle",
+    "write_relu_tables",
+    "maxpool_sweep",
+    "maxpool_cnn",
+    "write_maxpool_tables",
+    "CONV_SWEEP_POINTS",
+    "CONV_TABLES",
+    "RELU_SWEEP_POINTS",
+    "RELU_TABLES",
+    "MAXPOOL_TABLES",
+]
 
 
 def _as_path(path: Any) -> torch.Tensor:

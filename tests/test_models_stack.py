@@ -7,6 +7,7 @@ import pytest
 from scipy import integrate, special
 
 from smp.models import stack
+from smp.models.maxpool import maxpool_window
 from smp.models._checks import phi
 
 
@@ -71,7 +72,7 @@ def _switch_above_zero_iid(k):
 
 
 @pytest.mark.parametrize("k", [2, 4])
-def test_pool_births_iid_against_quadrature(k):
+def test_relu_pool_window_births_iid_against_quadrature(k):
     # max(0, x_1..x_K), i.i.d. N(0, s^2), derivatives N(0, ds^2):
     # zero crossings K L phi(0) ds^2/s Phi(0)^(K-1), switches above 0 L K(K-1) ds^2/s int_0^inf phi^2 Phi^(K-2)
     s, ds, length = 1.3, 0.7, 2.0
@@ -79,12 +80,12 @@ def test_pool_births_iid_against_quadrature(k):
     expected += length * k * (k - 1) * ds**2 / s * _switch_above_zero_iid(k)
     cov = np.eye(k)[None] * s**2
     dcov = np.eye(k)[None] * ds**2
-    got = stack._pool_births(cov, dcov, length, 200000, np.random.default_rng(1))[0]
+    got = maxpool_window(np.zeros(k)[None], cov, dcov, length, relu=True, n_draws=200000, seed=1).births[0]
     # Monte Carlo over 2e5 conditional draws: relative error ~ 1/sqrt(2e5 * P) < 0.5 %
     assert got == pytest.approx(expected, rel=0.01)
 
 
-def test_pool_births_correlated_pair():
+def test_relu_pool_window_births_correlated_pair():
     # K = 2 with correlations rho (values), drho (derivatives): zero crossings of the max at x_i = 0
     # need the other below 0: P = 1/2 + arcsin(-rho... ) -> P(x_j < 0 | x_i = 0) = 1/2 (mean 0);
     # switches above 0: L var(d') / sqrt(2 pi var d) * P(x > 0 | x_1 = x_2) = ... * 1/2.
@@ -93,7 +94,7 @@ def test_pool_births_correlated_pair():
     dcov = np.array([[[1, drho], [drho, 1]]]) * ds**2
     zero = 2 * length * phi(0.0) * ds**2 / s * 0.5
     switch = length * 2 * ds**2 * (1 - drho) / np.sqrt(2 * np.pi * 2 * s**2 * (1 - rho)) * 0.5
-    got = stack._pool_births(cov, dcov, length, 200000, np.random.default_rng(2))[0]
+    got = maxpool_window(np.zeros(2)[None], cov, dcov, length, relu=True, n_draws=200000, seed=2).births[0]
     assert got == pytest.approx(zero + switch, rel=0.01)
 
 

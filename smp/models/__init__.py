@@ -1,14 +1,16 @@
 """Closed-form models of the expected SMP through network blocks (see each function's docstring).
 
-One module per block: ``conv``, ``relu``, ``maxpool``; ``stack`` for stacks of blocks.
+One module per block: ``conv`` (chapter 3), ``relu`` (chapter 4), ``maxpool`` (chapter 5) and
+``stack`` for stacks of blocks (chapter 6).  Every public name of the four is re-exported here.
 """
 
-from .conv import ConvKinks, conv, conv_kinks, conv_shared
-from .maxpool import maxpool, maxpool_switch_integral
-from .relu import relu, relu_births, relu_pass_through, relu_sinusoid  # chapter 4
+from . import conv as _conv
+from . import maxpool as _maxpool
+from . import relu as _relu
+from . import stack as _stack
+from .conv import *  # noqa: F401,F403
+from .maxpool import *  # noqa: F401,F403
+from .relu import *  # noqa: F401,F403
+from .stack import *  # noqa: F401,F403
 
-__all__ = ["conv", "relu", "maxpool", "maxpool_switch_integral"]
-from .stack import conv_stack, dense_growth, dense_stack  # noqa: E402  (chapter 6)
-__all__ += ["dense_stack", "dense_growth", "conv_stack"]
-__all__ += ["relu_births", "relu_pass_through", "relu_sinusoid"]  # chapter 4
-from .maxpool import maxpool_correlated, maxpool_identity, relu_maxpool, relu_maxpool_parts, relu_maxpool_window  # noqa: E402,F401  (chapter 5)
+__all__ = [*_conv.__all__, *_relu.__all__, *_maxpool.__all__, *_stack.__all__]

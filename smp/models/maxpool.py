@@ -19,7 +19,7 @@ from scipy import integrate, special
 from ._checks import as_array, phi, to_output
 
 __all__ = ["maxpool", "maxpool_switch_integral", "maxpool_correlated", "relu_maxpool", "relu_maxpool_parts", "maxpool_identity",
-           "maxpool_window", "MaxpoolWindow"]
+           "maxpool_window", "MaxpoolWindow", "relu_maxpool_window", "MaxpoolIdentity"]
 
 
 @lru_cache(maxsize=None)

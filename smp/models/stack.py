@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import SQRT_2_OVER_PI, as_array
+from .maxpool import maxpool_window
 from .relu import relu
 
 __all__ = ["dense_stack", "dense_growth", "conv_stack"]
@@ -232,64 +233,6 @@ def _gaussian_draws(cov: np.ndarray, n_draws: int, rng: np.random.Generator) -> 
     return rng.standard_normal((n_draws, cov.shape[0])) @ root.T
 
 
-def _conditional_probability(cov: np.ndarray, direction: np.ndarray, event, n_draws: int, rng) -> np.ndarray:
-    """``P(event(x) | direction . x = 0)`` for x ~ N(0, cov), batched over leading axes of ``cov``.
-
-    ``cov`` (..., K, K), ``direction`` (..., K); ``event`` maps draws (..., n_draws, K) to booleans.
-    The conditional law is Gaussian with covariance ``cov - (cov c)(cov c)^T / (c^T cov c)``.
-    """
-    cc = np.einsum("...ij,...j->...i", cov, direction)
-    var = np.einsum("...i,...i->...", direction, cc)
-    cond = cov - cc[..., :, None] * cc[..., None, :] / var[..., None, None]
-    vals, vecs = np.linalg.eigh(cond)
-    root = vecs * np.sqrt(np.clip(vals, 0.0, None))[..., None, :]
-    z = rng.standard_normal(cov.shape[:-2] + (n_draws, cov.shape[-1]))
-    x = np.einsum("...ij,...nj->...ni", root, z)
-    return event(x).mean(axis=-1)
-
-
-def _pool_births(cov: np.ndarray, dcov: np.ndarray, length: float, n_draws: int, rng) -> np.ndarray:
-    """Expected SMP born in ``max(0, x_1..x_K)`` per window, by Kac-Rice with Gaussian conditioning.
-
-    Two kinds of births, x and x' independent Gaussian vectors (covariances ``cov``, ``dcov``):
-    the maximum crosses 0 through input i (``x_i = 0``, all others < 0), a kink of size ``|x_i'|``::
-
-        L * var(x_i') / sqrt(2 pi var(x_i)) * P(x_j < 0 for j != i | x_i = 0),
-
-    and the argmax switches from i to j above 0 (``d = x_i - x_j = 0``, ``x_i > 0`` and above the
-    others), a kink of size ``|d'|``::
-
-        L * var(d') / sqrt(2 pi var(d)) * P(x_i > 0, x_i > x_m for m != i, j | d = 0).
-
-    For i.i.d. inputs the second kind, summed over pairs, is the K(K-1) I_K law of
-    :func:`smp.models.maxpool` restricted to a positive maximum.
-    """
-    k = cov.shape[-1]
-    total = np.zeros(cov.shape[:-2])
-    eye = np.eye(k)
-    for i in range(k):
-        others = [j for j in range(k) if j != i]
-        prob = _conditional_probability(cov, np.broadcast_to(eye[i], cov.shape[:-1]),
-                                        lambda x, o=others: (x[..., o] < 0).all(axis=-1), n_draws, rng)
-        total += length * dcov[..., i, i] / np.sqrt(2 * np.pi * cov[..., i, i]) * prob
-    for i in range(k):
-        for j in range(i + 1, k):
-            c = eye[i] - eye[j]
-            rest = [m for m in range(k) if m not in (i, j)]
-
-            def above(x, i=i, rest=rest):
-                ok = x[..., i] > 0
-                if rest:
-                    ok &= (x[..., rest] < x[..., i : i + 1]).all(axis=-1)
-                return ok
-
-            var_d = np.einsum("i,...ij,j->...", c, cov, c)
-            var_dd = np.einsum("i,...ij,j->...", c, dcov, c)
-            prob = _conditional_probability(cov, np.broadcast_to(c, cov.shape[:-1]), above, n_draws, rng)
-            total += length * var_dd / np.sqrt(2 * np.pi * np.clip(var_d, 1e-300, None)) * prob
-    return total
-
-
 def conv_stack(
     input_shape: Sequence[int],
     channels: Sequence[int],
@@ -330,7 +273,7 @@ def conv_stack(
 
     *Births*: ReLU zero crossings by Rice per position (:func:`smp.models.relu`); at the pool,
     zero crossings of the window maximum and argmax switches above 0, by Kac-Rice with the
-    window's full covariance (``_pool_births``; with ``correlated_windows=False`` the window
+    window's full covariance (:func:`smp.models.maxpool.maxpool_window`; with ``correlated_windows=False`` the window
     covariance is replaced by its diagonal, the i.i.d. model).
 
     *Propagation*: every pooled position R of block m is a source of events of total size
@@ -431,7 +374,9 @@ def conv_stack(
         positive = top > 0
         a, da = np.where(positive, top, 0.0), np.where(positive, dtop, 0.0)
         pi = (np.eye(p * p, dtype=bool)[arg] & positive[..., None]).mean(axis=0)  # (windows, K)
-        births_pool_map = c_out * _pool_births(cov, dcov, L, max(n_draws // 5, 1000), rng)
+        births_pool_map = c_out * maxpool_window(np.zeros(cov.shape[:-1]), cov, dcov, L, relu=True,
+                                                  n_draws=max(n_draws // 5, 1000),
+                                                  seed=int(rng.integers(2**31))).births
         births_pool = float(births_pool_map.sum())
 
         # events through ReLU (x 1/2 per entry, then selection by pi: pi already includes x_i > 0)
