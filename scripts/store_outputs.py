@@ -28,6 +28,7 @@ def store(path: Path, timeout: int = 600) -> None:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
+        cell.metadata.pop("execution", None)  # timestamps: they change on every run and carry nothing
         if cell.source.lstrip().startswith(MARK):
             kept += 1
             cell.outputs = [o for o in cell.outputs if o.get("output_type") != "display_data"]

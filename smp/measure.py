@@ -1227,6 +1227,7 @@ def maxpool_cnn(
     n_samples: int = 20000,
     n_networks: int = 4,
     seed: int = 0,
+    full_draws: int = 2000,
     progress: bool = False,
 ):
     """The 2x2 max pools of a real Conv-ReLU-MaxPool stack on a great circle: window models vs measurement.
@@ -1240,7 +1241,10 @@ def maxpool_cnn(
     window's mean ``mu``, root-mean-square ``sigma, sigma'``, mean ``smp_in`` and either ``rho = drho =
     0`` (``iid``) or the measured ``rho, drho`` (``corr``; clipped to [0, 0.999]); third,
     :func:`smp.models.relu_maxpool_window` with every input's own ``mu_i, sigma_i, sigma_i', smp_in_i``
-    (``window``: independent inputs, unequal statistics).  The measurement is
+    (``window``: independent inputs, unequal statistics); fourth, :func:`smp.models.maxpool_window`
+    with ``relu=True``, every input's own mean and ``smp_in`` and the window's measured 4x4 covariance of
+    values and of slopes (``full``: correlated inputs, unequal statistics; ``full_draws`` Monte-Carlo
+    draws per window and pair, seeded).  The measurement is
     ``smp.smp`` of the real ``nn.MaxPool2d`` output units.  Also recorded: the births counted by the
     exact identity (:func:`smp.models.maxpool_identity` with interval slopes, argmax of
     ``(0, x_1..x_4)``) against the two models' births.  Totals over the windows of a block; mean and
@@ -1250,14 +1254,15 @@ def maxpool_cnn(
     -------
     pandas.DataFrame, one row per block: ``block, windows, networks, n_samples, rho, drho`` (mean over
     windows), ``measured, measured_sem`` (total SMP of the pool output, mean over networks),
-    ``iid, corr, window`` (predicted totals), ``*_error`` (prediction / measured - 1, mean over networks
-    of the ratios) and ``*_error_sem``, ``births_counted, births_iid, births_corr, births_window`` (mean
+    ``iid, corr, window, full`` (predicted totals), ``*_error`` (prediction / measured - 1, mean over networks
+    of the ratios) and ``*_error_sem``, ``births_counted, births_iid, births_corr, births_window,
+    births_full`` (mean
     totals over networks), ``smp_in`` (total measured input SMP over windows) and ``mean_spread``
     (mean over windows of the std of the 4 inputs' means over their rms sigma).
     """
     import pandas as pd
 
-    from .models.maxpool import maxpool_identity, relu_maxpool_parts, relu_maxpool_window
+    from .models.maxpool import maxpool_identity, maxpool_window, relu_maxpool_parts, relu_maxpool_window
     from .networks import conv_net
     from .signals import great_circle
 
@@ -1285,14 +1290,16 @@ def maxpool_cnn(
             slope -= slope.mean(axis=0)
             iu = np.triu_indices(4, 1)
 
-            def mean_corr(z):
-                cov = np.einsum("nwi,nwj->wij", z, z) / z.shape[0]
-                d = np.sqrt(np.einsum("wii->wi", cov))
-                corr = cov / (d[:, :, None] * d[:, None, :] + 1e-300)
+            cov = np.einsum("nwi,nwj->wij", centred, centred) / n_samples  # (windows, 4, 4)
+            dcov = np.einsum("nwi,nwj->wij", slope, slope) / slope.shape[0]
+
+            def mean_corr(c):
+                d = np.sqrt(np.einsum("wii->wi", c))
+                corr = c / (d[:, :, None] * d[:, None, :] + 1e-300)
                 return corr[:, iu[0], iu[1]].mean(axis=1)
 
-            rho = np.clip(mean_corr(centred), 0.0, 0.999)
-            drho = np.clip(mean_corr(slope), 0.0, 0.999)
+            rho = np.clip(mean_corr(cov), 0.0, 0.999)
+            drho = np.clip(mean_corr(dcov), 0.0, 0.999)
             sig_w = np.sqrt((sig**2).mean(axis=1))
             dsig_w = np.sqrt((dsig**2).mean(axis=1))
             live = sig_w > 0  # dead windows (constant inputs) carry no SMP
@@ -1300,6 +1307,8 @@ def maxpool_cnn(
             iid_parts = np.array(relu_maxpool_parts(*args, 0.0, 0.0))
             corr_parts = np.array(relu_maxpool_parts(*args, rho[live], drho[live]))
             window_parts = np.array(relu_maxpool_window(mu[live], sig[live], dsig[live], length, s_in[live]))
+            full = maxpool_window(mu[live], cov[live], dcov[live], length, s_in[live], relu=True, n_draws=full_draws,
+                                  seed=seed + 1000 * r + b)
             measured = float(_smp(pool_out, h, axis=0, warn=False).sum())
             ident = maxpool_identity(t, win.transpose(1, 2, 0), None, relu=True)
             per_net.append(dict(
@@ -1308,6 +1317,7 @@ def maxpool_cnn(
                 births_counted=float(ident.born.sum()), births_iid=float(iid_parts[:2].sum()),
                 births_corr=float(corr_parts[:2].sum()), smp_in=float(s_in.sum()),
                 window=float(window_parts.sum()), births_window=float(window_parts[:2].sum()),
+                full=float(full.births.sum() + full.passed.sum()), births_full=float(full.births.sum()),
                 mean_spread=float(np.mean(mu[live].std(axis=1) / sig_w[live])),
             ))
     frame = pd.DataFrame(per_net)
@@ -1316,12 +1326,13 @@ def maxpool_cnn(
         m, s = mean_sem(g.measured.to_numpy()) if len(g) > 1 else (g.measured.iloc[0], np.nan)
         row = dict(block=int(b), windows=int(g.windows.iloc[0]), networks=len(g), n_samples=int(n_samples),
                    rho=float(g.rho.mean()), drho=float(g.drho.mean()), measured=float(m), measured_sem=float(s))
-        for name in ("iid", "corr", "window"):
+        for name in ("iid", "corr", "window", "full"):
             ratio = g[name].to_numpy() / g.measured.to_numpy() - 1
             row[name] = float(g[name].mean())
             row[f"{name}_error"] = float(ratio.mean())
             row[f"{name}_error_sem"] = float(ratio.std(ddof=1) / np.sqrt(len(g))) if len(g) > 1 else np.nan
-        for name in ("births_counted", "births_iid", "births_corr", "births_window", "smp_in", "mean_spread"):
+        for name in ("births_counted", "births_iid", "births_corr", "births_window", "births_full", "smp_in",
+                     "mean_spread"):
             row[name] = float(g[name].mean())
         rows.append(row)
     return pd.DataFrame(rows)

@@ -42,12 +42,20 @@ def test_stored_cnn_table(cnn):
     last = cnn.iloc[-1]
     assert last.iid_error < -3 * last.iid_error_sem and last.iid_error < -0.05
     assert (cnn.window_error.abs() < np.maximum(3 * cnn.window_error_sem, 0.05)).all()
+    # the correlated-window model (own means, measured covariance) is within 5 % from block 2 on ...
+    later = cnn.iloc[1:]
+    assert (later.full_error.abs() < np.maximum(3 * later.full_error_sem, 0.05)).all()
+    # ... and at block 1 (sinusoidal inputs, no input SMP) misses by Rice's sinusoid factor sqrt(pi)/2 - 1:
+    # corrected births agree with the counted ones within 1 % (the Monte-Carlo pair probabilities)
+    first = cnn.iloc[0]
+    assert first.smp_in < 1e-9 * first.measured
+    assert first.births_full * 2 / np.sqrt(np.pi) == pytest.approx(first.births_counted, rel=0.01)
 
 
 def test_fresh_cnn_one_network(cnn):
     # one network (seed 0, reduced to 12,000 samples): the per-network ratio spread is about
     # sqrt(networks) * sem; allow 4 of the stored s.e. times sqrt(4) plus 2 % for the coarser grid
     fresh = maxpool_cnn(n_networks=1, n_samples=12000, seed=0)
-    for name in ("iid", "window"):
+    for name in ("iid", "window", "full"):
         diff = (fresh[f"{name}_error"] - cnn[f"{name}_error"]).abs()
         assert (diff < 4 * 2 * cnn[f"{name}_error_sem"] + 0.02).all(), (name, diff.to_numpy())
