@@ -126,14 +126,17 @@ def landmark_net(kind: str, *, size: int = IMAGE_SIZE, seed: int = 0) -> nn.Sequ
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
     act, pool = _ACT[KINDS[kind][0]], _POOL[KINDS[kind][1]]
-    torch.manual_seed(seed)  # nn layers draw their initial weights from the global generator
-    layers: list[nn.Module] = []
-    c_in = 1
-    for c_out in WIDTHS:
-        layers += [nn.Conv2d(c_in, c_out, 3, padding=1), act(), pool(2)]
-        c_in = c_out
-    side = size // 2 ** len(WIDTHS)
-    layers += [nn.Flatten(), nn.Linear(c_in * side * side, HIDDEN), act(), nn.Linear(HIDDEN, 2)]
+    # nn layers draw their initial weights from the global generator: seed it inside a fork, so the
+    # weights depend on seed alone and the caller's random state is left as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c_out in WIDTHS:
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), act(), pool(2)]
+            c_in = c_out
+        side = size // 2 ** len(WIDTHS)
+        layers += [nn.Flatten(), nn.Linear(c_in * side * side, HIDDEN), act(), nn.Linear(HIDDEN, 2)]
     return nn.Sequential(*layers)
 
 
