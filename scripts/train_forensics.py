@@ -5,10 +5,17 @@ Usage (the one documented retraining command, from the repository root)::
     .venv/bin/python scripts/train_forensics.py
 
 Trains the ReLU + max-pool CNN and the smooth (GELU + average-pool) CNN of ``smp.forensics`` on the
-miniature landmark task (seeded: the same weights on every run of the same torch build), writes
-``data/forensics_relu.pt`` and ``data/forensics_smooth.pt`` (float64 state dicts, ~30 kB each),
+miniature landmark task, writes ``data/forensics_relu.pt`` and ``data/forensics_smooth.pt`` (float64 state dicts, ~30 kB each),
 then measures the detector and writes ``data/07_models.csv`` (training time, test error) and
 ``data/07_auc.csv`` (AUC with 95 % bootstrap interval for every setting).
+
+Reproducibility: training is seeded and runs on 2 threads, so two runs on the same machine and
+torch build give bit-identical weights (checked).  float32 training sums in an order that depends on
+the thread count and the CPU: with 1 instead of 2 threads the ReLU network's weights differ by up to
+6e-4 after 300 steps, and an earlier stored ReLU network (trained in another process setting) differed
+from a retrained one by up to 0.04 after 1000 steps: test error 0.1637 against 0.1633 px, clean AUC
+0.938 against 0.930, inside the bootstrap interval.  The stored weights are this script's output on
+the book's 2-core machine.
 """
 
 from __future__ import annotations
