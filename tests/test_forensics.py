@@ -117,7 +117,7 @@ def test_landmark_net_depends_on_seed_alone_and_leaves_global_rng():
         assert torch.equal(pa, pb)
     other = fx.landmark_net("relu", seed=5)
     assert not torch.equal(next(a.parameters()), next(other.parameters()))
-    # same weights as seeding the global generator directly (how the stored weights were trained)
+    # the same initial weights as seeding the global generator directly (the code before the fork)
     torch.manual_seed(4)
     direct = torch.nn.Conv2d(1, fx.WIDTHS[0], 3, padding=1)
     assert torch.equal(next(a.parameters()), direct.weight)
