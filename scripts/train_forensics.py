@@ -6,8 +6,9 @@ Usage (the one documented retraining command, from the repository root)::
 
 Trains the ReLU + max-pool CNN and the smooth (GELU + average-pool) CNN of ``smp.forensics`` on the
 miniature landmark task, writes ``data/forensics_relu.pt`` and ``data/forensics_smooth.pt``
-(float64 state dicts, ~30 kB each), then measures the detector and writes ``data/07_models.csv`` (training time, test error) and
-``data/07_auc.csv`` (AUC with 95 % bootstrap interval for every setting).
+(float64 state dicts, ~30 kB each), then measures the detector and writes ``data/07_models.csv``
+(training time, test error) and ``data/07_auc.csv`` (AUC with 95 % bootstrap interval for every
+setting).
 
 Reproducibility: training is seeded and runs on 2 threads, so two runs on the same machine and
 torch build give bit-identical weights (checked).  float32 training sums in an order that depends on
