@@ -99,3 +99,13 @@ def test_resolution_table_is_converged_where_the_chapter_measures():
     # the grids used by the chapter lose < 1 % of the SMP against the finest grid at every layer
     assert dense["relative"].abs().max() < 0.01
     assert cnn["relative"].abs().max() < 0.01
+
+
+def test_resolution_table_coarsest_grid_is_reproduced():
+    # the same seeded networks, path and units at the coarsest grid: deterministic float64 (reruns here
+    # agree to ~1e-8; 1e-6 leaves room for another CPU's rounding), while a stale table, e.g. from an
+    # older detector, differs by percents at this grid, where kinks are densest
+    res = pd.read_csv(DATA / "06_stacked_resolution.csv")
+    stored = res[(res["architecture"] == "dense") & (res["n_samples"] == 20000)].reset_index(drop=True)
+    fresh = measure.stack_resolution_sweep(architecture="dense", n_samples=(20000,))
+    np.testing.assert_allclose(fresh["smp"].to_numpy(), stored["smp"].to_numpy(), rtol=1e-6)
