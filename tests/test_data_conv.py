@@ -83,3 +83,5 @@ def test_fresh_resolution_run_reproduces_the_table():
     for _, row in fresh.iterrows():
         # one realisation, no s.e.: equal up to floating-point summation order across machines
         assert row.ratio == pytest.approx(stored.loc[row.n_samples].ratio, rel=1e-6)
+        # the detector's verdict too (the stored flags once went stale after a detector fix)
+        assert bool(row.dense_warning) == bool(stored.loc[row.n_samples].dense_warning)
