@@ -1,0 +1,221 @@
+"""Every stored file in ``data/``: one registry, one loader, one writer.
+
+The Monte-Carlo tables and trained weights the chapters compare against take longer to produce than a
+chapter may run, so they are stored.  Each has an entry here: its file, the function that produces
+it, the seed it was produced with, and (in ``data/SHA256SUMS``) the SHA-256 of its bytes.  Chapters
+and tests reach ``data/`` only through :func:`load`, :func:`path` and :func:`write`; a file whose
+bytes no longer match ``SHA256SUMS`` (edited by hand, or regenerated without :func:`write`) is
+*stale* and :func:`stale` names it (a test asserts the list is empty).
+
+The directory is anchored at the package (``<repository>/data`` for the editable install the book
+uses), not at the current directory, so a notebook in ``chapters/`` and a test in ``tests/`` read
+the same files.  ``SMP_DATA_DIR`` overrides it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = ["Entry", "REGISTRY", "data_dir", "path", "load", "write", "sha256", "stale", "HASH_FILE"]
+
+#: the hash file inside the data directory, in ``sha256sum`` format (``sha256sum -c`` checks it)
+HASH_FILE = "SHA256SUMS"
+
+
+class Entry(NamedTuple):
+    """One stored file: ``file`` name in ``data/``, ``producer`` (the function, ``module:function``,
+    that computes it and calls :func:`write`), ``seed`` it was produced with, ``float_format`` for
+    CSV tables, and a one-line ``description``."""
+
+    file: str
+    producer: str
+    seed: int
+    float_format: str
+    description: str
+
+
+_TABLE = "%.10g"
+#: every stored file, by name
+REGISTRY: dict[str, Entry] = {
+    "conv_sweep": Entry(
+        "03_convolution.csv", "smp.experiments.conv:write_tables", 0, _TABLE,
+        "chapter 3: conv layer, independent kink times, fan-in and weight-std sweep",
+    ),
+    "conv_shared": Entry(
+        "03_convolution_shared.csv", "smp.experiments.conv:write_tables", 0, _TABLE,
+        "chapter 3: conv layer, kinks shared across channels",
+    ),
+    "conv_resolution": Entry(
+        "03_convolution_resolution.csv", "smp.experiments.conv:write_tables", 0, _TABLE,
+        "chapter 3: conv output SMP against samples per kink",
+    ),
+    "relu_sweep": Entry(
+        "04_relu.csv", "smp.experiments.relu:write_tables", 0, _TABLE,
+        "chapter 4: ReLU bias sweep, Gaussian processes with and without input kinks",
+    ),
+    "maxpool_sweep": Entry(
+        "05_maxpool.csv", "smp.experiments.maxpool:write_tables", 0, _TABLE,
+        "chapter 5: max pooling of i.i.d. and equicorrelated windows",
+    ),
+    "maxpool_cnn": Entry(
+        "05_maxpool_cnn.csv", "smp.experiments.maxpool:write_tables", 0, _TABLE,
+        "chapter 5: 2x2 max pooling inside a Conv-ReLU stack, window models",
+    ),
+    "stack_dense": Entry(
+        "06_stacked_dense.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "chapter 6: dense ReLU stack, per-layer model against measurement, three gains",
+    ),
+    "stack_width": Entry(
+        "06_stacked_width.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "chapter 6: dense ReLU stack, width sweep",
+    ),
+    "stack_cnn": Entry(
+        "06_stacked_cnn.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "chapter 6: Conv-ReLU-MaxPool stack, per-layer model against measurement",
+    ),
+    "stack_resolution": Entry(
+        "06_stacked_resolution.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "chapter 6: measured per-layer SMP against the number of samples",
+    ),
+    "forensics_auc": Entry(
+        "08_forensics_auc.csv", "smp.experiments.forensics:write_tables", 0, "%.6g",
+        "forensics chapter: AUC of SMP and the TV baseline with bootstrap intervals",
+    ),
+    "forensics_models": Entry(
+        "08_forensics_models.csv", "smp.experiments.forensics:write_tables", 0, "%.6g",
+        "forensics chapter: training time and test error of the two landmark networks",
+    ),
+    "forensics_relu": Entry(
+        "forensics_relu.pt", "smp.experiments.forensics:write_tables", 0, "",
+        "forensics chapter: ReLU + max-pool landmark CNN, float64 state dict",
+    ),
+    "forensics_smooth": Entry(
+        "forensics_smooth.pt", "smp.experiments.forensics:write_tables", 0, "",
+        "forensics chapter: GELU + average-pool landmark CNN, float64 state dict",
+    ),
+}
+
+
+def data_dir() -> Path:
+    """The data directory: ``$SMP_DATA_DIR`` if set, else ``<repository>/data`` beside the package."""
+    override = os.environ.get("SMP_DATA_DIR")
+    return Path(override) if override else Path(__file__).resolve().parent.parent / "data"
+
+
+def _entry(name: str) -> Entry:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a registry name (str), got {type(name).__name__}")
+    if name not in REGISTRY:
+        raise ValueError(f"name must be one of the registered files {sorted(REGISTRY)}, got {name!r}")
+    return REGISTRY[name]
+
+
+def path(name: str, directory: str | os.PathLike | None = None) -> Path:
+    """Path of the stored file ``name`` (in ``directory``, default :func:`data_dir`).
+
+    Example
+    -------
+    >>> from smp import data
+    >>> data.path("relu_sweep").name
+    '04_relu.csv'
+    """
+    return (data_dir() if directory is None else Path(directory)) / _entry(name).file
+
+
+def load(name: str, directory: str | os.PathLike | None = None) -> Any:
+    """Load a stored file by name: a CSV as a ``pandas.DataFrame``, a ``.pt`` file as a state dict.
+
+    Example
+    -------
+    >>> from smp import data
+    >>> table = data.load("relu_sweep")
+    >>> "measured" in table.columns
+    True
+    """
+    file = path(name, directory)
+    if not file.exists():
+        producer = _entry(name).producer
+        raise FileNotFoundError(f"{file} is missing: regenerate it with {producer} (see README, 'make data')")
+    if file.suffix == ".csv":
+        import pandas as pd
+
+        return pd.read_csv(file)
+    import torch
+
+    return torch.load(file, weights_only=True)
+
+
+def sha256(file: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_hashes(directory: Path) -> dict[str, str]:
+    hash_file = directory / HASH_FILE
+    if not hash_file.exists():
+        return {}
+    hashes = {}
+    for line in hash_file.read_text().splitlines():
+        if line.strip():
+            digest, file = line.split(maxsplit=1)
+            hashes[file.lstrip("*")] = digest
+    return hashes
+
+
+def _write_hashes(directory: Path, hashes: dict[str, str]) -> None:
+    lines = [f"{hashes[file]}  {file}\n" for file in sorted(hashes)]
+    (directory / HASH_FILE).write_text("".join(lines))
+
+
+def write(name: str, obj: Any, directory: str | os.PathLike | None = None) -> Path:
+    """Store ``obj`` as the registered file ``name`` and record its hash in ``SHA256SUMS``.
+
+    A ``pandas.DataFrame`` is written as CSV without the index, floats with the entry's
+    ``float_format``; a state dict (``dict`` of tensors) with ``torch.save``.  Returns the path.
+
+    Example
+    -------
+    >>> import tempfile, pandas as pd
+    >>> from smp import data
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = data.write("relu_sweep", pd.DataFrame({"x": [0.5]}), directory=tmp)
+    ...     data.stale(tmp, names=["relu_sweep"])
+    []
+    """
+    entry = _entry(name)
+    directory = data_dir() if directory is None else Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    file = directory / entry.file
+    if file.suffix == ".csv":
+        if not hasattr(obj, "to_csv"):
+            raise TypeError(f"obj for {name!r} ({entry.file}) must be a pandas.DataFrame, got {type(obj).__name__}")
+        obj.to_csv(file, index=False, float_format=entry.float_format)
+    else:
+        import torch
+
+        if not isinstance(obj, dict):
+            raise TypeError(f"obj for {name!r} ({entry.file}) must be a state dict, got {type(obj).__name__}")
+        torch.save(obj, file)
+    hashes = _read_hashes(directory)
+    hashes[entry.file] = sha256(file)
+    _write_hashes(directory, hashes)
+    return file
+
+
+def stale(directory: str | os.PathLike | None = None, names: list[str] | None = None) -> list[str]:
+    """Names of registered files that are missing or whose bytes differ from ``SHA256SUMS``."""
+    directory = data_dir() if directory is None else Path(directory)
+    hashes = _read_hashes(directory)
+    out = []
+    for name in REGISTRY if names is None else names:
+        file = directory / _entry(name).file
+        if not file.exists() or hashes.get(file.name) != sha256(file):
+            out.append(name)
+    return out
