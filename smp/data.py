@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["Entry", "REGISTRY", "data_dir", "path", "load", "write", "sha256", "stale", "HASH_FILE"]
+__all__ = ["Entry", "REGISTRY", "HASH_FILE", "data_dir", "path", "load", "write", "write_many", "sha256", "stale"]
 
 #: the hash file inside the data directory, in ``sha256sum`` format (``sha256sum -c`` checks it)
 HASH_FILE = "SHA256SUMS"
@@ -219,3 +219,8 @@ def stale(directory: str | os.PathLike | None = None, names: list[str] | None = 
         if not file.exists() or hashes.get(file.name) != sha256(file):
             out.append(name)
     return out
+
+
+def write_many(tables: dict[str, Any], directory: str | os.PathLike | None = None) -> list[Path]:
+    """:func:`write` every ``name: obj`` of ``tables``; returns the paths."""
+    return [write(name, obj, directory) for name, obj in tables.items()]

@@ -8,16 +8,22 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["conv_net", "dense_net", "ACTIVATIONS", "POOLINGS"]
+from ._validation import check_choice, check_real
+
+__all__ = [
+    "conv_net",
+    "dense_net",
+    "random_conv2d",
+    "landmark_net",
+    "ACTIVATIONS",
+    "POOLINGS",
+    "LANDMARK_WIDTHS",
+    "LANDMARK_HIDDEN",
+    "LANDMARK_KINDS",
+]
 
 ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "gelu": nn.GELU, "identity": nn.Identity}
 POOLINGS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
-
-
-def _choice(name: str, value: str, options: dict) -> type:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
-    return options[value]
 
 
 def _init(layer: nn.Module, fan_in: int, weight_gain: float, bias_std: float, gen: torch.Generator) -> None:
@@ -31,10 +37,8 @@ def _init(layer: nn.Module, fan_in: int, weight_gain: float, bias_std: float, ge
 
 
 def _check_common(weight_gain: float, bias_std: float) -> None:
-    if not isinstance(weight_gain, numbers.Real) or not weight_gain > 0:
-        raise ValueError(f"weight_gain must be > 0 (1 is He initialisation), got {weight_gain!r}")
-    if not isinstance(bias_std, numbers.Real) or bias_std < 0:
-        raise ValueError(f"bias_std must be >= 0, got {bias_std!r}")
+    check_real("weight_gain", weight_gain, minimum=0)  # 1 is He initialisation
+    check_real("bias_std", bias_std, minimum=0, strict=False)
 
 
 def conv_net(
@@ -56,8 +60,8 @@ def conv_net(
     is appended.  Weights ``N(0, weight_gain**2 * 2 / fan_in)``, ``fan_in = C_in k k``; biases
     ``N(0, bias_std**2)``.  float64, eval mode.
     """
-    act = _choice("activation", activation, ACTIVATIONS)
-    pool = _choice("pooling", pooling, POOLINGS)
+    act = check_choice("activation", activation, ACTIVATIONS)
+    pool = check_choice("pooling", pooling, POOLINGS)
     _check_common(weight_gain, bias_std)
     if len(channels) < 2 or any(not isinstance(c, numbers.Integral) or c < 1 for c in channels):
         raise ValueError(f"channels must list >= 2 positive integers (input first), got {channels!r}")
@@ -90,7 +94,7 @@ def dense_net(
     seed: int = 0,
 ) -> nn.Sequential:
     """``depth`` blocks ``Linear(width) -> activation``; weights ``N(0, weight_gain**2 * 2 / fan_in)``."""
-    act = _choice("activation", activation, ACTIVATIONS)
+    act = check_choice("activation", activation, ACTIVATIONS)
     _check_common(weight_gain, bias_std)
     gen = torch.Generator().manual_seed(seed)
     layers: list[nn.Module] = []
@@ -101,3 +105,49 @@ def dense_net(
         layers += [linear, act()]
         fan_in = width
     return nn.Sequential(*layers).eval()
+
+
+def random_conv2d(in_channels: int, out_channels: int, kernel_size: int, weight_std: float, *, bias_std: float = 1.0,
+                  seed: int = 0) -> nn.Conv2d:
+    """A float64 ``nn.Conv2d`` (no padding, stride 1) with i.i.d. ``N(0, weight_std**2)`` weights and
+    ``N(0, bias_std**2)`` biases from a seeded ``torch.Generator`` (the bias shifts y, not its kinks)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        conv.weight.normal_(0.0, float(weight_std), generator=gen)
+        conv.bias.normal_(0.0, float(bias_std), generator=gen)
+    return conv.eval()
+
+
+#: channels of the three conv blocks and width of the hidden dense layer, the same for both networks
+LANDMARK_WIDTHS = (4, 8, 8)
+
+
+LANDMARK_HIDDEN = 16
+
+
+#: the two networks: activation and pooling
+LANDMARK_KINDS = {"relu": ("relu", "max"), "smooth": ("gelu", "avg")}
+
+
+def landmark_net(kind: str, *, size: int = 24, seed: int = 0) -> nn.Sequential:
+    """The regressor: 3 x [Conv3x3 -> act -> pool 2] -> Flatten -> Linear(HIDDEN) -> act -> Linear(2).
+
+    ``kind`` is ``"relu"`` (ReLU, max pooling) or ``"smooth"`` (GELU, average pooling); widths
+    ``LANDMARK_WIDTHS``/``LANDMARK_HIDDEN`` are shared.  The output is the centre in normalised units
+    ``(c - (size-1)/2) / ((size-1)/2)``; :func:`smp.experiments.forensics.predict` converts to pixels.  float32 (training).
+    """
+    activation, pooling = check_choice("kind", kind, LANDMARK_KINDS)
+    act, pool = ACTIVATIONS[activation], POOLINGS[pooling]
+    # nn layers draw their initial weights from the global generator: seed it inside a fork, so the
+    # weights depend on seed alone and the caller's random state is left as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c_out in LANDMARK_WIDTHS:
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), act(), pool(2)]
+            c_in = c_out
+        side = size // 2 ** len(LANDMARK_WIDTHS)
+        layers += [nn.Flatten(), nn.Linear(c_in * side * side, LANDMARK_HIDDEN), act(), nn.Linear(LANDMARK_HIDDEN, 2)]
+    return nn.Sequential(*layers)

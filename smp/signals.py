@@ -11,6 +11,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from ._validation import check_choice, check_int, check_real
+
 __all__ = [
     "time_grid",
     "gaussian_process",
@@ -18,24 +20,20 @@ __all__ = [
     "line_segment",
     "piecewise_linear",
     "smooth_plus_kinks",
+    "kinked_feature_map",
+    "KINK_SLOT_SAMPLES",
+    "add_tents",
     "GaussianProcess",
     "PiecewiseLinear",
+    "KinkedFeatureMap",
+    "TentedProcess",
 ]
-
-
-def _positive(name: str, value, integer: bool = False, minimum: float = 0.0):
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"{name} must be {'an integer' if integer else 'a real number'}, got {value!r}")
-    if not np.isfinite(value) or not value > minimum:
-        raise ValueError(f"{name} must be > {minimum}, got {value!r}")
-    return int(value) if integer else float(value)
 
 
 def time_grid(n_samples: int, length: float = 1.0) -> tuple[np.ndarray, float]:
     """Uniform grid ``t_n = n*h`` on ``[0, length]`` with ``n_samples`` points; returns ``(t, h)``."""
-    n_samples = _positive("n_samples", n_samples, integer=True, minimum=1)
-    length = _positive("length", length)
+    n_samples = check_int("n_samples", n_samples, 2)
+    length = check_real("length", length, minimum=0)
     h = length / (n_samples - 1)
     return np.arange(n_samples) * h, h
 
@@ -80,10 +78,10 @@ def gaussian_process(
     mean, std, dstd : ``mu``, ``sigma`` and ``sigma'`` (units of y and of y per unit t).
     seed : seed of the numpy generator.
     """
-    n_paths = _positive("n_paths", n_paths, integer=True)
+    n_paths = check_int("n_paths", n_paths, 1)
     t, h = time_grid(n_samples, length)
-    std = _positive("std", std)
-    dstd = _positive("dstd", dstd)
+    std = check_real("std", std, minimum=0)
+    dstd = check_real("dstd", dstd, minimum=0)
     if not isinstance(mean, numbers.Real) or not np.isfinite(mean):
         raise ValueError(f"mean must be a finite real number, got {mean!r}")
     ell = std / dstd
@@ -125,7 +123,7 @@ def _random_pair(shape: Sequence[int], rng: np.random.Generator, radius: float |
     u /= np.linalg.norm(u)
     v -= (v @ u) * u
     v /= np.linalg.norm(v)
-    r = np.sqrt(size) if radius is None else _positive("radius", radius)
+    r = np.sqrt(size) if radius is None else check_real("radius", radius, minimum=0)
     return u * r, v * r
 
 
@@ -145,7 +143,7 @@ def great_circle(
 
     Returns ``(t, h, x)`` with ``t`` (N,), step ``h = 2 pi / N`` and ``x`` of shape ``(N, *shape)``.
     """
-    n_samples = _positive("n_samples", n_samples, integer=True, minimum=2)
+    n_samples = check_int("n_samples", n_samples, 3)
     shape = tuple(int(s) for s in shape)
     u, v = _random_pair(shape, np.random.default_rng(seed), radius)
     h = 2 * np.pi / n_samples
@@ -198,11 +196,11 @@ def piecewise_linear(
     difference).  Slope jumps ``Ds_k ~ N(0, jump_std**2)``; ``a, b ~ N(0, 1)``.
     The ground truth of SMP is ``sum_k |Ds_k|``.
     """
-    n_signals = _positive("n_signals", n_signals, integer=True)
-    n_kinks = _positive("n_kinks", n_kinks, integer=True, minimum=-1)
+    n_signals = check_int("n_signals", n_signals, 1)
+    n_kinks = check_int("n_kinks", n_kinks, 0)
     t, h = time_grid(n_samples, length)
-    min_separation = _positive("min_separation", min_separation)
-    jump_std = _positive("jump_std", jump_std)
+    min_separation = check_real("min_separation", min_separation, minimum=0)
+    jump_std = check_real("jump_std", jump_std, minimum=0)
     margin = 2 * h
     slack = length - 2 * margin - max(n_kinks - 1, 0) * min_separation * h
     if slack <= 0:
@@ -249,3 +247,193 @@ def smooth_plus_kinks(
     for k in range(n_kinks):
         kink_part += kinks.slope_jumps[:, k : k + 1] * np.maximum(gp.t - kinks.kink_times[:, k : k + 1], 0.0)
     return PiecewiseLinear(gp.t, gp.h, gp.y + kink_part, kinks.kink_times, kinks.slope_jumps)
+
+
+class KinkedFeatureMap(NamedTuple):
+    """Feature maps whose units are piecewise-linear signals with known kinks.
+
+    ``t`` (N,) sample times on [0, 1], ``h`` the step, ``x`` (N, C, H, W) the maps along the path,
+    ``kink_times`` and ``slope_jumps`` (C, H, W, n_kinks) every unit's kinks (sorted in time).
+    """
+
+    t: np.ndarray
+    h: float
+    x: np.ndarray
+    kink_times: np.ndarray
+    slope_jumps: np.ndarray
+
+
+#: samples per time slot of :func:`kinked_feature_map`; a kink sits at least ``_SLOT_MARGIN`` samples
+#: inside its slot, so kinks of different slots are >= 3 samples apart: their second-difference
+#: samples never overlap and the medians of the SMP detector stay at the rounding level.
+KINK_SLOT_SAMPLES = 8
+_SLOT_MARGIN = 1.5
+
+
+def kinked_feature_map(
+    n_samples: int,
+    channels: int,
+    size: int,
+    kernel_size: int,
+    n_kinks: int,
+    *,
+    jump_std: float = 1.0,
+    shared_channels: bool = False,
+    layout: str = "slots",
+    seed: int = 0,
+) -> KinkedFeatureMap:
+    """Input maps for a ``kernel_size`` convolution, every unit ``a + b t + sum_k Ds_k max(t - t_k, 0)``.
+
+    ``layout="slots"`` guarantees distinct, resolvable kink times inside every receptive field: units
+    are split into classes ``(c, i mod k, j mod k)`` (a k x k window holds each class once), the time
+    axis into slots of 8 samples, every class owns its own random set of slots and every unit puts its
+    ``n_kinks`` kinks in ``n_kinks`` of its class's slots (off-grid, uniform inside the slot, 1.5
+    samples from its edges).  Any two kinks seen by one output unit are then >= 3 samples apart.
+    ``shared_channels=True`` makes the classes ``(i mod k, j mod k)``: all channels of a pixel kink at
+    the same times, with independent jumps (one jump *vector* per event, as after a 1x1 mixing of one
+    kinked unit).  ``layout="uniform"`` draws every unit's kink times independently and uniformly
+    (kinks of different units may fall closer than the grid resolves).
+
+    Slope jumps ``Ds ~ N(0, jump_std**2)`` (units of x per unit t), ``a, b ~ N(0, 1)``; the expected
+    input SMP is ``n_kinks * jump_std * sqrt(2/pi)``.
+    """
+    n_samples, channels, size, kernel_size, n_kinks = (
+        check_int(name, value)
+        for name, value in (
+            ("n_samples", n_samples), ("channels", channels), ("size", size),
+            ("kernel_size", kernel_size), ("n_kinks", n_kinks),
+        )
+    )
+    check_choice("layout", layout, ("slots", "uniform"))
+    if not jump_std > 0:
+        raise ValueError(f"jump_std must be > 0, got {jump_std!r}")
+    h = 1.0 / (n_samples - 1)
+    t = np.arange(n_samples) * h
+    rng = np.random.default_rng(seed)
+    shape = (channels, size, size)
+    if layout == "uniform":
+        # 2 samples from either end: a kink in the first or last interval is not seen by D
+        times = np.sort(rng.uniform(2 * h, 1 - 2 * h, shape + (n_kinks,)), axis=-1)
+    else:
+        k = kernel_size
+        ii, jj = np.meshgrid(np.arange(size) % k, np.arange(size) % k, indexing="ij")
+        pixel_class = ii * k + jj  # (size, size)
+        n_classes = k * k if shared_channels else channels * k * k
+        n_slots = (n_samples - 5) // KINK_SLOT_SAMPLES
+        per_class = n_slots // n_classes
+        if per_class < n_kinks:
+            need = n_classes * n_kinks * KINK_SLOT_SAMPLES + 5
+            raise ValueError(f"n_samples={n_samples} too small for distinct kink slots; need >= {need}")
+        class_slots = rng.permutation(n_slots)[: n_classes * per_class].reshape(n_classes, per_class)
+        if shared_channels:
+            unit_class = np.broadcast_to(pixel_class, (1, size, size))
+        else:
+            unit_class = np.arange(channels)[:, None, None] * k * k + pixel_class
+        # n_kinks distinct slots of the unit's class, chosen at random
+        pick = np.argsort(rng.random(unit_class.shape + (per_class,)), axis=-1)[..., :n_kinks]
+        slots = np.take_along_axis(class_slots[unit_class], pick, axis=-1)
+        offset = rng.uniform(_SLOT_MARGIN, KINK_SLOT_SAMPLES - _SLOT_MARGIN, slots.shape)
+        times = np.sort((2 + slots * KINK_SLOT_SAMPLES + offset) * h, axis=-1)
+        times = np.broadcast_to(times, shape + (n_kinks,)).copy()
+    jumps = rng.normal(0.0, jump_std, shape + (n_kinks,))
+    a, b = rng.standard_normal((2,) + shape)
+    x = a + b * t.reshape(-1, 1, 1, 1)
+    for kk in range(n_kinks):  # few kinks; each step vectorised over the path and the map
+        x += jumps[..., kk] * np.maximum(t.reshape(-1, 1, 1, 1) - times[..., kk], 0.0)
+    return KinkedFeatureMap(t, h, x, times, jumps)
+
+
+class TentedProcess(NamedTuple):
+    """A stationary Gaussian process plus sparse tents with known kinks (see :func:`add_tents`).
+
+    ``t`` (N,), step ``h``, ``x`` and its exact derivative ``dx`` (n_paths, N), ``kink_times`` and
+    ``slope_jumps`` (n_paths, 3 * tents), ``std`` and ``dstd`` the ensemble sigma and sigma' of x
+    (Gaussian part and tents together) and ``smp_in`` the exact input SMP per path (n_paths,).
+    """
+
+    t: np.ndarray
+    h: float
+    x: np.ndarray
+    dx: np.ndarray
+    kink_times: np.ndarray
+    slope_jumps: np.ndarray
+    std: float
+    dstd: float
+    smp_in: np.ndarray
+
+
+def add_tents(
+    process: GaussianProcess,
+    *,
+    std: float,
+    dstd: float,
+    tent_spacing: float = 10.0,
+    tent_height: float = 0.1,
+    tent_halfwidth: float = 0.1,
+    seed: int = 0,
+) -> TentedProcess:
+    """A Gaussian process (:func:`gaussian_process`) plus tents: input kinks at times independent of x.
+
+    A ReLU's input inside a network carries kinks of its own whose times are set elsewhere (other
+    units' crossings).  Here they come from tents ``c max(0, 1 - |t - t_j| / w)`` of height
+    ``c = +-tent_height * std`` (random sign) and half-width ``w = tent_halfwidth * ell``
+    (``ell = std/dstd``), one per slot of ``tent_spacing * ell``, jittered inside its slot (uniform over
+    the middle 60 %), random in every path.  Each tent has three kinks, jumps ``c/w, -2c/w, c/w``:
+    input SMP ``4 |c| / w`` per tent.  The tents are small in value (``0.1 sigma`` by default) and
+    short, so x stays close to Gaussian, and every kink is at least ``w`` from the next (10 samples
+    at 100 samples per ``ell``).  Ensemble statistics with tents, used by the model:
+    ``std^2 + (2 w / S) c^2 / 3`` and ``dstd^2 + (2 w / S) (c/w)^2`` (``S`` the slot length).
+
+    Parameters
+    ----------
+    process : the Gaussian process, from :func:`gaussian_process` (its arrays are not modified).
+    std, dstd : the ``std`` and ``dstd`` the process was drawn with (they set ``ell`` and the tents'
+        size, and enter the returned ensemble statistics).
+    tent_spacing, tent_height, tent_halfwidth : slot length, height (in units of ``std``) and half-width
+        (in units of ``ell``) of the tents; ``tent_spacing = 0`` gives no tents.
+    seed : seed of the tents' positions and signs.
+
+    Example
+    -------
+    >>> gp = gaussian_process(2, 3001, length=3.0, std=1.0, dstd=10.0, seed=0)
+    >>> tented = add_tents(gp, std=1.0, dstd=10.0, seed=0)
+    >>> tented.kink_times.shape  # 3 tents of 3 kinks per path
+    (2, 9)
+    """
+    std = check_real("std", std, minimum=0)
+    dstd = check_real("dstd", dstd, minimum=0)
+    gp = process
+    n_paths, n_samples = gp.y.shape
+    length = float(gp.t[-1] - gp.t[0])
+    x, dx = gp.y.copy(), gp.dy.copy()
+
+    ell = std / dstd
+    slot = tent_spacing * ell
+    # 1e-9: the grid's last time may round to just below a whole number of slots
+    n_tents = int(np.floor(length / slot + 1e-9)) if tent_spacing > 0 else 0
+    if n_tents == 0:
+        empty = np.zeros((n_paths, 0))
+        return TentedProcess(gp.t, gp.h, x, dx, empty, empty, float(std), float(dstd), np.zeros(n_paths))
+    w, c0 = tent_halfwidth * ell, tent_height * std
+    if not (0 < w < 0.2 * slot):
+        raise ValueError(f"tent_halfwidth must be in (0, 0.2 * tent_spacing), got {tent_halfwidth!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 4]).generate_state(1)[0])
+    centres = (np.arange(n_tents) + 0.5 + 0.6 * (rng.uniform(size=(n_paths, n_tents)) - 0.5)) * slot
+    heights = c0 * rng.choice([-1.0, 1.0], size=(n_paths, n_tents))
+    # the tents do not overlap: add each on its own few samples (fancy indexing, no Python loop)
+    span = int(np.ceil(w / gp.h)) + 1
+    first = np.floor((centres - w) / gp.h).astype(int)
+    idx = np.clip(first[..., None] + np.arange(2 * span + 1), 0, n_samples - 1)
+    offset = gp.t[idx] - centres[..., None]
+    shape = np.clip(1.0 - np.abs(offset) / w, 0.0, None)
+    slope = np.where(shape > 0, -np.sign(offset) / w, 0.0)
+    rows = np.arange(n_paths)[:, None, None]
+    x[rows, idx] += heights[..., None] * shape
+    dx[rows, idx] += heights[..., None] * slope
+    kink_times = np.stack([centres - w, centres, centres + w], axis=-1).reshape(n_paths, -1)
+    slope_jumps = (heights[..., None] / w * np.array([1.0, -2.0, 1.0])).reshape(n_paths, -1)
+    fraction = 2 * w / slot
+    total_std = float(np.sqrt(std**2 + fraction * c0**2 / 3))
+    total_dstd = float(np.sqrt(dstd**2 + fraction * (c0 / w) ** 2))
+    return TentedProcess(gp.t, gp.h, x, dx, kink_times, slope_jumps, total_std, total_dstd,
+                         np.abs(slope_jumps).sum(axis=1))

@@ -1,26 +1,25 @@
 """Chapter 3's result tables (data/03_convolution*.csv): their claims, and a reduced fresh run that
-reproduces them within the stated standard errors (regenerate with smp.measure.write_conv_tables)."""
+reproduces them within the stated standard errors (regenerate with smp.experiments.conv.write_tables)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from smp import measure
+from smp import data
+from smp.experiments import conv
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _table(key: str) -> pd.DataFrame:
-    return pd.read_csv(DATA / measure.CONV_TABLES[key])
+    return data.load(f"conv_{key}")
 
 
 def test_sweep_table_meets_the_acceptance_criteria():
     table = _table("sweep")
-    assert len(table) == len(measure.CONV_SWEEP_POINTS)
+    assert len(table) == len(conv.CONV_SWEEP_POINTS)
     rel_sem = table.ratio_sem / table.ratio
     assert (rel_sem < 0.02).all()  # enough repeats: s.e. below 2 % at every point
     # the model within max(3 s.e., 3 %) of the measurement at every point
@@ -62,7 +61,7 @@ def _agree(fresh: float, fresh_sem: float, stored: float, stored_sem: float) -> 
 def test_fresh_sweep_reproduces_the_table():
     stored = _table("sweep").set_index(["c_in", "kernel_size", "weight_std"])
     points = [(1, 2, 1.0), (4, 4, 1.0)]
-    fresh = measure.conv_sweep(points, out_channels=32, min_repeats=6, max_repeats=6, seed=101)
+    fresh = conv.conv_sweep(points, out_channels=32, min_repeats=6, max_repeats=6, seed=101)
     for _, row in fresh.iterrows():
         ref = stored.loc[(row.c_in, row.kernel_size, row.weight_std)]
         assert _agree(row.ratio, row.ratio_sem, ref.ratio, ref.ratio_sem), (row, ref)
@@ -71,7 +70,7 @@ def test_fresh_sweep_reproduces_the_table():
 
 def test_fresh_shared_sweep_reproduces_the_table():
     stored = _table("shared").set_index("c_in")
-    fresh = measure.conv_shared_sweep((4,), out_channels=16, min_repeats=6, max_repeats=6, seed=101)
+    fresh = conv.conv_shared_sweep((4,), out_channels=16, min_repeats=6, max_repeats=6, seed=101)
     row, ref = fresh.iloc[0], stored.loc[4]
     for suffix in ("_shared", "_independent"):
         assert _agree(row["ratio" + suffix], row["ratio_sem" + suffix], ref["ratio" + suffix], ref["ratio_sem" + suffix])
@@ -79,7 +78,7 @@ def test_fresh_shared_sweep_reproduces_the_table():
 
 def test_fresh_resolution_run_reproduces_the_table():
     stored = _table("resolution").set_index("n_samples")
-    fresh = measure.conv_resolution(n_samples=(512, 2048))  # deterministic: same seed, same signals
+    fresh = conv.conv_resolution(n_samples=(512, 2048))  # deterministic: same seed, same signals
     for _, row in fresh.iterrows():
         # one realisation, no s.e.: equal up to floating-point summation order across machines
         assert row.ratio == pytest.approx(stored.loc[row.n_samples].ratio, rel=1e-6)

@@ -1,24 +1,22 @@
 """data/05_maxpool*.csv (chapter 5): the stored tables meet the chapter's claims and a reduced fresh run reproduces them."""
 
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from smp.measure import maxpool_cnn, maxpool_sweep
+from smp import data
+from smp.experiments.maxpool import maxpool_cnn, maxpool_sweep
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    return pd.read_csv(DATA / "05_maxpool.csv")
+    return data.load("maxpool_sweep")
 
 
 @pytest.fixture(scope="module")
 def cnn():
-    return pd.read_csv(DATA / "05_maxpool_cnn.csv")
+    return data.load("maxpool_cnn")
 
 
 def test_stored_sweep_meets_claims(sweep):

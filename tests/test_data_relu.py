@@ -1,27 +1,26 @@
 """Chapter 4's result table (data/04_relu.csv): its claims, and a reduced fresh run that reproduces it
-within the stated standard errors (regenerate the file with smp.measure.write_relu_tables)."""
+within the stated standard errors (regenerate the file with smp.experiments.relu.write_tables)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from smp import measure, models
+from smp import data, models
+from smp.experiments import relu
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _table() -> pd.DataFrame:
-    return pd.read_csv(DATA / measure.RELU_TABLES["sweep"])
+    return data.load("relu_sweep")
 
 
 def test_table_meets_the_acceptance_criteria():
     table = _table()
     points = [(r.mu_over_sigma, r.dstd_over_std, bool(r.tents)) for r in table.itertuples()]
-    assert points == [(float(z), float(r), t) for z, r, t in measure.RELU_SWEEP_POINTS]
+    assert points == [(float(z), float(r), t) for z, r, t in relu.RELU_SWEEP_POINTS]
     assert (table.rel_sem < 0.02).all()  # enough paths: s.e. below 2 % at every point
     # the model within max(3 s.e., 3 %) of the measurement at every point
     assert (table.rel_error.abs() <= np.maximum(3 * table.rel_sem, 0.03)).all()
@@ -49,7 +48,7 @@ FRESH_POINTS = [(-1.0, 10.0, False), (0.0, 10.0, False), (1.5, 10.0, False), (0.
 
 
 def test_fresh_sweep_reproduces_the_table():
-    fresh = measure.relu_sweep(FRESH_POINTS, target_rel_sem=0.04, min_paths=16, seed=12345)
+    fresh = relu.relu_sweep(FRESH_POINTS, target_rel_sem=0.04, min_paths=16, seed=12345)
     stored = _table().set_index(["mu_over_sigma", "dstd_over_std", "tents"]).loc[FRESH_POINTS]
     combined = np.hypot(fresh["measured_sem"].to_numpy(), stored["measured_sem"].to_numpy())
     assert (np.abs(fresh.measured.to_numpy() - stored.measured.to_numpy()) <= TOLERANCE_SE * combined).all()

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from smp import measure
-from smp.models import stack
+from smp import data, measure
+from smp.experiments import stack
+from smp import models
 
-DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 @pytest.fixture(scope="module")
 def dense():
-    return pd.read_csv(DATA / "06_stacked_dense.csv")
+    return data.load("stack_dense")
 
 
 @pytest.fixture(scope="module")
 def cnn():
-    return pd.read_csv(DATA / "06_stacked_cnn.csv")
+    return data.load("stack_cnn")
 
 
 def test_dense_model_columns_are_the_model(dense):
     for gain, rows in dense.groupby("gain"):
-        model = stack.dense_stack(64, 256, 8, weight_gain=gain)
+        model = models.dense_stack(64, 256, 8, weight_gain=gain)
         np.testing.assert_allclose(rows["model"], model["smp"], rtol=1e-9)
 
 
@@ -76,14 +74,14 @@ def test_cnn_reduced_recomputation(cnn):
     tolerance = 4 * stored["smp_sem"].to_numpy()[ok] * np.sqrt(1 + n / 2)
     assert np.all(diff < tolerance), (diff, tolerance)
     # the stored model column is conv_stack's with 20000 draws; 5000 draws agree within MC error
-    model = stack.conv_stack((1, 16, 16), (1, 8), n_draws=5000, seed=1)
+    model = models.conv_stack((1, 16, 16), (1, 8), n_draws=5000, seed=1)
     np.testing.assert_allclose(model["smp"].to_numpy()[1:], cnn["model"].to_numpy()[1:3], rtol=0.03)
 
 
 def test_width_table_model_and_growth_exponent():
-    widths = pd.read_csv(DATA / "06_stacked_width.csv")
+    widths = data.load("stack_width")
     for width, rows in widths.groupby("width"):
-        np.testing.assert_allclose(rows["model"], stack.dense_stack(64, int(width), 4)["smp"], rtol=1e-9)
+        np.testing.assert_allclose(rows["model"], models.dense_stack(64, int(width), 4)["smp"], rtol=1e-9)
     relu = widths[widths["kind"] == "relu"]
     added = (relu[relu["layer"] == 8].set_index("width")["smp"] - relu[relu["layer"] == 2].set_index("width")["smp"]) / 3
     slope = np.polyfit(np.log(added.index.to_numpy(float)), np.log(added.to_numpy()), 1)[0]
@@ -93,7 +91,7 @@ def test_width_table_model_and_growth_exponent():
 
 
 def test_resolution_table_is_converged_where_the_chapter_measures():
-    res = pd.read_csv(DATA / "06_stacked_resolution.csv")
+    res = data.load("stack_resolution")
     dense = res[(res["architecture"] == "dense") & (res["n_samples"] == 80000)]
     cnn = res[(res["architecture"] == "cnn") & (res["n_samples"] == 40000)]
     # the grids used by the chapter lose < 1 % of the SMP against the finest grid at every layer
@@ -105,7 +103,7 @@ def test_resolution_table_coarsest_grid_is_reproduced():
     # the same seeded networks, path and units at the coarsest grid: deterministic float64 (reruns here
     # agree to ~1e-8; 1e-6 leaves room for another CPU's rounding), while a stale table, e.g. from an
     # older detector, differs by percents at this grid, where kinks are densest
-    res = pd.read_csv(DATA / "06_stacked_resolution.csv")
+    res = data.load("stack_resolution")
     stored = res[(res["architecture"] == "dense") & (res["n_samples"] == 20000)].reset_index(drop=True)
-    fresh = measure.stack_resolution_sweep(architecture="dense", n_samples=(20000,))
+    fresh = stack.stack_resolution_sweep(architecture="dense", n_samples=(20000,))
     np.testing.assert_allclose(fresh["smp"].to_numpy(), stored["smp"].to_numpy(), rtol=1e-6)

@@ -1,10 +1,11 @@
 """Tests of smp.forensics: AUC/ROC, bootstrap, stored weights, detector, and the stored table."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
+from smp import data, networks
 from smp import forensics as fx
+from smp.experiments import forensics as fexp
 
 
 def test_auc_known_cases():
@@ -48,23 +49,23 @@ def test_bootstrap_interval_contains_estimate_and_is_seeded():
 
 @pytest.fixture(scope="module")
 def nets():
-    return {kind: fx.load_net(kind) for kind in fx.KINDS}
+    return {kind: fexp.load_net(kind) for kind in networks.LANDMARK_KINDS}
 
 
 def test_stored_weights_reach_stored_test_error(nets):
-    models = pd.read_csv(fx.DATA_DIR / "07_models.csv").set_index("network")
+    models = data.load("forensics_models").set_index("network")
     for kind, net in nets.items():
         # 500 fresh seeded centres instead of the stored 2000: the RMS error's sampling spread is
         # ~ error/sqrt(2*500) ~ 3 %; 15 % leaves room for it and fails on any wrong/stale weights
-        err = fx.test_error(net, n=500, seed=7)
+        err = fexp.test_error(net, n=500, seed=7)
         assert err == pytest.approx(models.loc[kind, "test_rmse_px"], rel=0.15)
         assert err < 0.5  # both networks localise the blob to well under a pixel
         # the stored test set itself reproduces exactly (float64 forward of stored float64 weights)
-        assert fx.test_error(net) == pytest.approx(models.loc[kind, "test_rmse_px"], rel=1e-4)
+        assert fexp.test_error(net) == pytest.approx(models.loc[kind, "test_rmse_px"], rel=1e-4)
 
 
 def test_smooth_net_has_no_peaks_relu_net_does(nets):
-    run = fx.run_trajectories(n_traj=8, frames_per_px=128, seed=11, nets=nets)
+    run = fexp.run_trajectories(n_traj=8, frames_per_px=128, seed=11, nets=nets)
     s_relu = fx.smp_score(run["relu"], run["dt"])
     s_smooth = fx.smp_score(run["smooth"], run["dt"])
     assert np.all(s_smooth < 1e-3)  # a GELU/avg-pool output is C-infinity: no peak stands out
@@ -74,11 +75,11 @@ def test_smooth_net_has_no_peaks_relu_net_does(nets):
 
 def test_reduced_table_row_matches_stored_within_ci(nets):
     """The noise-free ReLU-vs-smooth TV row, at 32 frames per pixel, recomputed on 32 fresh trajectories."""
-    stored = pd.read_csv(fx.DATA_DIR / "07_auc.csv")
+    stored = data.load("forensics_auc")
     row = stored[(stored.sweep == "sampling") & (stored.frames_per_px == 32)
                  & (stored.comparison == "ReLU vs smooth net") & (stored.score == "TV of D")].iloc[0]
     # fewer frames: at 32 frames per pixel (the stored row's sampling) evaluate directly
-    run = fx.run_trajectories(n_traj=32, frames_per_px=32, seed=0, nets=nets)
+    run = fexp.run_trajectories(n_traj=32, frames_per_px=32, seed=0, nets=nets)
     a = fx.auc(fx.tv_score(run["relu"], run["dt"]), fx.tv_score(run["smooth"], run["dt"]))
     # trajectories are seeded per call, so the 32 here are fresh draws of the same distribution: the
     # stored 95 % interval (64 trajectories) widened by sqrt(2) covers a half-size resample
@@ -87,17 +88,17 @@ def test_reduced_table_row_matches_stored_within_ci(nets):
 
 
 def test_trajectories_have_exact_length_and_stay_inside():
-    traj, dt = fx.smooth_trajectories(5, 64, length=4.0, seed=0)
+    traj, dt = fexp.smooth_trajectories(5, 64, length=4.0, seed=0)
     arc = np.sqrt((np.diff(traj, axis=-1) ** 2).sum(axis=1)).sum(axis=-1)
     np.testing.assert_allclose(arc, 4.0, rtol=1e-12)
     assert dt == pytest.approx(1 / 64)
-    assert traj.min() >= fx.MARGIN - 1e-9 and traj.max() <= fx.IMAGE_SIZE - 1 - fx.MARGIN + 1e-9
+    assert traj.min() >= fexp.MARGIN - 1e-9 and traj.max() <= fexp.IMAGE_SIZE - 1 - fexp.MARGIN + 1e-9
     with pytest.raises(ValueError, match="n_traj"):
-        fx.smooth_trajectories(0)
+        fexp.smooth_trajectories(0)
 
 
 def test_add_noise_has_requested_snr():
-    traj, _ = fx.smooth_trajectories(4, 256, seed=1)
+    traj, _ = fexp.smooth_trajectories(4, 256, seed=1)
     noisy = fx.add_noise(traj, traj, 20.0, seed=0)
     power = ((traj - traj.mean(-1, keepdims=True)) ** 2).mean(axis=(-1, -2))
     noise_power = ((noisy - traj) ** 2).mean(axis=(-1, -2))
@@ -111,13 +112,13 @@ def test_landmark_net_depends_on_seed_alone_and_leaves_global_rng():
 
     torch.manual_seed(99)
     before = torch.get_rng_state()
-    a, b = fx.landmark_net("relu", seed=4), fx.landmark_net("relu", seed=4)
+    a, b = networks.landmark_net("relu", seed=4), networks.landmark_net("relu", seed=4)
     assert torch.equal(torch.get_rng_state(), before)  # the caller's stream is untouched
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
-    other = fx.landmark_net("relu", seed=5)
+    other = networks.landmark_net("relu", seed=5)
     assert not torch.equal(next(a.parameters()), next(other.parameters()))
     # the same initial weights as seeding the global generator directly (the code before the fork)
     torch.manual_seed(4)
-    direct = torch.nn.Conv2d(1, fx.WIDTHS[0], 3, padding=1)
+    direct = torch.nn.Conv2d(1, networks.LANDMARK_WIDTHS[0], 3, padding=1)
     assert torch.equal(next(a.parameters()), direct.weight)

@@ -10,8 +10,8 @@ from scipy import integrate, stats
 from torch import nn
 
 import smp
-from smp import measure, models
-from smp.models.conv import conv_kinks, conv_shared
+from smp import measure, models, networks, signals
+from smp.models import conv_kinks, conv_shared
 
 
 def _abs_normal_mean(scale: float) -> float:
@@ -95,8 +95,8 @@ def _output_jumps_at(y: np.ndarray, h: float, times: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("shared", [False, True])
 def test_identity_on_a_real_conv2d(shared):
     c_in, k = 3, 3
-    maps = measure.kinked_feature_map(1500, c_in, 5, k, 2, shared_channels=shared, seed=4)
-    layer = measure.random_conv2d(c_in, 2, k, 0.8, seed=5)
+    maps = signals.kinked_feature_map(1500, c_in, 5, k, 2, shared_channels=shared, seed=4)
+    layer = networks.random_conv2d(c_in, 2, k, 0.8, seed=5)
     (y,) = measure.along_path(layer, maps.x)
     weight = layer.weight.detach().numpy()
     # output unit (channel 1, pixel (1, 2)) sees inputs [:, 1:4, 2:5]
@@ -121,7 +121,7 @@ def test_identity_on_a_real_conv2d(shared):
 
 def test_kinked_feature_map_separates_kinks_in_every_receptive_field():
     k = 3
-    maps = measure.kinked_feature_map(1000, 2, 7, k, 3, seed=1)
+    maps = signals.kinked_feature_map(1000, 2, 7, k, 3, seed=1)
     n = maps.x.shape[0]
     assert maps.x.shape == (n, 2, 7, 7) and maps.kink_times.shape == (2, 7, 7, 3)
     for i in range(7 - k + 1):
@@ -137,16 +137,16 @@ def test_kinked_feature_map_separates_kinks_in_every_receptive_field():
 
 def test_kinked_feature_map_checks_its_arguments():
     with pytest.raises(ValueError, match="n_samples"):
-        measure.kinked_feature_map(100, 4, 8, 4, 2)  # 64 classes x 2 kinks x 8 samples do not fit
+        signals.kinked_feature_map(100, 4, 8, 4, 2)  # 64 classes x 2 kinks x 8 samples do not fit
     with pytest.raises(ValueError, match="layout"):
-        measure.kinked_feature_map(1000, 1, 4, 2, 1, layout="grid")
+        signals.kinked_feature_map(1000, 1, 4, 2, 1, layout="grid")
     with pytest.raises(TypeError, match="channels"):
-        measure.kinked_feature_map(1000, 1.5, 4, 2, 1)
+        signals.kinked_feature_map(1000, 1.5, 4, 2, 1)
 
 
 def test_random_conv2d_is_seeded_float64():
-    a = measure.random_conv2d(2, 3, 3, 0.5, seed=7)
-    b = measure.random_conv2d(2, 3, 3, 0.5, seed=7)
+    a = networks.random_conv2d(2, 3, 3, 0.5, seed=7)
+    b = networks.random_conv2d(2, 3, 3, 0.5, seed=7)
     assert a.weight.dtype == torch.float64 and isinstance(a, nn.Conv2d)
     assert torch.equal(a.weight, b.weight)
     # std of 54 N(0, 0.25) draws: 0.5 within ~30 % (sampling error of a std from 54 values is ~10 %)

@@ -8,7 +8,7 @@ from scipy import integrate, special
 import smp
 from smp.models import (maxpool, maxpool_correlated, maxpool_identity, relu, relu_maxpool, relu_maxpool_parts,
                         relu_maxpool_window)
-from smp.models._checks import phi
+from smp.models._common import phi
 from smp.signals import gaussian_process, piecewise_linear
 
 L, DSTD = 20.0, 10.0
@@ -140,7 +140,7 @@ def test_relu_maxpool_window_simulation():
 
 @pytest.mark.parametrize("k,rho,drho,mu", [(2, 0.0, 0.0, 0.0), (4, 0.5, 0.3, 0.4), (3, 0.3, 0.6, -0.7)])
 def test_window_reduces_to_equicorrelated(k, rho, drho, mu):
-    from smp.models.maxpool import maxpool_window
+    from smp.models import maxpool_window
 
     C = np.full((k, k), rho) + np.eye(k) * (1 - rho)
     D = 4.0 * (np.full((k, k), drho) + np.eye(k) * (1 - drho))
@@ -156,7 +156,7 @@ def test_window_reduces_to_equicorrelated(k, rho, drho, mu):
 def test_window_not_equicorrelated_differs():
     # a 2x2 window with adjacent correlation 0.6 and diagonal 0.3 is not the equicorrelated one:
     # the general model must sit between the equicorrelated models at rho = 0.3 and rho = 0.6
-    from smp.models.maxpool import maxpool_window
+    from smp.models import maxpool_window
 
     C = np.array([[1, .6, .6, .3], [.6, 1, .3, .6], [.6, .3, 1, .6], [.3, .6, .6, 1]])
     w = maxpool_window(np.zeros(4), C, C, n_draws=100_000)

@@ -9,8 +9,8 @@ import torch
 from scipy import integrate, stats
 
 import smp
-from smp import measure, models
-from smp.models.relu import relu_identity, relu_kinks, relu_sinusoid
+from smp import models, signals
+from smp.models import relu_identity, relu_kinks, relu_sinusoid
 from smp.signals import piecewise_linear
 
 
@@ -89,7 +89,10 @@ def test_identity_on_a_piecewise_linear_input_to_rounding_error():
 
 
 def test_identity_on_gaussian_inputs_within_the_estimator_accuracy():
-    proc = measure.gaussian_process_with_tents(8, 31001, length=31.0, std=1.0, dstd=10.0, tent_spacing=10.0, seed=3)
+    proc = signals.add_tents(
+        signals.gaussian_process(8, 31001, length=31.0, std=1.0, dstd=10.0, seed=3),
+        std=1.0, dstd=10.0, tent_spacing=10.0, seed=3,
+    )
     y = torch.nn.ReLU()(torch.from_numpy(proc.x)).numpy()
     ident = relu_identity(proc.t, proc.x, proc.dx, proc.kink_times, proc.slope_jumps)
     measured = smp.smp(y, proc.h, axis=-1)
@@ -100,7 +103,10 @@ def test_identity_on_gaussian_inputs_within_the_estimator_accuracy():
 
 
 def test_tented_process_statistics():
-    proc = measure.gaussian_process_with_tents(64, 31001, length=31.0, std=1.0, dstd=10.0, tent_spacing=10.0, seed=1)
+    proc = signals.add_tents(
+        signals.gaussian_process(64, 31001, length=31.0, std=1.0, dstd=10.0, seed=1),
+        std=1.0, dstd=10.0, tent_spacing=10.0, seed=1,
+    )
     # 31 slots of 10 ell (ell = 0.1), 3 kinks each, jumps c/w = +-1 (0.1 sigma over 0.1 ell) times (1, -2, 1)
     assert proc.kink_times.shape == (64, 93)
     np.testing.assert_allclose(np.abs(proc.slope_jumps).reshape(64, 31, 3), np.broadcast_to([10.0, 20.0, 10.0], (64, 31, 3)))

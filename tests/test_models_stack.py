@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import integrate, special
 
-from smp.models import stack
-from smp.models.maxpool import maxpool_window
-from smp.models._checks import phi
+from smp import models
+from smp.models import maxpool_window
+from smp.models._common import phi
 
 
 def test_dense_first_relu_is_exact_for_sinusoids():
@@ -16,32 +16,32 @@ def test_dense_first_relu_is_exact_for_sinusoids():
     # size R = sqrt(a^2 + b^2) per period, so E births per unit = 2 E R (Rayleigh mean), integrated here.
     q1 = 2.0 * 1.1**2
     two_r, _ = integrate.quad(lambda r: 2 * r * r / q1 * np.exp(-r * r / (2 * q1)), 0, np.inf)
-    table = stack.dense_stack(64, 256, 1, weight_gain=1.1)
+    table = models.dense_stack(64, 256, 1, weight_gain=1.1)
     assert table["births"].iloc[1] / 256 == pytest.approx(two_r, rel=1e-9)
 
 
 @pytest.mark.parametrize("gain", [0.8, 1.0, 1.2])
 @pytest.mark.parametrize("width", [64, 256])
 def test_dense_growth_law_matches_the_recursion(gain, width):
-    table = stack.dense_stack(64, width, 8, weight_gain=gain)
+    table = models.dense_stack(64, width, 8, weight_gain=gain)
     relu_rows = table[table["kind"] == "relu"]
-    np.testing.assert_allclose(relu_rows["smp"], stack.dense_growth(width, np.arange(1, 9), gain), rtol=1e-12)
+    np.testing.assert_allclose(relu_rows["smp"], models.dense_growth(width, np.arange(1, 9), gain), rtol=1e-12)
 
 
 def test_dense_growth_is_linear_in_depth_and_width_to_the_1_5_at_he_init():
     # slope per layer = L phi(0) sqrt(q1 / pi) n^1.5 = 2 n^1.5 for q1 = 2, L = 2 pi
     for n in (64, 256, 1024):
-        smp_l = stack.dense_growth(n, np.arange(1, 9))
+        smp_l = models.dense_growth(n, np.arange(1, 9))
         np.testing.assert_allclose(np.diff(smp_l), 2 * n**1.5, rtol=1e-12)
-    above = stack.dense_growth(256, np.arange(1, 9), weight_gain=1.2)
-    below = stack.dense_growth(256, np.arange(1, 9), weight_gain=0.8)
+    above = models.dense_growth(256, np.arange(1, 9), weight_gain=1.2)
+    below = models.dense_growth(256, np.arange(1, 9), weight_gain=0.8)
     # g^(l-1) (1 + (l-1) c): ratio of successive layers tends to g from above
     assert np.all(np.diff(np.log(above)) > np.log(1.2))
     assert np.diff(np.log(below))[-1] < 0  # decays once g^l wins over the linear factor
 
 
 def test_dense_mean_field_and_bias():
-    table = stack.dense_stack(10, [20, 30], weight_gain=1.0, bias_std=0.5, input_std=2.0, input_dstd=3.0)
+    table = models.dense_stack(10, [20, 30], weight_gain=1.0, bias_std=0.5, input_std=2.0, input_dstd=3.0)
     # q1 = sw^2 d m2 + sb^2 = (2/10) 10 4 + 0.25; q1' = (2/10) 10 9
     assert table["rms"].iloc[0] ** 2 == pytest.approx(8.25)
     assert table["drms"].iloc[0] ** 2 == pytest.approx(18.0)
@@ -99,7 +99,7 @@ def test_relu_pool_window_births_correlated_pair():
 
 
 def test_conv_stack_pool_of_one_is_the_relu():
-    table = stack.conv_stack((1, 8, 8), (1, 4, 4), pool_size=1, n_draws=40000, seed=3)
+    table = models.conv_stack((1, 8, 8), (1, 4, 4), pool_size=1, n_draws=40000, seed=3)
     relu_rows = table[table["kind"] == "relu"]["smp"].to_numpy()
     pool_rows = table[table["kind"] == "maxpool2d"]["smp"].to_numpy()
     # a 1 x 1 "pool" of a ReLU output is the identity; the pool path uses Monte Carlo (4e4 draws)
@@ -108,7 +108,7 @@ def test_conv_stack_pool_of_one_is_the_relu():
 
 def test_conv_stack_first_block_closed_form():
     # white input, He init: interior conv units have q = q' = 2, border ones 2 * taps / 9
-    table = stack.conv_stack((1, 6, 6), (1, 3), n_draws=20000)
+    table = models.conv_stack((1, 6, 6), (1, 3), n_draws=20000)
     taps = np.array([2, 3, 3, 3, 3, 2])
     mean_taps = np.mean(np.outer(taps, taps))
     assert table["rms"].iloc[0] ** 2 == pytest.approx(2 * mean_taps / 9)
@@ -118,7 +118,7 @@ def test_conv_stack_first_block_closed_form():
 
 
 def test_conv_stack_predicts_positive_window_correlation_after_a_relu():
-    table = stack.conv_stack((1, 16, 16), (1, 8, 16), n_draws=20000)
+    table = models.conv_stack((1, 16, 16), (1, 8, 16), n_draws=20000)
     # block 2 pixels share the per-channel offset sum_k w_k E[a] of the non-negative block-1 output
     assert table["window_rho"].iloc[3] > 0.3
     assert abs(table["window_drho"].iloc[3]) < 0.05  # derivatives have mean 0: no shared part
@@ -126,14 +126,14 @@ def test_conv_stack_predicts_positive_window_correlation_after_a_relu():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="in_features"):
-        stack.dense_stack(0, 10, 2)
+        models.dense_stack(0, 10, 2)
     with pytest.raises(ValueError, match="depth"):
-        stack.dense_stack(10, 10)
+        models.dense_stack(10, 10)
     with pytest.raises(ValueError, match="weight_gain"):
-        stack.dense_stack(10, 10, 2, weight_gain=-1.0)
+        models.dense_stack(10, 10, 2, weight_gain=-1.0)
     with pytest.raises(TypeError, match="width"):
-        stack.dense_stack(10, "wide", None)
+        models.dense_stack(10, "wide", None)
     with pytest.raises(ValueError, match="channels"):
-        stack.conv_stack((2, 8, 8), (1, 4))
+        models.conv_stack((2, 8, 8), (1, 4))
     with pytest.raises(ValueError, match="pooling window"):
-        stack.conv_stack((1, 2, 2), (1, 2, 2), n_draws=100)
+        models.conv_stack((1, 2, 2), (1, 2, 2), n_draws=100)

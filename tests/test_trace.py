@@ -1,7 +1,7 @@
 """Tests of smp.trace, the exact kink tracer.
 
 The tracer's breakpoints are checked against an independent brute force
-(``smp.trace.brute_force_breakpoints``): the real torch modules are run on a dense grid of the
+(``smp.experiments.tracer.brute_force_breakpoints``): the real torch modules are run on a dense grid of the
 segment, every sign change of a ReLU input and every change of a max-pool argmax brackets an event,
 and bisection on the network itself refines it to ~1e-15.
 """
@@ -19,6 +19,7 @@ from torch import nn
 import smp
 from smp import networks
 from smp import trace as T
+from smp.experiments import tracer as TX
 
 F64 = torch.float64
 
@@ -130,7 +131,7 @@ NETWORKS = {
 
 def line(shape, seed, length=2.0):
     """A random segment passing near the origin, where most units switch."""
-    return T.random_segment(shape, seed, length=length)
+    return TX.random_segment(shape, seed, length=length)
 
 
 def _points(x0, d, t):
@@ -149,7 +150,7 @@ def test_breakpoints_match_brute_force(name):
     tr = T.trace_line(net, x0, d)
     # grid step 5e-5: every unit crosses at most once per grid interval on these tiny nets (a
     # double crossing would show as a traced t without a brute-force partner and fail the test)
-    brute = T.brute_force_breakpoints(net, x0, d, n_grid=20_001)
+    brute = TX.brute_force_breakpoints(net, x0, d, n_grid=20_001)
     assert len(tr.t) >= 10, "the test line must cross several regions"
     # every traced breakpoint has a brute-force partner within 1e-9 in t, and vice versa
     gap_trace = np.abs(tr.t[:, None] - brute[None, :]).min(axis=1)
@@ -167,9 +168,9 @@ def test_brute_force_comparison_can_fail():
     traced = T.trace_line(net, x0, d).t
     with torch.no_grad():
         net[0].bias[0] += 1e-7
-    moved = T.brute_force_breakpoints(net, x0, d, n_grid=5_001)
-    assert T.breakpoint_gap(traced, moved) > 1e-9
-    assert T.breakpoint_gap(traced, traced) == 0.0 and T.breakpoint_gap(traced, []) == math.inf
+    moved = TX.brute_force_breakpoints(net, x0, d, n_grid=5_001)
+    assert TX.breakpoint_gap(traced, moved) > 1e-9
+    assert TX.breakpoint_gap(traced, traced) == 0.0 and TX.breakpoint_gap(traced, []) == math.inf
 
 
 @pytest.mark.parametrize("name", list(NETWORKS))
@@ -250,7 +251,7 @@ def test_sampled_smp_converges(name):
     for n in (10_000, 100_000):
         with warnings.catch_warnings():
             warnings.simplefilter("error", smp.DenseKinksWarning)  # the grids must resolve the kinks
-            errors[n] = np.abs(T.sampled_smp(net, x0, d, n) / exact - 1).max()
+            errors[n] = np.abs(TX.sampled_smp(net, x0, d, n) / exact - 1).max()
     # The sampled estimator loses only where two kinks fall within ~2 samples of each other (their
     # jumps add before the absolute value): with K ~ 100 kinks the fraction of such pairs is about
     # 4K/N, 4 % at N = 1e4 and 0.4 % at 1e5, and only opposite jumps lose anything.
@@ -266,7 +267,7 @@ def test_sampled_smp_converges(name):
 def test_region_counts_scale_with_neurons():
     # widths >= 16: narrower deep nets lose units to dead ReLUs (measured 0.85 of the mean-field
     # count at width 8, depth 8), a finite-width effect outside the mean-field prediction
-    df = T.region_counts([16, 48], [1, 3], n_nets=40, seed=0)
+    df = TX.region_counts([16, 48], [1, 3], n_nets=40, seed=0)
     z = (df["regions"] - df["predicted"]) / df["sem"]
     # the mean-field constant angle/pi per neuron, each configuration within 3.5 s.e. (4 tests,
     # a false alarm probability below 0.2 %)
@@ -284,14 +285,14 @@ def test_expected_regions_first_layer_exact():
     """A single hidden layer: the count is binomial(n, angle/pi) exactly, not only in mean field."""
     angle = math.pi / 3
     counts = [
-        T.trace_line(networks.dense_net(6, 32, 1, seed=s), *T.quarter_arc_line(6, s, angle)).n_regions
+        T.trace_line(networks.dense_net(6, 32, 1, seed=s), *TX.quarter_arc_line(6, s, angle)).n_regions
         for s in range(60)
     ]
     p = angle / math.pi
     sem = math.sqrt(32 * p * (1 - p) / 60)
-    assert abs(np.mean(counts) - T.expected_regions(32, angle)) < 3.5 * sem
-    x0, d = T.quarter_arc_line(6, 0, angle)
-    assert T.line_angle(x0, d) == pytest.approx(angle, rel=1e-12)
+    assert abs(np.mean(counts) - TX.expected_regions(32, angle)) < 3.5 * sem
+    x0, d = TX.quarter_arc_line(6, 0, angle)
+    assert TX.line_angle(x0, d) == pytest.approx(angle, rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import SQRT_2_OVER_PI, as_array, to_output
+from ._common import SQRT_2_OVER_PI, to_output
+from .._validation import check_array
 
 __all__ = ["conv", "conv_shared", "conv_kinks", "ConvKinks"]
 
@@ -35,9 +36,9 @@ def conv(weight_std, fan_in, smp_in):
     fan_in : number of inputs of one output unit (``C_in * k * k`` for a convolution).
     smp_in : SMP carried by each input unit (units of x per unit t).
     """
-    sw = as_array("weight_std", weight_std, nonnegative=True)
-    n = as_array("fan_in", fan_in, positive=True)
-    s_in = as_array("smp_in", smp_in, nonnegative=True)
+    sw = check_array("weight_std", weight_std, nonnegative=True)
+    n = check_array("fan_in", fan_in, positive=True)
+    s_in = check_array("smp_in", smp_in, nonnegative=True)
     return to_output(n * sw * SQRT_2_OVER_PI * s_in)
 
 
@@ -75,11 +76,11 @@ def conv_kinks(weights, kink_times, slope_jumps) -> ConvKinks:
     kink_times : (fan_in, n_kinks) kink times of every input (units of t); NaN marks "no kink".
     slope_jumps : (fan_in, n_kinks) slope jumps ``Ds_ik`` (units of x per unit t).
     """
-    w = as_array("weights", weights)
+    w = check_array("weights", weights)
     if w.ndim != 1:
         raise ValueError(f"weights must be 1-D (fan_in,), got shape {w.shape}")
     times = np.asarray(kink_times, dtype=np.float64)
-    jumps = as_array("slope_jumps", slope_jumps)
+    jumps = check_array("slope_jumps", slope_jumps)
     if times.ndim == 1:
         times, jumps = times[:, None], jumps.reshape(-1, 1) if jumps.ndim == 1 else jumps
     if times.shape != jumps.shape or times.shape[0] != w.size:
@@ -129,8 +130,8 @@ def conv_shared(weight_std, jump_vectors):
     -------
     float or array of shape ``jump_vectors.shape[:-2]``: expected SMP of y (units of y per unit t).
     """
-    sw = as_array("weight_std", weight_std, nonnegative=True)
-    j = as_array("jump_vectors", jump_vectors)
+    sw = check_array("weight_std", weight_std, nonnegative=True)
+    j = check_array("jump_vectors", jump_vectors)
     if j.ndim == 0:
         raise ValueError("jump_vectors must have shape (..., n_events, fan_in) or (fan_in,), got a scalar")
     if j.ndim == 1:

@@ -19,7 +19,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from ._checks import as_array, phi, to_output
+from ._common import phi, to_output
+from .._validation import check_array
 
 __all__ = [
     "relu",
@@ -50,11 +51,11 @@ def relu(std, dstd, mean=0.0, length=1.0, smp_in=0.0):
     length : path length ``L`` (units of t).
     smp_in : SMP the input carries (units of x per unit t).
     """
-    sigma = as_array("std", std, positive=True)
-    dsigma = as_array("dstd", dstd, nonnegative=True)
-    mu = as_array("mean", mean)
-    L = as_array("length", length, positive=True)
-    s_in = as_array("smp_in", smp_in, nonnegative=True)
+    sigma = check_array("std", std, positive=True)
+    dsigma = check_array("dstd", dstd, nonnegative=True)
+    mu = check_array("mean", mean)
+    L = check_array("length", length, positive=True)
+    s_in = check_array("smp_in", smp_in, nonnegative=True)
     z = mu / sigma
     return to_output(L * phi(z) * dsigma**2 / sigma + special.ndtr(z) * s_in)
 
@@ -75,9 +76,9 @@ def relu_pass_through(std, mean=0.0, smp_in=1.0):
     Assumes the kinks sit at times independent of x, so that x at a kink is distributed like x at any
     time (Gaussian, ``mu``, ``sigma``), and that the kink sizes are independent of x there.
     """
-    sigma = as_array("std", std, positive=True)
-    mu = as_array("mean", mean)
-    s_in = as_array("smp_in", smp_in, nonnegative=True)
+    sigma = check_array("std", std, positive=True)
+    mu = check_array("mean", mean)
+    s_in = check_array("smp_in", smp_in, nonnegative=True)
     return to_output(special.ndtr(mu / sigma) * s_in)
 
 
@@ -95,8 +96,8 @@ def relu_sinusoid(amplitude, offset=0.0):
     amplitude : ``A >= 0`` (units of x).
     offset : ``b`` (units of x).
     """
-    A = as_array("amplitude", amplitude, nonnegative=True)
-    b = as_array("offset", offset)
+    A = check_array("amplitude", amplitude, nonnegative=True)
+    b = check_array("offset", offset)
     return to_output(2.0 * np.sqrt(np.clip(A**2 - b**2, 0.0, None)))
 
 
@@ -128,20 +129,20 @@ def relu_kinks(value0, slope0, kink_times, slope_jumps, t0=0.0, t1=1.0) -> ReluK
     kink_times, slope_jumps : 1-D arrays of the input's kinks, inside ``(t0, t1)`` (units of t, x per t).
     t0, t1 : the interval (units of t).
     """
-    times = as_array("kink_times", kink_times).ravel()
-    jumps = as_array("slope_jumps", slope_jumps).ravel()
+    times = check_array("kink_times", kink_times).ravel()
+    jumps = check_array("slope_jumps", slope_jumps).ravel()
     if times.shape != jumps.shape:
         raise ValueError(f"kink_times and slope_jumps must have the same length, got {times.size} and {jumps.size}")
-    t0, t1 = float(as_array("t0", t0)), float(as_array("t1", t1))
+    t0, t1 = float(check_array("t0", t0)), float(check_array("t1", t1))
     if not t1 > t0 or (times.size and not ((times > t0) & (times < t1)).all()):
         raise ValueError("kinks must lie inside (t0, t1) and t1 > t0")
     order = np.argsort(times)
     times, jumps = times[order], jumps[order]
     edges = np.concatenate([[t0], times, [t1]])
     # exact value and slope at the start of every piece: a loop over the few kinks of one path
-    slopes = float(as_array("slope0", slope0)) + np.concatenate([[0.0], np.cumsum(jumps)])
+    slopes = float(check_array("slope0", slope0)) + np.concatenate([[0.0], np.cumsum(jumps)])
     values = np.empty(edges.size)
-    values[0] = float(as_array("value0", value0))
+    values[0] = float(check_array("value0", value0))
     for i in range(1, edges.size):
         values[i] = values[i - 1] + slopes[i - 1] * (edges[i] - edges[i - 1])
     out_t, out_j, out_s = [], [], []
@@ -188,9 +189,9 @@ def relu_identity(t, x, dx, kink_times=None, slope_jumps=None) -> ReluIdentity:
     x, dx : (..., N) input values and exact derivative (units of x, x per unit t).
     kink_times, slope_jumps : (..., K) the input's kinks (NaN time = no kink), or None.
     """
-    t = as_array("t", t)
-    x = as_array("x", x)
-    dx = as_array("dx", dx)
+    t = check_array("t", t)
+    x = check_array("x", x)
+    dx = check_array("dx", dx)
     if t.ndim != 1 or x.shape[-1] != t.size or dx.shape != x.shape or t.size < 2:
         raise ValueError(f"need t (N,) and x, dx (..., N) of equal shape, got {t.shape}, {x.shape}, {dx.shape}")
     x2, dx2 = x.reshape(-1, t.size), dx.reshape(-1, t.size)
@@ -203,8 +204,8 @@ def relu_identity(t, x, dx, kink_times=None, slope_jumps=None) -> ReluIdentity:
     passed = np.zeros(x2.shape[0])
     vanished = np.zeros(x2.shape[0])
     if kink_times is not None:
-        kt = as_array("kink_times", np.nan_to_num(np.asarray(kink_times, float), nan=-np.inf))
-        kj = np.abs(as_array("slope_jumps", slope_jumps))
+        kt = check_array("kink_times", np.nan_to_num(np.asarray(kink_times, float), nan=-np.inf))
+        kj = np.abs(check_array("slope_jumps", slope_jumps))
         kt, kj = kt.reshape(x2.shape[0], -1), kj.reshape(x2.shape[0], -1)
         valid = np.isfinite(kt)
         idx = np.clip(np.searchsorted(t, np.where(valid, kt, t[0])) - 1, 0, t.size - 2)

@@ -9,14 +9,14 @@ All functions broadcast over array arguments and return floats or numpy arrays i
 
 from __future__ import annotations
 
-import numbers
 from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 from scipy import integrate, special
 
-from ._checks import as_array, phi, to_output
+from ._common import phi, to_output
+from .._validation import check_array, check_int
 
 __all__ = ["maxpool", "maxpool_switch_integral", "maxpool_correlated", "relu_maxpool", "relu_maxpool_parts", "maxpool_identity",
            "maxpool_window", "MaxpoolWindow", "relu_maxpool_window", "MaxpoolIdentity"]
@@ -29,8 +29,7 @@ def maxpool_switch_integral(k: int) -> float:
     ``K(K-1) I_K`` is the switch-birth rate of the max of K i.i.d. standard Gaussians per unit
     ``sigma'^2/sigma``: 0.5642 (K=2), 0.8463 (3), 1.0294 (4), 1.4850 (9).
     """
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
-        raise ValueError(f"k must be an integer >= 2, got {k!r}")
+    k = check_int("k", k, 2)
     value, _ = integrate.quad(lambda z: phi(z) ** 2 * special.ndtr(z) ** (k - 2), -np.inf, np.inf, epsabs=1e-13)
     return float(value)
 
@@ -57,26 +56,23 @@ def maxpool(k, std, dstd, mean=0.0, length=1.0, smp_in=0.0):
     length : path length ``L``.
     smp_in : SMP carried by each input.
     """
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be an integer >= 1 (the window size), got {k!r}")
-    sigma = as_array("std", std, positive=True)
-    dsigma = as_array("dstd", dstd, nonnegative=True)
-    as_array("mean", mean)
-    L = as_array("length", length, positive=True)
-    s_in = as_array("smp_in", smp_in, nonnegative=True)
+    k = check_int("k", k)  # the window size
+    sigma = check_array("std", std, positive=True)
+    dsigma = check_array("dstd", dstd, nonnegative=True)
+    check_array("mean", mean)
+    L = check_array("length", length, positive=True)
+    s_in = check_array("smp_in", smp_in, nonnegative=True)
     rate = 0.0 if k == 1 else k * (k - 1) * maxpool_switch_integral(int(k))
     return to_output(L * rate * dsigma**2 / sigma + s_in)
 
 
 def _window_size(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be an integer >= 1 (the window size), got {k!r}")
-    return int(k)
+    return check_int("k", k)  # the window size
 
 
 def _correlations(rho, drho):
-    r = as_array("rho", rho)
-    dr = as_array("drho", drho)
+    r = check_array("rho", rho)
+    dr = check_array("drho", drho)
     if not ((r >= 0) & (r < 1)).all():
         raise ValueError(f"rho must be in [0, 1) (equicorrelated window, x_i = sqrt(rho) z0 + ...), got {rho!r}")
     if not ((dr >= 0) & (dr <= 1)).all():
@@ -113,7 +109,7 @@ def maxpool_correlated(k, std, dstd, rho, drho, length=1.0, smp_in=0.0):
     k = _window_size(k)
     r, dr = _correlations(rho, drho)
     iid = np.asarray(maxpool(k, std, dstd, 0.0, length, 0.0))
-    s_in = as_array("smp_in", smp_in, nonnegative=True)
+    s_in = check_array("smp_in", smp_in, nonnegative=True)
     return to_output(iid * (1 - dr) / np.sqrt(1 - r) + s_in)
 
 
@@ -139,11 +135,11 @@ _WW = _WW / _WW.sum()  # expectation over z_0 ~ N(0, 1) by Gauss-Hermite quadrat
 def relu_maxpool_parts(k, std, dstd, mean=0.0, length=1.0, smp_in=0.0, rho=0.0, drho=0.0):
     """The three parts of :func:`relu_maxpool`: ``(zero_crossing_births, switch_births, passed)``."""
     k = _window_size(k)
-    sigma = as_array("std", std, positive=True)
-    dsigma = as_array("dstd", dstd, nonnegative=True)
-    mu = as_array("mean", mean)
-    L = as_array("length", length, positive=True)
-    s_in = as_array("smp_in", smp_in, nonnegative=True)
+    sigma = check_array("std", std, positive=True)
+    dsigma = check_array("dstd", dstd, nonnegative=True)
+    mu = check_array("mean", mean)
+    L = check_array("length", length, positive=True)
+    s_in = check_array("smp_in", smp_in, nonnegative=True)
     r, dr = _correlations(rho, drho)
     sigma, dsigma, mu, L, s_in, r, dr = np.broadcast_arrays(sigma, dsigma, mu, L, s_in, r, dr)
     # condition on the common part z_0 = w: inputs i.i.d. with mean m_w and std s_c
@@ -231,8 +227,8 @@ def maxpool_identity(t, x, dx=None, kink_times=None, slope_jumps=None, *, relu: 
     x : (..., K, N) inputs; dx : same shape or None.
     kink_times, slope_jumps : (..., K, M) the inputs' kinks (NaN time = none), or None.
     """
-    t = as_array("t", t)
-    x = as_array("x", x)
+    t = check_array("t", t)
+    x = check_array("x", x)
     if t.ndim != 1 or t.size < 2 or x.ndim < 2 or x.shape[-1] != t.size:
         raise ValueError(f"need t (N,) and x (..., K, N), got {t.shape} and {x.shape}")
     lead = x.shape[:-2]
@@ -241,7 +237,7 @@ def maxpool_identity(t, x, dx=None, kink_times=None, slope_jumps=None, *, relu: 
     if dx is None:
         slope = np.diff(x2, axis=-1) / np.diff(t)  # (P, K, N-1) interval slopes
     else:
-        dx2 = as_array("dx", dx).reshape(-1, k, n)
+        dx2 = check_array("dx", dx).reshape(-1, k, n)
     if relu:
         x2 = np.concatenate([x2, np.zeros_like(x2[:, :1])], axis=1)
         if dx is None:
@@ -326,15 +322,14 @@ def maxpool_window(mean, cov, dcov, length=1.0, smp_in=0.0, *, relu: bool = Fals
     -------
     MaxpoolWindow with arrays of the leading shape ``(...)`` (``p_argmax`` (..., K)).
     """
-    m = as_array("mean", mean)
-    c = as_array("cov", cov)
-    dc = as_array("dcov", dcov)
+    m = check_array("mean", mean)
+    c = check_array("cov", cov)
+    dc = check_array("dcov", dcov)
     if m.ndim < 1 or c.shape != m.shape + m.shape[-1:] or dc.shape != c.shape:
         raise ValueError(f"need mean (..., K), cov and dcov (..., K, K), got {m.shape}, {c.shape}, {dc.shape}")
-    L = float(as_array("length", length, positive=True))
-    s_in = np.broadcast_to(as_array("smp_in", smp_in, nonnegative=True), m.shape)
-    if isinstance(n_draws, bool) or not isinstance(n_draws, numbers.Integral) or n_draws < 10:
-        raise ValueError(f"n_draws must be an integer >= 10, got {n_draws!r}")
+    L = float(check_array("length", length, positive=True))
+    s_in = np.broadcast_to(check_array("smp_in", smp_in, nonnegative=True), m.shape)
+    n_draws = check_int("n_draws", n_draws, 10)
     k = m.shape[-1]
     lead = m.shape[:-1]
     if relu:  # the constant input 0: zero mean, zero variance, zero slope
@@ -402,11 +397,11 @@ def relu_maxpool_window(mean, std, dstd, length=1.0, smp_in=0.0, *, n_grid: int 
     -------
     (zero_crossing_births, switch_births, passed), each of the broadcast leading shape.
     """
-    mu = as_array("mean", mean)
-    sigma = as_array("std", std, positive=True)
-    dsigma = as_array("dstd", dstd, nonnegative=True)
-    L = as_array("length", length, positive=True)
-    s_in = as_array("smp_in", smp_in, nonnegative=True)
+    mu = check_array("mean", mean)
+    sigma = check_array("std", std, positive=True)
+    dsigma = check_array("dstd", dstd, nonnegative=True)
+    L = check_array("length", length, positive=True)
+    s_in = check_array("smp_in", smp_in, nonnegative=True)
     mu, sigma, dsigma, s_in = np.broadcast_arrays(mu, sigma, dsigma, s_in)
     if mu.ndim < 1:
         raise ValueError("mean, std, dstd must have a last axis (the window's inputs)")

@@ -35,17 +35,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ._checks import SQRT_2_OVER_PI, as_array
-from .maxpool import maxpool_window
-from .relu import relu
+from ._common import SQRT_2_OVER_PI
+from .._validation import check_array, check_int, pool_window_indices
+from ._maxpool import maxpool_window
+from ._relu import relu
 
 __all__ = ["dense_stack", "dense_growth", "conv_stack"]
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _widths(width, depth) -> list[int]:
@@ -54,11 +49,11 @@ def _widths(width, depth) -> list[int]:
     if isinstance(width, numbers.Integral) and not isinstance(width, bool):
         if depth is None:
             raise ValueError("depth is needed when width is a single integer")
-        return [_positive_int("width", width)] * _positive_int("depth", depth)
+        return [check_int("width", width)] * check_int("depth", depth)
     if depth is not None:
         raise ValueError("give depth only with a single integer width, not with a list of widths")
     try:
-        widths = [_positive_int("width", w) for w in width]
+        widths = [check_int("width", w) for w in width]
     except TypeError as err:
         raise TypeError(f"width must be an integer or a sequence of integers, got {width!r}") from err
     if not widths:
@@ -111,13 +106,13 @@ def dense_stack(
     layer), ``births`` (SMP born in the layer, summed over units), ``smp`` (expected total SMP of the
     layer: sum over its units).
     """
-    d = _positive_int("in_features", in_features)
+    d = check_int("in_features", in_features)
     widths = _widths(width, depth)
-    gain = float(as_array("weight_gain", weight_gain, positive=True))
-    sb = float(as_array("bias_std", bias_std, nonnegative=True))
-    m2 = float(as_array("input_std", input_std, positive=True)) ** 2
-    dm2 = float(as_array("input_dstd", input_dstd, nonnegative=True)) ** 2
-    L = float(as_array("length", length, positive=True))
+    gain = float(check_array("weight_gain", weight_gain, positive=True))
+    sb = float(check_array("bias_std", bias_std, nonnegative=True))
+    m2 = float(check_array("input_std", input_std, positive=True)) ** 2
+    dm2 = float(check_array("input_dstd", input_dstd, nonnegative=True)) ** 2
+    L = float(check_array("length", length, positive=True))
 
     rows = []
     fan_in = d
@@ -161,11 +156,11 @@ def dense_growth(width: int, depth, weight_gain: float = 1.0, q1: float = 2.0, l
 
     ``depth`` may be an array of layer indices l >= 1.
     """
-    n = _positive_int("width", width)
-    g = float(as_array("weight_gain", weight_gain, positive=True))
-    l = as_array("depth", depth, positive=True)
-    q1 = float(as_array("q1", q1, positive=True)) * g**2
-    L = float(as_array("length", length, positive=True))
+    n = check_int("width", width)
+    g = float(check_array("weight_gain", weight_gain, positive=True))
+    l = check_array("depth", depth, positive=True)
+    q1 = float(check_array("q1", q1, positive=True)) * g**2
+    L = float(check_array("length", length, positive=True))
     birth_per_unit = L / np.sqrt(2 * np.pi) * np.sqrt(q1)  # L phi(0) q'/sqrt(q) with q' = q = q1
     return n * birth_per_unit * g ** (l - 1) * (1 + (l - 1) * np.sqrt(n / np.pi))
 
@@ -210,17 +205,6 @@ def _box_sum(maps: np.ndarray, k: int) -> np.ndarray:
         for b in range(k):
             out += padded[..., a : a + h, b : b + w]
     return out
-
-
-def _windows(shape: tuple[int, int], p: int) -> np.ndarray:
-    """(n_windows, p*p) flat indices of the p x p pooling windows of an (H, W) map (floor mode)."""
-    h, w = shape
-    ho, wo = h // p, w // p
-    if ho < 1 or wo < 1:
-        raise ValueError(f"the map {shape} is smaller than the pooling window {p}")
-    i0, j0 = np.meshgrid(np.arange(ho) * p, np.arange(wo) * p, indexing="ij")
-    di, dj = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-    return ((i0.ravel()[:, None] + di.ravel()[None]) * w + (j0.ravel()[:, None] + dj.ravel()[None])).astype(int)
 
 
 def _gaussian_draws(cov: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -273,7 +257,7 @@ def conv_stack(
 
     *Births*: ReLU zero crossings by Rice per position (:func:`smp.models.relu`); at the pool,
     zero crossings of the window maximum and argmax switches above 0, by Kac-Rice with the
-    window's full covariance (:func:`smp.models.maxpool.maxpool_window`; with ``correlated_windows=False`` the window
+    window's full covariance (:func:`smp.models.maxpool_window`; with ``correlated_windows=False`` the window
     covariance is replaced by its diagonal, the i.i.d. model).
 
     *Propagation*: every pooled position R of block m is a source of events of total size
@@ -311,17 +295,17 @@ def conv_stack(
         shape = shape[1:]
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) or (H, W) with positive sides, got {input_shape!r}")
-    chans = [_positive_int("channels", c) for c in channels]
+    chans = [check_int("channels", c) for c in channels]
     if len(chans) < 2:
         raise ValueError(f"channels must list the input channels and at least one block, got {channels!r}")
-    k = _positive_int("kernel_size", kernel_size)
-    p = _positive_int("pool_size", pool_size)
-    gain = float(as_array("weight_gain", weight_gain, positive=True))
-    sb = float(as_array("bias_std", bias_std, nonnegative=True))
-    m2 = float(as_array("input_std", input_std, positive=True)) ** 2
-    dm2 = float(as_array("input_dstd", input_dstd, nonnegative=True)) ** 2
-    L = float(as_array("length", length, positive=True))
-    n_draws = _positive_int("n_draws", n_draws)
+    k = check_int("kernel_size", kernel_size)
+    p = check_int("pool_size", pool_size)
+    gain = float(check_array("weight_gain", weight_gain, positive=True))
+    sb = float(check_array("bias_std", bias_std, nonnegative=True))
+    m2 = float(check_array("input_std", input_std, positive=True)) ** 2
+    dm2 = float(check_array("input_dstd", input_dstd, nonnegative=True)) ** 2
+    L = float(check_array("length", length, positive=True))
+    n_draws = check_int("n_draws", n_draws)
     rng = np.random.default_rng(seed)
 
     n_pos = shape[0] * shape[1]
@@ -351,7 +335,7 @@ def conv_stack(
                          births=births_relu, smp=births_relu + 0.5 * smp_conv))
 
         # max pooling of the ReLU outputs = max(0, window of pre-activations)
-        win = _windows(shape, p)
+        win = pool_window_indices(shape, p)
         cov = sigma[win[:, :, None], win[:, None, :]]
         dcov = dsigma[win[:, :, None], win[:, None, :]]
         off = ~np.eye(p * p, dtype=bool)

@@ -1,0 +1,227 @@
+"""Chapter 5, max pooling: window models against measurement on Gaussian processes and in a CNN.
+
+i.i.d. and equicorrelated windows of Gaussian processes (:func:`maxpool_sweep`) and the 2x2 pool
+inside a real Conv-ReLU stack with the window models of :mod:`smp.models` (:func:`maxpool_cnn`);
+:func:`write_tables` stores both through :mod:`smp.data`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
+
+from .. import data
+from .._validation import check_int, pool_windows
+from ..feature import smp as _smp
+from ..measure import along_path, mean_sem, unit_statistics
+from ..models import (
+    maxpool_correlated,
+    maxpool_identity,
+    maxpool_window,
+    relu_maxpool_parts,
+    relu_maxpool_window,
+)
+from ..networks import conv_net
+from ..signals import gaussian_process, great_circle
+
+__all__ = ["MAXPOOL_SWEEP_POINTS", "maxpool_sweep", "maxpool_cnn", "write_tables"]
+
+
+MAXPOOL_SWEEP_POINTS: tuple[tuple[int, float], ...] = (
+    (2, 0.0), (3, 0.0), (4, 0.0), (9, 0.0), (4, 0.3), (4, 0.6), (4, 0.9),
+)
+
+def maxpool_sweep(
+    points: Sequence[tuple[int, float]] = MAXPOOL_SWEEP_POINTS,
+    *,
+    n_paths: int = 200,
+    n_samples: int = 20001,
+    length: float = 10.0,
+    dstd: float = 10.0,
+    batch_paths: int = 50,
+    seed: int = 0,
+    progress: bool = False,
+):
+    """Expected SMP of a real ``nn.MaxPool2d`` on Gaussian windows: model vs measurement.
+
+    For each point ``(k, rho)``: ``n_paths`` windows of K inputs ``x_i = sqrt(rho) g_0 + sqrt(1-rho) g_i``
+    with ``g_0, g_i`` independent unit Gaussian processes (:func:`smp.signals.gaussian_process`,
+    ``std = 1``, ``dstd``; derivative correlation ``drho = rho``) over ``length``, with ``n_samples``
+    samples (defaults: 200 samples per ``ell = 1/dstd``; at 100 per ell and rho = 0.9 the small
+    switch kinks of ``sqrt(1-rho)``-scaled differences fall below the detector's threshold, -8 %).
+    The window is the tensor ``(N, paths, 1, K)`` (batch axis = t) through
+    ``nn.MaxPool2d((1, K))`` in float64; ``smp.smp`` of every output (``dt`` = grid step) is the
+    measurement.  Model: :func:`smp.models.maxpool_correlated` ``(k, 1, dstd, rho, rho, length)``
+    (no input kinks, births only).  ``exact`` is the mean of the exact identity
+    (:func:`smp.models.maxpool_identity` with exact derivatives), ``estimator_error`` = measured /
+    exact - 1.  Batches of ``batch_paths`` paths are seeded by ``(seed, point, batch)``.
+
+    Returns
+    -------
+    pandas.DataFrame, one row per point: ``k, rho, length, dstd, n_samples, paths, switches`` (mean per
+    path), ``model, measured, measured_sem, rel_sem, rel_error`` (model / measured - 1), ``z``
+    ((model - measured) / sem), ``exact, estimator_error``.
+    """
+    rows = []
+    for index, (k, rho) in enumerate(tqdm(points, disable=not progress, desc="maxpool sweep", leave=False)):
+        k = check_int("k", k)
+        if not 0 <= rho < 1:
+            raise ValueError(f"rho must be in [0, 1), got {rho!r}")
+        pool = nn.MaxPool2d((1, k))
+        measured, exact, switches = [], [], []
+        for batch, start in enumerate(range(0, n_paths, batch_paths)):
+            p = min(batch_paths, n_paths - start)
+            bseed = int(np.random.SeedSequence([seed, index, batch]).generate_state(1)[0])
+            t, h, y, dy = gaussian_process(p * (k + 1), n_samples, length=length, std=1.0, dstd=dstd, seed=bseed)
+            y, dy = y.reshape(p, k + 1, -1), dy.reshape(p, k + 1, -1)
+            a, b = np.sqrt(rho), np.sqrt(1.0 - rho)
+            x, dx = a * y[:, :1] + b * y[:, 1:], a * dy[:, :1] + b * dy[:, 1:]
+            with torch.no_grad():
+                out = pool(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[:, :, None, :])))
+            out = out.numpy().reshape(n_samples, p)
+            measured.append(_smp(out, h, axis=0, warn=False))
+            ident = maxpool_identity(t, x, dx)
+            exact.append(ident.born)
+            switches.append(ident.switches)
+        values = np.concatenate(measured)
+        mean, sem = mean_sem(values)
+        model = float(maxpool_correlated(k, 1.0, dstd, rho, rho, length))
+        ex = float(np.concatenate(exact).mean())
+        rows.append(dict(
+            k=k, rho=float(rho), length=float(length), dstd=float(dstd), n_samples=int(n_samples), paths=int(values.size),
+            switches=float(np.concatenate(switches).mean()), model=model, measured=float(mean),
+            measured_sem=float(sem), rel_sem=float(sem / mean), rel_error=model / float(mean) - 1,
+            z=(model - float(mean)) / float(sem), exact=ex, estimator_error=float(mean) / ex - 1,
+        ))
+    return pd.DataFrame(rows)
+
+
+def maxpool_cnn(
+    channels: Sequence[int] = (1, 8, 16, 16),
+    *,
+    input_size: int = 16,
+    n_samples: int = 20000,
+    n_networks: int = 4,
+    seed: int = 0,
+    full_draws: int = 2000,
+    progress: bool = False,
+):
+    """The 2x2 max pools of a real Conv-ReLU-MaxPool stack on a great circle: window models vs measurement.
+
+    Networks :func:`smp.networks.conv_net` ``(channels, input_size=input_size, seed=seed + r)``, path
+    :func:`smp.signals.great_circle` ``((C_0, S, S), n_samples, seed=seed + r)`` (length ``2 pi``).  At
+    every block the conv output (pre-ReLU) of each 2x2 window gives, *measured from the activations*:
+    per input ``mu, sigma, sigma'`` (:func:`unit_statistics`), ``smp_in`` (``smp.smp``), and the
+    window's mean pairwise correlation of values ``rho`` and of slopes ``drho``.  The ReLU + pool is
+    ``max(0, x_1..x_4)``; per window the prediction is :func:`smp.models.relu_maxpool` with the
+    window's mean ``mu``, root-mean-square ``sigma, sigma'``, mean ``smp_in`` and either ``rho = drho =
+    0`` (``iid``) or the measured ``rho, drho`` (``corr``; clipped to [0, 0.999]); third,
+    :func:`smp.models.relu_maxpool_window` with every input's own ``mu_i, sigma_i, sigma_i', smp_in_i``
+    (``window``: independent inputs, unequal statistics); fourth, :func:`smp.models.maxpool_window`
+    with ``relu=True``, every input's own mean and ``smp_in`` and the window's measured 4x4 covariance of
+    values and of slopes (``full``: correlated inputs, unequal statistics; ``full_draws`` Monte-Carlo
+    draws per window and pair, seeded).  The measurement is
+    ``smp.smp`` of the real ``nn.MaxPool2d`` output units.  Also recorded: the births counted by the
+    exact identity (:func:`smp.models.maxpool_identity` with interval slopes, argmax of
+    ``(0, x_1..x_4)``) against the two models' births.  Totals over the windows of a block; mean and
+    s.e. over networks.
+
+    Returns
+    -------
+    pandas.DataFrame, one row per block: ``block, windows, networks, n_samples, rho, drho`` (mean over
+    windows), ``measured, measured_sem`` (total SMP of the pool output, mean over networks),
+    ``iid, corr, window, full`` (predicted totals), ``*_error`` (prediction / measured - 1, mean over networks
+    of the ratios) and ``*_error_sem``, ``births_counted, births_iid, births_corr, births_window,
+    births_full`` (mean
+    totals over networks), ``smp_in`` (total measured input SMP over windows) and ``mean_spread``
+    (mean over windows of the std of the 4 inputs' means over their rms sigma).
+    """
+    n_blocks = len(channels) - 1
+    per_net = []
+    for r in tqdm(range(n_networks), disable=not progress, desc="maxpool cnn", leave=False):
+        net = conv_net(tuple(channels), input_size=input_size, seed=seed + r)
+        t, h, x = great_circle((channels[0], input_size, input_size), n_samples, seed=seed + r)
+        length = float(h * n_samples)
+        keep = [i for b in range(n_blocks) for i in (3 * b, 3 * b + 2)]
+        outs = along_path(net, torch.from_numpy(x), keep=keep)
+        side = input_size
+        for b in range(n_blocks):
+            conv_out, pool_out = outs[2 * b], outs[2 * b + 1]
+            maps = conv_out.reshape(n_samples, channels[b + 1], side, side)
+            side //= 2
+            win = pool_windows(maps, 2).reshape(n_samples, -1, 4)  # (N, windows, 4)
+            stats = unit_statistics(win.reshape(n_samples, -1), h)
+            mu = stats.mean.reshape(-1, 4)
+            sig = stats.std.reshape(-1, 4)
+            dsig = stats.dstd.reshape(-1, 4)
+            s_in = _smp(win.reshape(n_samples, -1), h, axis=0, warn=False).reshape(-1, 4)
+            centred = win - win.mean(axis=0)
+            slope = np.diff(win, axis=0) / h
+            slope -= slope.mean(axis=0)
+            iu = np.triu_indices(4, 1)
+
+            cov = np.einsum("nwi,nwj->wij", centred, centred) / n_samples  # (windows, 4, 4)
+            dcov = np.einsum("nwi,nwj->wij", slope, slope) / slope.shape[0]
+
+            def mean_corr(c):
+                d = np.sqrt(np.einsum("wii->wi", c))
+                corr = c / (d[:, :, None] * d[:, None, :] + 1e-300)
+                return corr[:, iu[0], iu[1]].mean(axis=1)
+
+            rho = np.clip(mean_corr(cov), 0.0, 0.999)
+            drho = np.clip(mean_corr(dcov), 0.0, 0.999)
+            sig_w = np.sqrt((sig**2).mean(axis=1))
+            dsig_w = np.sqrt((dsig**2).mean(axis=1))
+            live = sig_w > 0  # dead windows (constant inputs) carry no SMP
+            args = (4, sig_w[live], dsig_w[live], mu.mean(axis=1)[live], length, s_in.mean(axis=1)[live])
+            iid_parts = np.array(relu_maxpool_parts(*args, 0.0, 0.0))
+            corr_parts = np.array(relu_maxpool_parts(*args, rho[live], drho[live]))
+            window_parts = np.array(relu_maxpool_window(mu[live], sig[live], dsig[live], length, s_in[live]))
+            full = maxpool_window(mu[live], cov[live], dcov[live], length, s_in[live], relu=True, n_draws=full_draws,
+                                  seed=seed + 1000 * r + b)
+            measured = float(_smp(pool_out, h, axis=0, warn=False).sum())
+            ident = maxpool_identity(t, win.transpose(1, 2, 0), None, relu=True)
+            per_net.append(dict(
+                block=b + 1, network=r, windows=win.shape[1], rho=float(rho.mean()), drho=float(drho.mean()),
+                measured=measured, iid=float(iid_parts.sum()), corr=float(corr_parts.sum()),
+                births_counted=float(ident.born.sum()), births_iid=float(iid_parts[:2].sum()),
+                births_corr=float(corr_parts[:2].sum()), smp_in=float(s_in.sum()),
+                window=float(window_parts.sum()), births_window=float(window_parts[:2].sum()),
+                full=float(full.births.sum() + full.passed.sum()), births_full=float(full.births.sum()),
+                mean_spread=float(np.mean(mu[live].std(axis=1) / sig_w[live])),
+            ))
+    frame = pd.DataFrame(per_net)
+    rows = []
+    for b, g in frame.groupby("block"):
+        m, s = mean_sem(g.measured.to_numpy()) if len(g) > 1 else (g.measured.iloc[0], np.nan)
+        row = dict(block=int(b), windows=int(g.windows.iloc[0]), networks=len(g), n_samples=int(n_samples),
+                   rho=float(g.rho.mean()), drho=float(g.drho.mean()), measured=float(m), measured_sem=float(s))
+        for name in ("iid", "corr", "window", "full"):
+            ratio = g[name].to_numpy() / g.measured.to_numpy() - 1
+            row[name] = float(g[name].mean())
+            row[f"{name}_error"] = float(ratio.mean())
+            row[f"{name}_error_sem"] = float(ratio.std(ddof=1) / np.sqrt(len(g))) if len(g) > 1 else np.nan
+        for name in ("births_counted", "births_iid", "births_corr", "births_window", "births_full", "smp_in",
+                     "mean_spread"):
+            row[name] = float(g[name].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_tables(*, progress: bool = False, directory: str | None = None) -> dict[str, pd.DataFrame]:
+    """Run chapter 5's measurements (:func:`maxpool_sweep`, :func:`maxpool_cnn`, defaults) and store them.
+
+    Stored through :func:`smp.data.write` (``directory`` defaults to the package's ``data/``);
+    returns the tables by registry name.
+    """
+    tables = {
+        "maxpool_sweep": maxpool_sweep(progress=progress),
+        "maxpool_cnn": maxpool_cnn(progress=progress),
+    }
+    data.write_many(tables, directory)
+    return tables

@@ -1,0 +1,221 @@
+"""Chapter 4, the ReLU: the Rice model against measurement on Gaussian processes and great circles.
+
+The bias sweep with and without input kinks (:func:`relu_sweep`), the detector's resolution on
+ReLU outputs (:func:`relu_resolution`) and the single-sinusoid case of a first layer on a great
+circle (:func:`relu_great_circle`); :func:`write_tables` stores the sweep through :mod:`smp.data`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
+
+from .. import data, signals
+from ..feature import smp as _smp
+from ..measure import along_path, mean_sem, unit_statistics
+from ..models import relu as relu_model
+from ..models import relu_identity, relu_sinusoid
+from ..signals import add_tents, gaussian_process
+
+__all__ = ["RELU_SWEEP_POINTS", "relu_sweep", "relu_resolution", "relu_great_circle", "write_tables"]
+
+
+#: the chapter's sweep points ``(mu/sigma, sigma'/sigma, tents)``: the bias sweep without and with input
+#: kinks at sigma'/sigma = 10, then sigma'/sigma from 2.5 to 40 at mu = 0.
+RELU_SWEEP_POINTS = tuple(
+    [(float(z), 10.0, False) for z in np.arange(-3.0, 3.01, 0.5)]
+    + [(float(z), 10.0, True) for z in np.arange(-3.0, 3.01, 0.5)]
+    + [(0.0, r, tents) for tents in (False, True) for r in (2.5, 5.0, 20.0, 40.0)]
+)
+
+
+def relu_sweep(
+    points: Sequence[tuple[float, float, bool]] = RELU_SWEEP_POINTS,
+    *,
+    length: float = 31.0,
+    samples_per_ell: int = 100,
+    batch_samples: int = 2_000_000,
+    min_paths: int = 32,
+    max_samples: int = 300_000_000,
+    target_rel_sem: float = 0.019,
+    seed: int = 0,
+    progress: bool = False,
+):
+    """Expected SMP of a real ``nn.ReLU`` on stationary Gaussian inputs: model :func:`smp.models.relu` vs measurement.
+
+    For each point ``(z, r, tents)``: paths of :func:`gaussian_process_with_tents` (``std = 1``,
+    ``dstd = r``, ``mean = z``, ``length`` L, ``samples_per_ell`` samples per ``ell = 1/r``; input kinks
+    from tents if ``tents``), run through ``torch.nn.ReLU`` in float64; ``smp.smp`` along each path
+    (``dt`` = the grid step) is the measurement.  Batches of paths (about ``batch_samples`` samples
+    each, seeded by ``(seed, point, batch)``) are added until the standard error of the mean over
+    paths is below ``target_rel_sem`` of the mean, or ``max_samples`` samples were used (then the
+    s.e. stays larger and the table says so).  The model is
+    ``L phi(z') s'^2 / s + Phi(z') smp_in`` with the process's ensemble ``s``, ``s'`` (tents included),
+    ``z' = z / s`` and ``smp_in`` the mean measured (``smp.smp``) input SMP.  Every path is also
+    checked against the exact identity (:func:`smp.models.relu_identity`: births from the
+    crossings, pass-through from the tents' known kinks): ``estimator_error`` is the mean measured
+    SMP over the identity's, minus 1.
+
+    Returns
+    -------
+    pandas.DataFrame, one row per point: ``mu_over_sigma, dstd_over_std, tents, length, n_samples`` (per
+    path), ``paths``, ``crossings`` (mean per path), ``smp_in``, ``model_births``, ``model_pass``,
+    ``model``, ``measured``, ``measured_sem``, ``rel_sem``, ``rel_error`` (model / measured - 1), ``z``
+    ((model - measured) / sem), ``exact`` (mean identity SMP) and ``estimator_error``.
+    """
+    relu = nn.ReLU()
+    table = []
+    for index, (z, r, tents) in enumerate(points):
+        ell = 1.0 / r
+        n_samples = int(round(samples_per_ell * length / ell)) + 1
+        per_batch = max(1, batch_samples // n_samples)
+        measured, smp_in, exact, crossings = [], [], [], []
+        used = 0
+        bar = tqdm(total=max_samples, disable=not progress, desc=f"relu z={z:+.1f} r={r:g} tents={tents}", leave=False)
+        batch = 0
+        while True:
+            bseed = int(np.random.SeedSequence([seed, index, batch]).generate_state(1)[0])
+            proc = add_tents(
+                gaussian_process(per_batch, n_samples, length=length, mean=z, std=1.0, dstd=r, seed=bseed),
+                std=1.0, dstd=r, tent_spacing=10.0 if tents else 0.0, seed=bseed,
+            )
+            y = relu(torch.from_numpy(proc.x)).numpy()
+            measured.append(_smp(y, proc.h, axis=-1, warn=False))
+            smp_in.append(_smp(proc.x, proc.h, axis=-1, warn=False) if tents else np.zeros(per_batch))
+            ident = relu_identity(proc.t, proc.x, proc.dx, proc.kink_times, proc.slope_jumps)
+            exact.append(ident.born + ident.passed)
+            crossings.append(ident.crossings)
+            used += per_batch * n_samples
+            bar.update(per_batch * n_samples)
+            batch += 1
+            values = np.concatenate(measured)
+            if values.size >= min_paths and values.size >= 2:
+                mean, sem = values.mean(), values.std(ddof=1) / np.sqrt(values.size)
+                if (mean > 0 and sem < target_rel_sem * mean) or used + per_batch * n_samples > max_samples:
+                    break
+        bar.close()
+        s_in = float(np.concatenate(smp_in).mean())
+        births = float(relu_model(proc.std, proc.dstd, z, length))
+        model = float(relu_model(proc.std, proc.dstd, z, length, s_in))
+        ex = float(np.concatenate(exact).mean())
+        table.append(dict(
+            mu_over_sigma=z, dstd_over_std=r, tents=bool(tents), length=length, n_samples=n_samples,
+            paths=values.size, crossings=float(np.concatenate(crossings).mean()), smp_in=s_in,
+            model_births=births, model_pass=model - births, model=model, measured=mean, measured_sem=sem,
+            rel_sem=sem / mean, rel_error=model / mean - 1, z=(model - mean) / sem, exact=ex,
+            estimator_error=mean / ex - 1,
+        ))
+    return pd.DataFrame(table)
+
+
+def relu_resolution(
+    samples_per_ell: Sequence[int] = (10, 20, 50, 100, 200),
+    *,
+    mu_over_sigma: float = 0.0,
+    length: float = 31.0,
+    n_paths: int = 16,
+    seed: int = 0,
+):
+    """How finely the grid must sample a ReLU output for ``smp.smp`` to see its births.
+
+    The same Gaussian paths (``std = 1``, ``dstd = 10``, mean ``mu_over_sigma``) are sampled at each
+    ``samples_per_ell``; ``ratio`` is the measured SMP of ``nn.ReLU`` output over the exact identity
+    (:func:`smp.models.relu_identity`), pooled over paths, and ``ratio_sem`` its s.e. over paths.
+    A crossing with small slope ``|x'|`` makes a kink smaller than the curvature's second difference
+    ``h^2 |x''|`` times ``kappa`` and is missed: the loss falls like ``h^3`` (slopes near a crossing
+    have density ``~|x'|``, the missed SMP ``~ |x'|^2 d|x'|``).
+
+    Returns a pandas.DataFrame: ``samples_per_ell, n_samples, ratio, ratio_sem, worst_path``.
+    """
+    rows = []
+    for spe in samples_per_ell:
+        n_samples = int(round(spe * length * 10.0)) + 1
+        proc = add_tents(
+            gaussian_process(n_paths, n_samples, length=length, mean=mu_over_sigma, std=1.0, dstd=10.0, seed=seed),
+            std=1.0, dstd=10.0, tent_spacing=0.0, seed=seed,
+        )
+        y = nn.ReLU()(torch.from_numpy(proc.x)).numpy()
+        measured = _smp(y, proc.h, axis=-1, warn=False)
+        ident = relu_identity(proc.t, proc.x, proc.dx)
+        ratio = measured.sum() / ident.born.sum()
+        # s.e. of a ratio of means (delta method): the paired residuals measured - ratio * exact
+        sem = (measured - ratio * ident.born).std(ddof=1) / np.sqrt(n_paths) / ident.born.mean()
+        has = ident.born > 0
+        per_path = measured[has] / ident.born[has]
+        rows.append(dict(samples_per_ell=int(spe), n_samples=n_samples, ratio=ratio, ratio_sem=sem,
+                         worst_path=float(per_path[np.argmax(np.abs(per_path - 1))])))
+    return pd.DataFrame(rows)
+
+
+def relu_great_circle(
+    mu_over_sigma: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0),
+    *,
+    in_features: int = 64,
+    units: int = 4000,
+    n_samples: int = 4096,
+    seed: int = 0,
+):
+    """First-layer ReLU units on a great circle: Rice per path against Rice for the ensemble.
+
+    A ``nn.Linear(in_features, units)`` (float64, weights ``N(0, 1/in_features)``, every bias
+    ``b = mu_over_sigma``) on :func:`smp.signals.great_circle` (radius ``sqrt(in_features)``): each unit
+    is ``x(t) = A cos(t + p) + b`` with ``(A cos p, -A sin p) = (w.u, w.v)`` i.i.d. ``N(0, 1)`` over the
+    ensemble of units, so over the ensemble x(t) is stationary Gaussian with ``sigma = sigma' = 1``, but
+    along one path its values follow the arcsine law of a sinusoid.  Per point:
+
+    - ``measured``: mean over units of ``smp.smp`` of ``nn.ReLU`` output (``dt = 2 pi / n_samples``);
+    - ``exact``: mean of :func:`smp.models.relu_sinusoid` (``2 sqrt(A^2 - b^2)``);
+    - ``model_ensemble``: :func:`smp.models.relu` with ``sigma = sigma' = 1``, ``mu = b``, ``L = 2 pi``;
+    - ``model_pathwise``: mean over units of :func:`smp.models.relu` with each unit's own time
+      statistics (:func:`unit_statistics`).
+
+    Returns a pandas.DataFrame with these, ``measured_sem`` (s.e. of ``measured`` over units) and the relative errors
+    ``rel_error_ensemble``, ``rel_error_pathwise`` (model / measured - 1) and ``z_ensemble``.
+    """
+    _, h, path = signals.great_circle((in_features,), n_samples, seed=seed)
+    rows = []
+    for index, b in enumerate(mu_over_sigma):
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+        layer = nn.Linear(in_features, units).double()
+        with torch.no_grad():
+            layer.weight.normal_(0.0, 1.0 / np.sqrt(in_features), generator=gen)
+            layer.bias.fill_(float(b))
+        x, y = along_path(nn.Sequential(layer, nn.ReLU()), path)
+        measured = _smp(y, h, axis=0, warn=False)
+        # the sinusoid's amplitude from its two Fourier coefficients along the closed path
+        t = np.arange(n_samples) * h
+        amp = 2.0 / n_samples * np.hypot(np.cos(t) @ x, np.sin(t) @ x)
+        exact = relu_sinusoid(amp, float(b))
+        stats = unit_statistics(x, h)
+        pathwise = relu_model(stats.std, stats.dstd, stats.mean, 2 * np.pi)
+        ensemble = float(relu_model(1.0, 1.0, float(b), 2 * np.pi))
+        mean, sem = mean_sem(measured)
+        rows.append(dict(
+            mu_over_sigma=float(b), units=units, measured=float(mean), measured_sem=float(sem), exact=float(exact.mean()),
+            model_ensemble=ensemble, model_pathwise=float(pathwise.mean()),
+            rel_error_ensemble=ensemble / mean - 1, z_ensemble=(ensemble - mean) / sem,
+            rel_error_pathwise=float(pathwise.mean()) / mean - 1,
+            estimator_error=float(np.abs(measured - exact).sum() / exact.sum()),
+        ))
+    return pd.DataFrame(rows)
+
+
+def write_tables(*, progress: bool = False, directory: str | None = None) -> dict[str, pd.DataFrame]:
+    """Run chapter 4's sweep (:func:`relu_sweep`, its defaults) and store it as ``relu_sweep``.
+
+    Several minutes on 2 cores (the points at ``|mu/sigma| >= 2.5`` need 1e8 samples: crossings
+    are rare).
+
+    Stored through :func:`smp.data.write` (``directory`` defaults to the package's ``data/``);
+    returns the tables by registry name.
+    """
+    tables = {
+        "relu_sweep": relu_sweep(progress=progress),
+    }
+    data.write_many(tables, directory)
+    return tables
