@@ -1,14 +1,14 @@
-"""Retrain the two landmark networks of chapter 7 and rewrite its result tables.
+"""Retrain the two landmark networks of the forensics chapter and rewrite its result tables.
 
 Usage (the one documented retraining command, from the repository root)::
 
     .venv/bin/python scripts/train_forensics.py
 
-Trains the ReLU + max-pool CNN and the smooth (GELU + average-pool) CNN of ``smp.forensics`` on the
-miniature landmark task, writes ``data/forensics_relu.pt`` and ``data/forensics_smooth.pt``
-(float64 state dicts, ~30 kB each), then measures the detector and writes ``data/07_models.csv``
-(training time, test error) and ``data/07_auc.csv`` (AUC with 95 % bootstrap interval for every
-setting).
+Calls :func:`smp.experiments.forensics.write_tables`: trains the ReLU + max-pool CNN and the smooth
+(GELU + average-pool) CNN on the miniature landmark task, stores ``forensics_relu`` and
+``forensics_smooth`` (float64 state dicts, ~30 kB each), then measures the detector and stores
+``forensics_models`` (training time, test error) and ``forensics_auc`` (AUC with 95 % bootstrap
+interval for every setting), all through :mod:`smp.data`.
 
 Reproducibility: training is seeded and runs on 2 threads, so two runs on the same machine and
 torch build give bit-identical weights (checked).  float32 training sums in an order that depends on
@@ -21,29 +21,15 @@ the book's 2-core machine.
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 
-from smp import forensics as fx
+from smp.experiments import forensics
 
 
 def main() -> None:
     torch.set_num_threads(2)
-    fx.DATA_DIR.mkdir(exist_ok=True)
-    nets, rows = {}, []
-    for kind in fx.KINDS:
-        net, seconds = fx.train_landmark_net(kind, seed=0, progress=True)
-        fx.save_net(net, fx.DATA_DIR / f"forensics_{kind}.pt")
-        nets[kind] = fx.load_net(kind)  # measure what was stored
-        error = fx.test_error(nets[kind])
-        rows.append(dict(network=kind, activation=fx.KINDS[kind][0], pooling=fx.KINDS[kind][1],
-                         train_seconds=seconds, test_rmse_px=error))
-        print(f"{kind}: trained in {seconds:.1f} s, test RMS error {error:.3f} px")
-    run = fx.run_trajectories(nets=nets, progress=True)
-    table = fx.forensic_table(run)
-    for path in fx.write_tables(table, pd.DataFrame(rows)):
-        print("wrote", path)
-    print(table.round(3).to_string())
+    tables = forensics.write_tables(progress=True)
+    print(tables["forensics_auc"].round(3).to_string())
 
 
 if __name__ == "__main__":
