@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-__all__ = ["format_number", "format_table", "markdown_table", "glue_table"]
+__all__ = ["format_number", "format_table", "markdown_table", "glue_table", "glue_all"]
 
 Formatter = Callable[[Any], str]
 #: what a missing value (NaN, None) shows in a table
@@ -155,3 +155,19 @@ def glue_table(
     text = format_table(frame, columns, formats, digits=digits)
     glue(name, Markdown(markdown_table(text)), display=False)
     return text.to_string(index=False)
+
+
+def glue_all(values: Mapping[str, Any], prefix: str = "") -> None:
+    """Glue every ``name: value`` of ``values`` (as ``prefix + name``), without displaying them.
+
+    One line in a chapter glues an experiment's whole summary; the prose then cites each number
+    with ``{glue:text}`name:format```.
+
+    Example
+    -------
+    >>> glue_all({"worst_error": 0.0137, "n_networks": 36}, prefix="dense_")  # doctest: +SKIP
+    """
+    from myst_nb import glue
+
+    for name, value in values.items():
+        glue(prefix + name, value, display=False)
