@@ -51,7 +51,7 @@ CHECK_JS = r"""
     const over = Math.max(el.scrollWidth - el.clientWidth, el.getBoundingClientRect().width -
                           box.getBoundingClientRect().width);
     if (over > 2) {
-      const text = (el.innerText || el.getAttribute("alt") || el.tagName).slice(0, 60);
+      const text = (el.textContent || el.getAttribute("alt") || el.tagName).replace(/\s+/g, " ").slice(0, 60);
       problems.push(`${el.tagName.toLowerCase()} overflows by ${Math.round(over)}px: ${text}`);
     }
   }
@@ -90,7 +90,15 @@ def check(build: Path, widths: list[int], screenshots: Path | None) -> dict[str,
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("chromium not found: apt-get install -y chromium")
-    pages = sorted(p for p in build.rglob("*.html") if "_static" not in p.parts and p.name not in {"search.html", "genindex.html"})
+    skip = {"search.html", "genindex.html"}
+    pages = sorted(
+        p
+        for p in build.rglob("*.html")
+        if "_static" not in p.parts
+        and p.name not in skip
+        # index.html only redirects to the root page
+        and 'http-equiv="Refresh"' not in p.read_text(errors="ignore")[:2000]
+    )
     if not pages:
         raise SystemExit(f"no pages under {build}: run `make book` first")
     found: dict[str, list[str]] = {}
