@@ -62,7 +62,9 @@ def time_grid(n_samples: int, length: float = 1.0) -> tuple[np.ndarray, float]:
 
 
 class GaussianProcess(NamedTuple):
-    """Samples of a stationary Gaussian process on a uniform grid (see :func:`gaussian_process`).
+    """Samples of a stationary Gaussian process on a uniform grid.
+
+    Produced by :func:`gaussian_process`.
 
     Attributes
     ----------
@@ -132,12 +134,13 @@ def gaussian_process(
     Raises
     ------
     ValueError
-        the grid does not resolve the length-scale ``ell`` (the message says how many samples do).
+        the grid does not resolve the length-scale ``ell`` (the message says how many
+        samples do).
 
     Example
     -------
-    The ensemble has the requested ``std`` and ``dstd``, and ``dy`` is the derivative of ``y``
-    (central differences agree to ``O(h**2)``):
+    The ensemble has the requested ``std`` and ``dstd``, and ``dy`` is the derivative of
+    ``y`` (central differences agree to ``O(h**2)``):
 
     >>> gp = gaussian_process(1000, 101, std=1.0, dstd=10.0, seed=0)
     >>> round(float(gp.y.std()), 1), round(float(gp.dy.std()), 1)
@@ -255,8 +258,8 @@ def line_segment(
 ) -> tuple[np.ndarray, float, np.ndarray]:
     """Line segment ``x(t) = x0 + t d``, ``t in [0, 1]``, sampled at ``n_samples`` points.
 
-    Through a piecewise-linear network every unit is exactly piecewise linear in t (the ground
-    truth of ``smp.trace``).
+    Through a piecewise-linear network every unit is exactly piecewise linear in t (the
+    ground truth of ``smp.trace``).
 
     Parameters
     ----------
@@ -440,7 +443,8 @@ def smooth_plus_kinks(
 
     Example
     -------
-    At 4001 samples the SMP of each signal is within a few per cent of its total slope jump:
+    At 4001 samples the SMP of each signal is within a few per cent of its total slope
+    jump:
 
     >>> from smp import smp
     >>> sk = smooth_plus_kinks(2, 4001, 3, seed=0)
@@ -677,7 +681,7 @@ def add_tents(
     Returns
     -------
     TentedProcess
-        the paths with tents, their kinks, ensemble ``std`` and ``dstd``, and ``smp_in``.
+        the paths with tents, their kinks, ensemble ``std``, ``dstd`` and ``smp_in``.
 
     Example
     -------
@@ -686,8 +690,8 @@ def add_tents(
     >>> tented.kink_times.shape  # 3 tents of 3 kinks per path
     (2, 9)
 
-    Each tent (``c = 0.1``, ``w = 0.01``) carries ``4 |c| / w = 40`` of input SMP, and the
-    ensemble statistics grow as stated above:
+    Each tent (``c = 0.1``, ``w = 0.01``) carries ``4 |c| / w = 40`` of input SMP, and
+    the ensemble statistics grow as stated above:
 
     >>> np.round(tented.smp_in, 6)
     array([120., 120.])
