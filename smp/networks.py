@@ -59,8 +59,8 @@ def conv_net(
     """Blocks ``Conv2d(k, padding=k//2) -> activation -> pool`` for each pair of ``channels``.
 
     With ``head`` outputs (and ``input_size``, the square input's side) a
-    ``Flatten -> Linear`` head is appended.  Weights ``N(0, weight_gain**2 * 2 / fan_in)``,
-    ``fan_in = C_in k k``; biases ``N(0, bias_std**2)``.  float64, eval mode.
+    ``Flatten -> Linear`` head is appended.  Weights
+    ``N(0, weight_gain**2 * 2 / fan_in)``, ``fan_in = C_in k k``; biases ``N(0, bias_std**2)``.  float64, eval mode.
 
     Parameters
     ----------
@@ -92,7 +92,8 @@ def conv_net(
 
     Example
     -------
-    Two blocks halve an 8 x 8 input twice; the head maps 8 x 2 x 2 features to 3 outputs:
+    Two blocks halve an 8 x 8 input twice; the head maps 8 x 2 x 2 features to 3
+    outputs:
 
     >>> import torch
     >>> net = conv_net((1, 4, 8), head=3, input_size=8, seed=0)
@@ -243,12 +244,13 @@ LANDMARK_KINDS = {"relu": ("relu", "max"), "smooth": ("gelu", "avg")}
 def landmark_net(kind: str, *, size: int = 24, seed: int = 0) -> nn.Sequential:
     """The landmark regressor of the forensics chapter (a small CNN with 2 outputs).
 
-    Layers: 3 x [Conv3x3 -> act -> pool 2] -> Flatten -> Linear(HIDDEN) -> act -> Linear(2).
+    Layers: 3 x [Conv3x3 -> act -> pool 2] -> Flatten -> Linear(HIDDEN) -> act ->
+    Linear(2).
 
     ``kind`` is ``"relu"`` (ReLU, max pooling) or ``"smooth"`` (GELU, average pooling); widths
     ``LANDMARK_WIDTHS``/``LANDMARK_HIDDEN`` are shared.  The output is the centre in
-    normalised units ``(c - (size-1)/2) / ((size-1)/2)``; :func:`smp.experiments.forensics.predict`
-    converts to pixels.  float32 (training).
+    normalised units ``(c - (size-1)/2) / ((size-1)/2)``;
+    :func:`smp.experiments.forensics.predict` converts to pixels.  float32 (training).
 
     Parameters
     ----------
