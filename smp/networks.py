@@ -60,7 +60,8 @@ def conv_net(
 
     With ``head`` outputs (and ``input_size``, the square input's side) a
     ``Flatten -> Linear`` head is appended.  Weights
-    ``N(0, weight_gain**2 * 2 / fan_in)``, ``fan_in = C_in k k``; biases ``N(0, bias_std**2)``.  float64, eval mode.
+    ``N(0, weight_gain**2 * 2 / fan_in)``, ``fan_in = C_in k k``; biases
+    ``N(0, bias_std**2)``.  float64, eval mode.
 
     Parameters
     ----------
