@@ -60,8 +60,8 @@ def smp_score(y: np.ndarray, dt: float, **detector_options) -> np.ndarray:
 
     Example
     -------
-    A trajectory whose first coordinate turns once (slope -1 to +1) scores its slope jump,
-    2; a smooth one scores 0:
+    A trajectory whose first coordinate turns once (slope -1 to +1) scores its slope
+    jump, 2; a smooth one scores 0:
 
     >>> t = np.linspace(0.0, 1.0, 201)
     >>> kinked = np.stack([np.abs(t - 0.3021), np.sin(t)])
@@ -73,7 +73,7 @@ def smp_score(y: np.ndarray, dt: float, **detector_options) -> np.ndarray:
 
 
 def tv_score(y: np.ndarray, dt: float) -> np.ndarray:
-    """Baseline without peak detection: ``sum_n |D[n]| / dt`` summed over the coordinates.
+    """Baseline without peak detection: ``sum_n |D[n]| / dt``, summed over coordinates.
 
     Parameters
     ----------
@@ -89,8 +89,8 @@ def tv_score(y: np.ndarray, dt: float) -> np.ndarray:
 
     Example
     -------
-    Unlike :func:`smp_score`, it counts smooth curvature too: for ``(t**2, 0)`` on [0, 1]
-    it is ``(N - 2) * 2 dt``, about 2:
+    Unlike :func:`smp_score`, it counts smooth curvature too: for ``(t**2, 0)`` on
+    [0, 1] it is ``(N - 2) * 2 dt``, about 2:
 
     >>> t = np.linspace(0.0, 1.0, 201)
     >>> parabola = np.stack([t**2, np.zeros_like(t)])
@@ -144,8 +144,8 @@ def add_noise(y: np.ndarray, truth: np.ndarray, snr_db: float, *, seed: int = 0)
 def auc(pos, neg) -> float:
     """Area under the ROC curve, the Mann-Whitney ``P(pos > neg) + P(pos == neg)/2``.
 
-    Exact, via ranks.  ``pos`` are the scores of the positive class (ReLU network), ``neg``
-    of the negative class.
+    Exact, via ranks.  ``pos`` are the scores of the positive class (ReLU network),
+    ``neg`` of the negative class.
 
     Parameters
     ----------
