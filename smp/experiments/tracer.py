@@ -544,7 +544,7 @@ def brute_force_breakpoints(
     neighbours, or a change of a max-pool window's argmax from ``a`` to ``b`` with
     ``x_a - x_b`` strictly changing sign, brackets an event, and vectorised bisection on
     the network itself refines it to float resolution.  A change of argmax between
-    exactly tied elements (zeros of inactive ReLUs) is left to the ReLU that causes it. 
+    exactly tied elements (zeros of inactive ReLUs) is left to the ReLU that causes it.
     Events closer than 1e-10 are reported once.  Misses a unit that crosses 0 twice
     within one grid step (choose ``n_grid`` accordingly).  Costs about ``65 * n_layers``
     forward passes of batches as large as the number of events, plus one of ``n_grid``
