@@ -255,7 +255,8 @@ def pool_window_indices(shape: tuple[int, int], pool: int) -> np.ndarray:
 def pool_windows(maps: np.ndarray, pool: int) -> np.ndarray:
     """The values in each pooling window: ``(..., H, W) -> (..., n_windows, k*k)``.
 
-    ``k = pool``, ``n_windows = H//k * W//k``: the windows of :func:`pool_window_indices`.
+    ``k = pool``, ``n_windows = H//k * W//k``; the windows of
+    :func:`pool_window_indices`.
 
     Parameters
     ----------
