@@ -152,7 +152,7 @@ def train_landmark_net(
     -------
     Two tiny steps (the stored networks take 1000 steps of 128):
 
-    >>> net, seconds = train_landmark_net("relu", steps=2, batch_size=8, progress=False)
+    >>> net, seconds = train_landmark_net("relu", steps=2, batch_size=4, progress=False)
     >>> next(net.parameters()).dtype, net.training, seconds > 0
     (torch.float64, False, True)
     """
