@@ -18,14 +18,39 @@ __all__ = ["check_int", "check_real", "check_array", "check_choice", "pool_windo
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an ``int`` >= ``minimum``; ``TypeError`` if it is not an integer.
 
+    Parameters
+    ----------
+    name : str
+        the argument's name, for the message.
+    value : Any
+        the value to check; a ``bool`` is not an integer here.
+    minimum : int
+        the smallest allowed value.
+
+    Returns
+    -------
+    int
+        ``value`` as a plain ``int``.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not an integer (a float, a string, a bool).
+    ValueError
+        ``value < minimum``.
+
     Example
     -------
-    >>> check_int("n_samples", 5)
-    5
+    >>> check_int("n_samples", 5), check_int("n_kinks", np.int64(0), minimum=0)
+    (5, 0)
     >>> check_int("n_samples", 0)
     Traceback (most recent call last):
     ...
     ValueError: n_samples must be an integer >= 1, got 0
+    >>> check_int("n_samples", True)
+    Traceback (most recent call last):
+    ...
+    TypeError: n_samples must be an integer >= 1, got True
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -37,8 +62,35 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
 def check_real(
     name: str, value: Any, *, minimum: float | None = None, strict: bool = True, maximum: float | None = None
 ) -> float:
-    """``value`` as a finite ``float``, above ``minimum`` (``>`` if ``strict`` else ``>=``) and below
-    ``maximum`` (``<``) where given; ``TypeError`` if it is not a real number.
+    """``value`` as a finite ``float`` within optional bounds.
+
+    Above ``minimum`` (``>`` if ``strict`` else ``>=``) and below ``maximum`` (``<``)
+    where given; ``TypeError`` if it is not a real number.
+
+    Parameters
+    ----------
+    name : str
+        the argument's name, for the message.
+    value : Any
+        the value to check.
+    minimum : float, optional
+        the lower bound.
+    strict : bool
+        ``value > minimum`` (True) or ``value >= minimum`` (False).
+    maximum : float, optional
+        the (strict) upper bound.
+
+    Returns
+    -------
+    float
+        ``value`` as a ``float``.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a real number (a string, a bool, None).
+    ValueError
+        ``value`` is NaN or infinite, or outside the bounds.
 
     Example
     -------
@@ -48,6 +100,10 @@ def check_real(
     Traceback (most recent call last):
     ...
     ValueError: weight_std must be a finite number > 0, got -1.0
+    >>> check_real("level", 1.0, minimum=0, maximum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: level must be a finite number > 0 and < 1, got 1.0
     """
     bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
     bound += "" if maximum is None else f"{' and' if bound else ''} < {maximum:g}"
@@ -65,12 +121,41 @@ def check_real(
 
 
 def check_array(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False) -> np.ndarray:
-    """``value`` (a number or array-like) as a finite float64 array; optionally all > 0 or all >= 0.
+    """``value`` (a number or array-like) as a finite float64 array.
+
+    Optionally every entry > 0 (``positive``) or >= 0 (``nonnegative``).
+
+    Parameters
+    ----------
+    name : str
+        the argument's name, for the message.
+    value : Any
+        a real number or array-like.
+    positive : bool
+        require every entry > 0.
+    nonnegative : bool
+        require every entry >= 0.
+
+    Returns
+    -------
+    ndarray
+        ``value`` as a float64 array (0-d for a number).
+
+    Raises
+    ------
+    TypeError
+        ``value`` is a string, a bool, or not convertible to a float array.
+    ValueError
+        an entry is NaN or infinite, or breaks the sign requirement.
 
     Example
     -------
     >>> check_array("std", [1.0, 2.0], positive=True)
     array([1., 2.])
+    >>> check_array("std", [1.0, 0.0], positive=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: std must be > 0, got [1.0, 0.0]
     """
     if isinstance(value, (str, bytes, bool)):
         raise TypeError(f"{name} must be a real number or array, got {value!r}")
@@ -88,12 +173,39 @@ def check_array(name: str, value: Any, *, positive: bool = False, nonnegative: b
 
 
 def check_choice(name: str, value: Any, options: Any) -> Any:
-    """``options[value]`` for a mapping (or ``value`` for a sequence); ``ValueError`` listing the options.
+    """``options[value]`` for a mapping (or ``value`` for a sequence).
+
+    ``ValueError`` listing the options if ``value`` is not one of them.
+
+    Parameters
+    ----------
+    name : str
+        the argument's name, for the message.
+    value : Any
+        the choice.
+    options : dict or sequence
+        the allowed choices (a dict's keys).
+
+    Returns
+    -------
+    Any
+        ``options[value]`` for a dict, else ``value``.
+
+    Raises
+    ------
+    ValueError
+        ``value`` is not one of ``options`` (the message lists them, sorted).
 
     Example
     -------
     >>> check_choice("layout", "slots", ("slots", "uniform"))
     'slots'
+    >>> check_choice("pooling", "max", {"max": "MaxPool2d", "avg": "AvgPool2d"})
+    'MaxPool2d'
+    >>> check_choice("layout", "grid", ("slots", "uniform"))
+    Traceback (most recent call last):
+    ...
+    ValueError: layout must be one of ['slots', 'uniform'], got 'grid'
     """
     if value not in options:
         raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
@@ -101,8 +213,27 @@ def check_choice(name: str, value: Any, options: Any) -> Any:
 
 
 def pool_window_indices(shape: tuple[int, int], pool: int) -> np.ndarray:
-    """``(n_windows, pool*pool)`` flat indices of the non-overlapping ``pool x pool`` windows of an
-    ``(H, W)`` map, in ``nn.MaxPool2d(pool)`` order (floor mode: a ragged edge is dropped).
+    """Flat indices of the non-overlapping ``pool x pool`` windows of an ``(H, W)`` map.
+
+    In ``nn.MaxPool2d(pool)`` order (row-major over windows, row-major inside a window;
+    floor mode: a ragged edge is dropped).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)``, the map's shape.
+    pool : int
+        the window side (and stride).
+
+    Returns
+    -------
+    ndarray of int, shape (H//pool * W//pool, pool*pool)
+        the flat index ``i * W + j`` of every element of every window.
+
+    Raises
+    ------
+    ValueError
+        the map is smaller than one window.
 
     Example
     -------
@@ -122,14 +253,36 @@ def pool_window_indices(shape: tuple[int, int], pool: int) -> np.ndarray:
 
 
 def pool_windows(maps: np.ndarray, pool: int) -> np.ndarray:
-    """``(..., H, W) -> (..., H//pool * W//pool, pool*pool)``: the values in each pooling window of
+    """The values in each pooling window: ``(..., H, W) -> (..., n_windows, k*k)``.
+
+    ``k = pool``, ``n_windows = H//k * W//k``; the windows of
     :func:`pool_window_indices`.
+
+    Parameters
+    ----------
+    maps : ndarray, shape (..., H, W)
+        the maps; leading axes are a batch.
+    pool : int
+        the window side (and stride).
+
+    Returns
+    -------
+    ndarray, shape (..., H//pool * W//pool, pool*pool)
+        the window values.
 
     Example
     -------
     >>> pool_windows(np.arange(8.0).reshape(2, 4), 2)
     array([[0., 1., 4., 5.],
            [2., 3., 6., 7.]])
+
+    The window maxima are ``nn.MaxPool2d``'s output:
+
+    >>> import torch
+    >>> maps = np.random.default_rng(0).standard_normal((3, 6, 6))
+    >>> pooled = torch.nn.functional.max_pool2d(torch.as_tensor(maps), 2).numpy()
+    >>> bool(np.array_equal(pool_windows(maps, 2).max(axis=-1), pooled.reshape(3, -1)))
+    True
     """
     *lead, h, w = maps.shape
     return maps.reshape(*lead, h * w)[..., pool_window_indices((h, w), pool)]

@@ -26,9 +26,27 @@ HASH_FILE = "SHA256SUMS"
 
 
 class Entry(NamedTuple):
-    """One stored file: ``file`` name in ``data/``, ``producer`` (the function, ``module:function``,
-    that computes it and calls :func:`write`), ``seed`` it was produced with, ``float_format`` for
-    CSV tables, and a one-line ``description``."""
+    """One stored file of the registry.
+
+    Attributes
+    ----------
+    file : str
+        the file's name in ``data/``.
+    producer : str
+        the function that computes it and calls :func:`write`, as ``module:function``.
+    seed : int
+        the seed it was produced with.
+    float_format : str
+        ``printf`` format of the floats of a CSV table (empty for a state dict).
+    description : str
+        one line saying what it holds.
+
+    Example
+    -------
+    >>> entry = REGISTRY["relu_sweep"]
+    >>> entry.file, entry.producer, entry.seed
+    ('04_relu.csv', 'smp.experiments.relu:write_tables', 0)
+    """
 
     file: str
     producer: str
@@ -100,7 +118,20 @@ REGISTRY: dict[str, Entry] = {
 
 
 def data_dir() -> Path:
-    """The data directory: ``$SMP_DATA_DIR`` if set, else ``<repository>/data`` beside the package."""
+    """The data directory: ``$SMP_DATA_DIR`` if set, else ``<repository>/data``.
+
+    Returns
+    -------
+    pathlib.Path
+        the directory (not created here).
+
+    Example
+    -------
+    The directory holds the hash file that :func:`write` keeps:
+
+    >>> (data_dir() / HASH_FILE).is_file()
+    True
+    """
     override = os.environ.get("SMP_DATA_DIR")
     return Path(override) if override else Path(__file__).resolve().parent.parent / "data"
 
@@ -116,11 +147,32 @@ def _entry(name: str) -> Entry:
 def path(name: str, directory: str | os.PathLike | None = None) -> Path:
     """Path of the stored file ``name`` (in ``directory``, default :func:`data_dir`).
 
+    Parameters
+    ----------
+    name : str
+        a key of :data:`REGISTRY`.
+    directory : str or os.PathLike, optional
+        the data directory; default :func:`data_dir`.
+
+    Returns
+    -------
+    pathlib.Path
+        the file's path (it may not exist yet).
+
+    Raises
+    ------
+    TypeError
+        ``name`` is not a string.
+    ValueError
+        ``name`` is not registered (the message lists the names).
+
     Example
     -------
     >>> from smp import data
     >>> data.path("relu_sweep").name
     '04_relu.csv'
+    >>> data.path("relu_sweep", directory="/tmp/elsewhere").as_posix()
+    '/tmp/elsewhere/04_relu.csv'
     """
     return (data_dir() if directory is None else Path(directory)) / _entry(name).file
 
@@ -128,12 +180,32 @@ def path(name: str, directory: str | os.PathLike | None = None) -> Path:
 def load(name: str, directory: str | os.PathLike | None = None) -> Any:
     """Load a stored file by name: a CSV as a ``pandas.DataFrame``, a ``.pt`` file as a state dict.
 
+    Parameters
+    ----------
+    name : str
+        a key of :data:`REGISTRY`.
+    directory : str or os.PathLike, optional
+        the data directory; default :func:`data_dir`.
+
+    Returns
+    -------
+    pandas.DataFrame or dict of torch.Tensor
+        the table, or the state dict (loaded with ``weights_only=True``).
+
+    Raises
+    ------
+    FileNotFoundError
+        the file is missing (the message names its producer).
+
     Example
     -------
     >>> from smp import data
     >>> table = data.load("relu_sweep")
     >>> "measured" in table.columns
     True
+    >>> weights = data.load("forensics_relu")
+    >>> tuple(weights["0.weight"].shape), weights["0.weight"].dtype
+    ((4, 1, 3, 3), torch.float64)
     """
     file = path(name, directory)
     if not file.exists():
@@ -149,7 +221,30 @@ def load(name: str, directory: str | os.PathLike | None = None) -> Any:
 
 
 def sha256(file: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes."""
+    """SHA-256 hex digest of a file's bytes (what ``sha256sum`` prints).
+
+    Parameters
+    ----------
+    file : str or os.PathLike
+        the file to hash (read in 1 MiB blocks).
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+
+    Example
+    -------
+    The digest of the three bytes ``abc`` is the FIPS 180-2 test vector:
+
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     file = os.path.join(tmp, "abc.txt")
+    ...     with open(file, "wb") as handle:
+    ...         _ = handle.write(b"abc")
+    ...     sha256(file)[:16]
+    'ba7816bf8f01cfea'
+    """
     digest = hashlib.sha256()
     with open(file, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -178,7 +273,26 @@ def write(name: str, obj: Any, directory: str | os.PathLike | None = None) -> Pa
     """Store ``obj`` as the registered file ``name`` and record its hash in ``SHA256SUMS``.
 
     A ``pandas.DataFrame`` is written as CSV without the index, floats with the entry's
-    ``float_format``; a state dict (``dict`` of tensors) with ``torch.save``.  Returns the path.
+    ``float_format``; a state dict (``dict`` of tensors) with ``torch.save``.
+
+    Parameters
+    ----------
+    name : str
+        a key of :data:`REGISTRY`.
+    obj : pandas.DataFrame or dict
+        a table for a ``.csv`` entry, a state dict for a ``.pt`` entry.
+    directory : str or os.PathLike, optional
+        the data directory (created if needed); default :func:`data_dir`.
+
+    Returns
+    -------
+    pathlib.Path
+        the path written.
+
+    Raises
+    ------
+    TypeError
+        ``obj`` is not of the kind the entry's file needs.
 
     Example
     -------
@@ -210,7 +324,33 @@ def write(name: str, obj: Any, directory: str | os.PathLike | None = None) -> Pa
 
 
 def stale(directory: str | os.PathLike | None = None, names: list[str] | None = None) -> list[str]:
-    """Names of registered files that are missing or whose bytes differ from ``SHA256SUMS``."""
+    """Names of registered files that are missing or differ from ``SHA256SUMS``.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike, optional
+        the data directory; default :func:`data_dir`.
+    names : list of str, optional
+        the registry names to check; default all of :data:`REGISTRY`.
+
+    Returns
+    -------
+    list of str
+        the stale names, in the order checked (empty when every file is as written).
+
+    Example
+    -------
+    A file edited after :func:`write` is stale, and so is a missing one:
+
+    >>> import tempfile, pandas as pd
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     file = write("relu_sweep", pd.DataFrame({"x": [0.5]}), directory=tmp)
+    ...     fresh = stale(tmp, names=["relu_sweep"])
+    ...     with open(file, "a") as handle:
+    ...         _ = handle.write("0.25")
+    ...     fresh, stale(tmp, names=["relu_sweep", "conv_sweep"])
+    ([], ['relu_sweep', 'conv_sweep'])
+    """
     directory = data_dir() if directory is None else Path(directory)
     hashes = _read_hashes(directory)
     out = []
@@ -222,5 +362,27 @@ def stale(directory: str | os.PathLike | None = None, names: list[str] | None = 
 
 
 def write_many(tables: dict[str, Any], directory: str | os.PathLike | None = None) -> list[Path]:
-    """:func:`write` every ``name: obj`` of ``tables``; returns the paths."""
+    """:func:`write` every ``name: obj`` of ``tables``.
+
+    Parameters
+    ----------
+    tables : dict
+        registry name -> table or state dict.
+    directory : str or os.PathLike, optional
+        the data directory; default :func:`data_dir`.
+
+    Returns
+    -------
+    list of pathlib.Path
+        the paths written, in the order of ``tables``.
+
+    Example
+    -------
+    >>> import tempfile, pandas as pd
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     files = write_many({"relu_sweep": pd.DataFrame({"x": [1.0]}),
+    ...                         "maxpool_sweep": pd.DataFrame({"x": [2.0]})}, tmp)
+    ...     [f.name for f in files], stale(tmp, names=["relu_sweep", "maxpool_sweep"])
+    (['04_relu.csv', '05_maxpool.csv'], [])
+    """
     return [write(name, obj, directory) for name, obj in tables.items()]

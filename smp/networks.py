@@ -22,7 +22,9 @@ __all__ = [
     "LANDMARK_KINDS",
 ]
 
+#: the activations by name (``activation`` argument of the constructors)
 ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "gelu": nn.GELU, "identity": nn.Identity}
+#: the poolings by name (``pooling`` argument of :func:`conv_net`)
 POOLINGS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
@@ -56,9 +58,50 @@ def conv_net(
 ) -> nn.Sequential:
     """Blocks ``Conv2d(k, padding=k//2) -> activation -> pool`` for each pair of ``channels``.
 
-    With ``head`` outputs (and ``input_size``, the square input's side) a ``Flatten -> Linear`` head
-    is appended.  Weights ``N(0, weight_gain**2 * 2 / fan_in)``, ``fan_in = C_in k k``; biases
+    With ``head`` outputs (and ``input_size``, the square input's side) a
+    ``Flatten -> Linear`` head is appended.  Weights
+    ``N(0, weight_gain**2 * 2 / fan_in)``, ``fan_in = C_in k k``; biases
     ``N(0, bias_std**2)``.  float64, eval mode.
+
+    Parameters
+    ----------
+    channels : sequence of int
+        channel counts, input first (at least 2): one block per consecutive pair.
+    kernel_size : int
+        ``k``, the side of every convolution kernel (odd keeps the map size).
+    pool_size : int
+        side and stride of every pooling window.
+    activation : {"relu", "softplus", "gelu", "identity"}
+        the nonlinearity, a key of ``ACTIVATIONS``.
+    pooling : {"max", "avg"}
+        the pooling, a key of ``POOLINGS``.
+    head : int, optional
+        number of outputs of a linear head; ``None`` for none.
+    input_size : int, optional
+        side of the square input; required with ``head``.
+    weight_gain : float
+        weight standard deviation in units of He initialisation (> 0).
+    bias_std : float
+        bias standard deviation (>= 0; 0 gives zero biases).
+    seed : int
+        seed of the ``torch.Generator`` that draws all parameters.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        the network, float64, in eval mode.
+
+    Example
+    -------
+    Two blocks halve an 8 x 8 input twice; the head maps 8 x 2 x 2 features to 3
+    outputs:
+
+    >>> import torch
+    >>> net = conv_net((1, 4, 8), head=3, input_size=8, seed=0)
+    >>> net(torch.zeros(5, 1, 8, 8, dtype=torch.float64)).shape
+    torch.Size([5, 3])
+    >>> net[-1].in_features
+    32
     """
     act = check_choice("activation", activation, ACTIVATIONS)
     pool = check_choice("pooling", pooling, POOLINGS)
@@ -93,7 +136,44 @@ def dense_net(
     bias_std: float = 0.0,
     seed: int = 0,
 ) -> nn.Sequential:
-    """``depth`` blocks ``Linear(width) -> activation``; weights ``N(0, weight_gain**2 * 2 / fan_in)``."""
+    """``depth`` blocks ``Linear(width) -> activation``.
+
+    Weights ``N(0, weight_gain**2 * 2 / fan_in)`` (He initialisation at gain 1), biases
+    ``N(0, bias_std**2)``.  float64, eval mode.
+
+    Parameters
+    ----------
+    in_features : int
+        input dimension.
+    width : int
+        output features of every linear layer.
+    depth : int
+        number of ``Linear -> activation`` blocks.
+    activation : {"relu", "softplus", "gelu", "identity"}
+        the nonlinearity, a key of ``ACTIVATIONS``.
+    weight_gain : float
+        weight standard deviation in units of He initialisation (> 0).
+    bias_std : float
+        bias standard deviation (>= 0; 0 gives zero biases).
+    seed : int
+        seed of the ``torch.Generator`` that draws all parameters.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        the network, float64, in eval mode.
+
+    Example
+    -------
+    The first layer's weights have the He standard deviation ``sqrt(2 / 64)``:
+
+    >>> import torch
+    >>> net = dense_net(64, 256, 2, seed=0)
+    >>> net(torch.zeros(3, 64, dtype=torch.float64)).shape
+    torch.Size([3, 256])
+    >>> round(float(net[0].weight.detach().std()), 2), round((2 / 64) ** 0.5, 2)
+    (0.18, 0.18)
+    """
     act = check_choice("activation", activation, ACTIVATIONS)
     _check_common(weight_gain, bias_std)
     gen = torch.Generator().manual_seed(seed)
@@ -109,8 +189,40 @@ def dense_net(
 
 def random_conv2d(in_channels: int, out_channels: int, kernel_size: int, weight_std: float, *, bias_std: float = 1.0,
                   seed: int = 0) -> nn.Conv2d:
-    """A float64 ``nn.Conv2d`` (no padding, stride 1) with i.i.d. ``N(0, weight_std**2)`` weights and
-    ``N(0, bias_std**2)`` biases from a seeded ``torch.Generator`` (the bias shifts y, not its kinks)."""
+    """A float64 ``nn.Conv2d`` (no padding, stride 1) with i.i.d. Gaussian parameters.
+
+    Weights ``N(0, weight_std**2)`` and biases ``N(0, bias_std**2)`` from a seeded
+    ``torch.Generator`` (the bias shifts y, not its kinks).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        channel counts.
+    kernel_size : int
+        side of the square kernel.
+    weight_std : float
+        standard deviation of every weight (``sigma_w`` in the book).
+    bias_std : float
+        standard deviation of every bias.
+    seed : int
+        seed of the generator.
+
+    Returns
+    -------
+    torch.nn.Conv2d
+        the layer, float64, in eval mode.
+
+    Example
+    -------
+    Without padding a 3 x 3 kernel shrinks a 6 x 6 map to 4 x 4:
+
+    >>> import torch
+    >>> conv = random_conv2d(2, 5, 3, weight_std=0.5, seed=0)
+    >>> conv(torch.zeros(1, 2, 6, 6, dtype=torch.float64)).shape
+    torch.Size([1, 5, 4, 4])
+    >>> bool(torch.equal(conv.weight, random_conv2d(2, 5, 3, 0.5, seed=0).weight))
+    True
+    """
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, dtype=torch.float64)
     gen = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
@@ -119,10 +231,10 @@ def random_conv2d(in_channels: int, out_channels: int, kernel_size: int, weight_
     return conv.eval()
 
 
-#: channels of the three conv blocks and width of the hidden dense layer, the same for both networks
+#: channels of the three conv blocks of :func:`landmark_net`, the same for both networks
 LANDMARK_WIDTHS = (4, 8, 8)
 
-
+#: width of the hidden dense layer of :func:`landmark_net`
 LANDMARK_HIDDEN = 16
 
 
@@ -131,11 +243,38 @@ LANDMARK_KINDS = {"relu": ("relu", "max"), "smooth": ("gelu", "avg")}
 
 
 def landmark_net(kind: str, *, size: int = 24, seed: int = 0) -> nn.Sequential:
-    """The regressor: 3 x [Conv3x3 -> act -> pool 2] -> Flatten -> Linear(HIDDEN) -> act -> Linear(2).
+    """The landmark regressor of the forensics chapter (a small CNN with 2 outputs).
+
+    Layers: 3 x [Conv3x3 -> act -> pool 2] -> Flatten -> Linear(HIDDEN) -> act ->
+    Linear(2).
 
     ``kind`` is ``"relu"`` (ReLU, max pooling) or ``"smooth"`` (GELU, average pooling); widths
-    ``LANDMARK_WIDTHS``/``LANDMARK_HIDDEN`` are shared.  The output is the centre in normalised units
-    ``(c - (size-1)/2) / ((size-1)/2)``; :func:`smp.experiments.forensics.predict` converts to pixels.  float32 (training).
+    ``LANDMARK_WIDTHS``/``LANDMARK_HIDDEN`` are shared.  The output is the centre in
+    normalised units ``(c - (size-1)/2) / ((size-1)/2)``;
+    :func:`smp.experiments.forensics.predict` converts to pixels.  float32 (training).
+
+    Parameters
+    ----------
+    kind : {"relu", "smooth"}
+        a key of ``LANDMARK_KINDS``.
+    size : int
+        side of the square input image (pixels), divisible by 8.
+    seed : int
+        seed of the initial weights (the caller's global torch random state is kept).
+
+    Returns
+    -------
+    torch.nn.Sequential
+        the untrained network, float32, in training mode.
+
+    Example
+    -------
+    >>> import torch
+    >>> net = landmark_net("smooth", seed=0)
+    >>> net(torch.zeros(4, 1, 24, 24)).shape
+    torch.Size([4, 2])
+    >>> type(net[1]).__name__, type(net[2]).__name__
+    ('GELU', 'AvgPool2d')
     """
     activation, pooling = check_choice("kind", kind, LANDMARK_KINDS)
     act, pool = ACTIVATIONS[activation], POOLINGS[pooling]

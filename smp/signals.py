@@ -31,7 +31,30 @@ __all__ = [
 
 
 def time_grid(n_samples: int, length: float = 1.0) -> tuple[np.ndarray, float]:
-    """Uniform grid ``t_n = n*h`` on ``[0, length]`` with ``n_samples`` points; returns ``(t, h)``."""
+    """Uniform grid ``t_n = n*h`` on ``[0, length]`` with ``n_samples`` points.
+
+    Parameters
+    ----------
+    n_samples : int
+        number of grid points, at least 2.
+    length : float
+        the grid's span ``L`` in units of t (> 0).
+
+    Returns
+    -------
+    t : ndarray, shape (n_samples,)
+        the grid, float64, ``t[0] = 0`` and ``t[-1] = length``.
+    h : float
+        the step ``length / (n_samples - 1)``.
+
+    Example
+    -------
+    >>> t, h = time_grid(5, length=2.0)
+    >>> t
+    array([0. , 0.5, 1. , 1.5, 2. ])
+    >>> h
+    0.5
+    """
     n_samples = check_int("n_samples", n_samples, 2)
     length = check_real("length", length, minimum=0)
     h = length / (n_samples - 1)
@@ -41,7 +64,24 @@ def time_grid(n_samples: int, length: float = 1.0) -> tuple[np.ndarray, float]:
 class GaussianProcess(NamedTuple):
     """Samples of a stationary Gaussian process on a uniform grid.
 
-    ``t`` (N,), ``h`` the step, ``y`` and its exact derivative ``dy`` (n_paths, N).
+    Produced by :func:`gaussian_process`.
+
+    Attributes
+    ----------
+    t : ndarray, shape (N,)
+        sample times (units of t).
+    h : float
+        the grid step.
+    y : ndarray, shape (n_paths, N)
+        the paths (units of y).
+    dy : ndarray, shape (n_paths, N)
+        their exact derivative in t (units of y per unit t).
+
+    Example
+    -------
+    >>> gp = gaussian_process(3, 101, seed=0)
+    >>> gp.y.shape, gp.dy.shape, gp.t.shape
+    ((3, 101), (3, 101), (101,))
     """
 
     t: np.ndarray
@@ -73,10 +113,41 @@ def gaussian_process(
 
     Parameters
     ----------
-    n_paths, n_samples : number of independent paths and samples per path.
-    length : path length ``L`` in units of t.
-    mean, std, dstd : ``mu``, ``sigma`` and ``sigma'`` (units of y and of y per unit t).
-    seed : seed of the numpy generator.
+    n_paths : int
+        number of independent paths.
+    n_samples : int
+        samples per path (at least ``4 length / ell + 1``).
+    length : float
+        path length ``L`` in units of t.
+    mean, std : float
+        ``mu`` and ``sigma`` of the process (units of y).
+    dstd : float
+        ``sigma'``, the standard deviation of the derivative (units of y per unit t).
+    seed : int
+        seed of the numpy generator.
+
+    Returns
+    -------
+    GaussianProcess
+        ``(t, h, y, dy)``, float64.
+
+    Raises
+    ------
+    ValueError
+        the grid does not resolve the length-scale ``ell`` (the message says how many
+        samples do).
+
+    Example
+    -------
+    The ensemble has the requested ``std`` and ``dstd``, and ``dy`` is the derivative of
+    ``y`` (central differences agree to ``O(h**2)``):
+
+    >>> gp = gaussian_process(1000, 101, std=1.0, dstd=10.0, seed=0)
+    >>> round(float(gp.y.std()), 1), round(float(gp.dy.std()), 1)
+    (1.0, 10.1)
+    >>> central = (gp.y[:, 2:] - gp.y[:, :-2]) / (2 * gp.h)
+    >>> bool(np.abs(central - gp.dy[:, 1:-1]).max() < 0.05 * 10.0)
+    True
     """
     n_paths = check_int("n_paths", n_paths, 1)
     t, h = time_grid(n_samples, length)
@@ -141,7 +212,37 @@ def great_circle(
     coordinate has unit mean square along the circle).  Every linear function of ``x`` is then a
     sinusoid in t with period ``2 pi``.
 
-    Returns ``(t, h, x)`` with ``t`` (N,), step ``h = 2 pi / N`` and ``x`` of shape ``(N, *shape)``.
+    Parameters
+    ----------
+    shape : sequence of int
+        shape of one input sample (at least 2 entries in all), e.g. ``(C, H, W)``.
+    n_samples : int
+        number of points on the circle, at least 3.
+    radius : float, optional
+        norm of every point; default ``sqrt(prod(shape))``.
+    seed : int
+        seed of the numpy generator that draws ``u`` and ``v``.
+
+    Returns
+    -------
+    t : ndarray, shape (N,)
+        angles ``n h`` (radians).
+    h : float
+        the step ``2 pi / N``.
+    x : ndarray, shape (N, *shape)
+        the points, float64, sample axis first (a torch batch).
+
+    Example
+    -------
+    Every point has norm ``sqrt(3 * 4)``:
+
+    >>> t, h, x = great_circle((3, 4), 16, seed=0)
+    >>> x.shape
+    (16, 3, 4)
+    >>> np.round(np.linalg.norm(x.reshape(16, -1), axis=1), 6)[:4]
+    array([3.464102, 3.464102, 3.464102, 3.464102])
+    >>> round(float(np.sqrt(12)), 6), round(h * 16 / np.pi, 6)
+    (3.464102, 2.0)
     """
     n_samples = check_int("n_samples", n_samples, 3)
     shape = tuple(int(s) for s in shape)
@@ -157,8 +258,34 @@ def line_segment(
 ) -> tuple[np.ndarray, float, np.ndarray]:
     """Line segment ``x(t) = x0 + t d``, ``t in [0, 1]``, sampled at ``n_samples`` points.
 
-    Returns ``(t, h, x)`` with ``x`` of shape ``(N, *x0.shape)``.  Through a piecewise-linear network
-    every unit is exactly piecewise linear in t (the ground truth of ``smp.trace``).
+    Through a piecewise-linear network every unit is exactly piecewise linear in t (the
+    ground truth of ``smp.trace``).
+
+    Parameters
+    ----------
+    x0 : array_like
+        the start point, one input sample of any shape.
+    direction : array_like
+        ``d``, the same shape as ``x0``; the segment ends at ``x0 + d``.
+    n_samples : int
+        number of points, at least 2.
+
+    Returns
+    -------
+    t : ndarray, shape (N,)
+        the grid on [0, 1].
+    h : float
+        the step ``1 / (N - 1)``.
+    x : ndarray, shape (N, *x0.shape)
+        the points, float64, sample axis first.
+
+    Example
+    -------
+    >>> t, h, x = line_segment(np.zeros(2), np.array([1.0, 2.0]), 5)
+    >>> x.shape, h
+    ((5, 2), 0.25)
+    >>> x[-1], x[2]
+    (array([1., 2.]), array([0.5, 1. ]))
     """
     x0 = np.asarray(x0, dtype=np.float64)
     direction = np.asarray(direction, dtype=np.float64)
@@ -169,8 +296,27 @@ def line_segment(
 
 
 class PiecewiseLinear(NamedTuple):
-    """Piecewise-linear signals with known kinks: ``t`` (N,), step ``h``, ``y`` (n_signals, N),
-    ``kink_times`` and ``slope_jumps`` (n_signals, n_kinks)."""
+    """Piecewise-linear signals with known kinks (see :func:`piecewise_linear`).
+
+    Attributes
+    ----------
+    t : ndarray, shape (N,)
+        sample times.
+    h : float
+        the grid step.
+    y : ndarray, shape (n_signals, N)
+        the signals.
+    kink_times : ndarray, shape (n_signals, n_kinks)
+        the kink times, sorted, in units of t.
+    slope_jumps : ndarray, shape (n_signals, n_kinks)
+        the slope jump at each kink (units of y per unit t).
+
+    Example
+    -------
+    >>> pl = piecewise_linear(2, 101, 3, seed=0)
+    >>> pl.y.shape, pl.kink_times.shape, pl.slope_jumps.shape
+    ((2, 101), (2, 3), (2, 3))
+    """
 
     t: np.ndarray
     h: float
@@ -195,6 +341,44 @@ def piecewise_linear(
     from either end (a kink in the first or last interval is not fully seen by the second
     difference).  Slope jumps ``Ds_k ~ N(0, jump_std**2)``; ``a, b ~ N(0, 1)``.
     The ground truth of SMP is ``sum_k |Ds_k|``.
+
+    Parameters
+    ----------
+    n_signals : int
+        number of independent signals.
+    n_samples : int
+        samples per signal.
+    n_kinks : int
+        kinks per signal (0 allowed).
+    length : float
+        signal length in units of t.
+    min_separation : float
+        smallest distance between two kinks, in samples.
+    jump_std : float
+        standard deviation of the slope jumps (units of y per unit t).
+    seed : int
+        seed of the numpy generator.
+
+    Returns
+    -------
+    PiecewiseLinear
+        ``(t, h, y, kink_times, slope_jumps)``, float64.
+
+    Raises
+    ------
+    ValueError
+        the kinks do not fit in the grid at the requested separation.
+
+    Example
+    -------
+    The SMP of a piecewise-linear signal is the sum of its absolute slope jumps:
+
+    >>> from smp import smp
+    >>> pl = piecewise_linear(2, 1001, 3, seed=0)
+    >>> np.round(smp(pl.y, dt=pl.h), 6)
+    array([2.954816, 1.930022])
+    >>> np.round(np.abs(pl.slope_jumps).sum(axis=1), 6)
+    array([2.954816, 1.930022])
     """
     n_signals = check_int("n_signals", n_signals, 1)
     n_kinks = check_int("n_kinks", n_kinks, 0)
@@ -236,7 +420,36 @@ def smooth_plus_kinks(
     The smooth part is :func:`gaussian_process` (mean 0, ``std``, ``dstd``), the kinks those of
     :func:`piecewise_linear` without its affine part, both from ``seed`` (independent streams).  The
     ground truth of SMP is ``sum_k |Ds_k|``; the estimate converges to it like ``O(h)``.
-    Returns a :class:`PiecewiseLinear` record (``y`` is the sum).
+
+    Parameters
+    ----------
+    n_signals, n_samples, n_kinks : int
+        as in :func:`piecewise_linear`.
+    length : float
+        signal length in units of t.
+    std, dstd : float
+        ``sigma`` and ``sigma'`` of the smooth part (units of y, and y per unit t).
+    jump_std : float
+        standard deviation of the slope jumps (units of y per unit t).
+    min_separation : float
+        smallest distance between two kinks, in samples.
+    seed : int
+        seed of the smooth part; the kinks use ``seed + 1``.
+
+    Returns
+    -------
+    PiecewiseLinear
+        the record of :func:`piecewise_linear`, ``y`` being the sum.
+
+    Example
+    -------
+    At 4001 samples the SMP of each signal is within a few per cent of its total slope
+    jump:
+
+    >>> from smp import smp
+    >>> sk = smooth_plus_kinks(2, 4001, 3, seed=0)
+    >>> np.round(smp(sk.y, dt=sk.h) / np.abs(sk.slope_jumps).sum(axis=1), 2)
+    array([1.01, 0.97])
     """
     gp = gaussian_process(n_signals, n_samples, length=length, std=std, dstd=dstd, seed=seed)
     kinks = piecewise_linear(
@@ -252,8 +465,24 @@ def smooth_plus_kinks(
 class KinkedFeatureMap(NamedTuple):
     """Feature maps whose units are piecewise-linear signals with known kinks.
 
-    ``t`` (N,) sample times on [0, 1], ``h`` the step, ``x`` (N, C, H, W) the maps along the path,
-    ``kink_times`` and ``slope_jumps`` (C, H, W, n_kinks) every unit's kinks (sorted in time).
+    Attributes
+    ----------
+    t : ndarray, shape (N,)
+        sample times on [0, 1].
+    h : float
+        the grid step.
+    x : ndarray, shape (N, C, H, W)
+        the maps along the path (sample axis first, a torch batch).
+    kink_times : ndarray, shape (C, H, W, n_kinks)
+        every unit's kink times, sorted.
+    slope_jumps : ndarray, shape (C, H, W, n_kinks)
+        every unit's slope jumps (units of x per unit t).
+
+    Example
+    -------
+    >>> fm = kinked_feature_map(201, 2, 4, 3, 1, seed=0)
+    >>> fm.x.shape, fm.kink_times.shape
+    ((201, 2, 4, 4), (2, 4, 4, 1))
     """
 
     t: np.ndarray
@@ -296,6 +525,45 @@ def kinked_feature_map(
 
     Slope jumps ``Ds ~ N(0, jump_std**2)`` (units of x per unit t), ``a, b ~ N(0, 1)``; the expected
     input SMP is ``n_kinks * jump_std * sqrt(2/pi)``.
+
+    Parameters
+    ----------
+    n_samples : int
+        samples along the path (t in [0, 1]); ``"slots"`` needs at least
+        ``n_classes * n_kinks * 8 + 5``.
+    channels : int
+        ``C``, input channels.
+    size : int
+        side of the square maps (``H = W = size``).
+    kernel_size : int
+        ``k``, the side of the convolution the maps are made for.
+    n_kinks : int
+        kinks per unit.
+    jump_std : float
+        standard deviation of the slope jumps (> 0).
+    shared_channels : bool
+        all channels of a pixel kink at the same times (``"slots"`` only).
+    layout : {"slots", "uniform"}
+        how kink times are drawn (above).
+    seed : int
+        seed of the numpy generator.
+
+    Returns
+    -------
+    KinkedFeatureMap
+        ``(t, h, x, kink_times, slope_jumps)``, float64.
+
+    Example
+    -------
+    Every unit's SMP along the path is the sum of its absolute slope jumps:
+
+    >>> from smp import smp
+    >>> fm = kinked_feature_map(201, 1, 4, 3, 1, seed=0)
+    >>> unit_smp = smp(fm.x, dt=fm.h, axis=0)
+    >>> unit_smp.shape
+    (1, 4, 4)
+    >>> bool(np.allclose(unit_smp, np.abs(fm.slope_jumps).sum(axis=-1), atol=1e-9))
+    True
     """
     n_samples, channels, size, kernel_size, n_kinks = (
         check_int(name, value)
@@ -346,9 +614,26 @@ def kinked_feature_map(
 class TentedProcess(NamedTuple):
     """A stationary Gaussian process plus sparse tents with known kinks (see :func:`add_tents`).
 
-    ``t`` (N,), step ``h``, ``x`` and its exact derivative ``dx`` (n_paths, N), ``kink_times`` and
-    ``slope_jumps`` (n_paths, 3 * tents), ``std`` and ``dstd`` the ensemble sigma and sigma' of x
-    (Gaussian part and tents together) and ``smp_in`` the exact input SMP per path (n_paths,).
+    Attributes
+    ----------
+    t : ndarray, shape (N,)
+        sample times.
+    h : float
+        the grid step.
+    x, dx : ndarray, shape (n_paths, N)
+        the paths and their exact derivative.
+    kink_times, slope_jumps : ndarray, shape (n_paths, 3 * tents)
+        the tents' kinks (units of t) and slope jumps (units of x per unit t).
+    std, dstd : float
+        the ensemble sigma and sigma' of x (Gaussian part and tents together).
+    smp_in : ndarray, shape (n_paths,)
+        the exact input SMP per path.
+
+    Example
+    -------
+    >>> gp = gaussian_process(2, 3001, length=3.0, seed=0)
+    >>> add_tents(gp, std=1.0, dstd=10.0, seed=0).x.shape
+    (2, 3001)
     """
 
     t: np.ndarray
@@ -393,12 +678,25 @@ def add_tents(
         (in units of ``ell``) of the tents; ``tent_spacing = 0`` gives no tents.
     seed : seed of the tents' positions and signs.
 
+    Returns
+    -------
+    TentedProcess
+        the paths with tents, their kinks, ensemble ``std``, ``dstd`` and ``smp_in``.
+
     Example
     -------
     >>> gp = gaussian_process(2, 3001, length=3.0, std=1.0, dstd=10.0, seed=0)
     >>> tented = add_tents(gp, std=1.0, dstd=10.0, seed=0)
     >>> tented.kink_times.shape  # 3 tents of 3 kinks per path
     (2, 9)
+
+    Each tent (``c = 0.1``, ``w = 0.01``) carries ``4 |c| / w = 40`` of input SMP, and
+    the ensemble statistics grow as stated above:
+
+    >>> np.round(tented.smp_in, 6)
+    array([120., 120.])
+    >>> round(tented.std, 6), round(tented.dstd, 6)
+    (1.000033, 10.099505)
     """
     std = check_real("std", std, minimum=0)
     dstd = check_real("dstd", dstd, minimum=0)

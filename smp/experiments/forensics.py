@@ -64,14 +64,34 @@ MARGIN = 4.0
 def render(centres, size: int = IMAGE_SIZE, width: float = BLOB_WIDTH) -> torch.Tensor:
     """Images ``(B, 1, size, size)`` of a Gaussian blob at each centre on a fixed smooth background.
 
-    ``I[i, j] = exp(-((j-c_x)^2 + (i-c_y)^2) / (2 width^2)) + 0.3 sin(2 pi j/size + 0.5) cos(1.4 pi i/size)``
-    (pixel indices ``i`` row, ``j`` column; the background is a mild fixed distractor).  The image
-    is an infinitely smooth function of the centre, so a smooth trajectory is a smooth input path.
+    ``I[i, j] = exp(-((j-c_x)^2 + (i-c_y)^2) / (2 width^2))
+    + 0.3 sin(2 pi j/size + 0.5) cos(1.4 pi i/size)`` (pixel indices ``i`` row, ``j``
+    column; the background is a mild fixed distractor).  The image is an infinitely
+    smooth function of the centre, so a smooth trajectory is a smooth input path.
 
     Parameters
     ----------
-    centres : (B, 2) array or tensor of ``(c_x, c_y)`` in pixels; its float dtype is kept.
-    size : image side (pixels). width : blob standard deviation (pixels).
+    centres : array or tensor, shape (B, 2)
+        ``(c_x, c_y)`` in pixels; its float dtype is kept.
+    size : int
+        image side (pixels).
+    width : float
+        blob standard deviation (pixels).
+
+    Returns
+    -------
+    torch.Tensor, shape (B, 1, size, size)
+        the images, in the dtype of ``centres``.
+
+    Example
+    -------
+    The brightest pixel of a blob at ``(c_x, c_y) = (8, 14)`` is row 14, column 8:
+
+    >>> images = render(torch.tensor([[8.0, 14.0]]))
+    >>> images.shape
+    torch.Size([1, 1, 24, 24])
+    >>> divmod(int(images[0, 0].argmax()), 24)
+    (14, 8)
     """
     c = torch.as_tensor(centres)
     if c.ndim != 2 or c.shape[1] != 2 or not torch.is_floating_point(c):
@@ -100,10 +120,41 @@ def train_landmark_net(
 ) -> tuple[nn.Sequential, float]:
     """Train :func:`landmark_net` by Adam (one-cycle learning rate) on fresh random centres.
 
-    Each step draws ``batch_size`` centres uniformly in ``[MARGIN, size-1-MARGIN]^2`` from a seeded
-    generator and minimises the mean squared error of the normalised centre.  float32 for speed.
+    Each step draws ``batch_size`` centres uniformly in ``[MARGIN, size-1-MARGIN]^2``
+    from a seeded generator and minimises the mean squared error of the normalised
+    centre.  float32 for speed.
 
-    Returns the network (float64, eval mode) and the wall-clock training time in seconds.
+    Parameters
+    ----------
+    kind : {"relu", "smooth"}
+        the network, a key of ``LANDMARK_KINDS``.
+    steps : int
+        optimisation steps.
+    batch_size : int
+        centres per step.
+    lr : float
+        the peak learning rate of the one-cycle schedule.
+    size : int
+        image side (pixels).
+    seed : int
+        seed of the initial weights and of the training centres.
+    progress : bool
+        show a tqdm bar with the running RMS error (pixels).
+
+    Returns
+    -------
+    net : torch.nn.Sequential
+        the trained network, float64, eval mode.
+    seconds : float
+        wall-clock training time.
+
+    Example
+    -------
+    Two tiny steps (the stored networks take 1000 steps of 128):
+
+    >>> net, seconds = train_landmark_net("relu", steps=2, batch_size=4, progress=False)
+    >>> next(net.parameters()).dtype, net.training, seconds > 0
+    (torch.float64, False, True)
     """
     steps = check_int("steps", steps)
     batch_size = check_int("batch_size", batch_size)
@@ -128,7 +179,37 @@ def train_landmark_net(
 
 
 def predict(net: nn.Module, centres, *, size: int = IMAGE_SIZE, batch_size: int = 4096) -> np.ndarray:
-    """Predicted centres (pixels, float64) for centres of any shape ``(..., 2)`` (float64 forward)."""
+    """Predicted centres (pixels, float64) for centres of any shape ``(..., 2)``.
+
+    The images are rendered by :func:`render` and run through ``net`` in float64, in
+    batches of ``batch_size``; the normalised output is converted to pixels.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        a landmark network (:func:`landmark_net`); converted to float64 and eval mode in
+        place.
+    centres : array_like, shape (..., 2)
+        true centres ``(c_x, c_y)`` in pixels.
+    size : int
+        image side (pixels).
+    batch_size : int
+        images per forward pass (memory).
+
+    Returns
+    -------
+    ndarray, shape (..., 2)
+        the predicted centres in pixels.
+
+    Example
+    -------
+    The stored ReLU network finds the blob to a fraction of a pixel:
+
+    >>> centres = np.array([[11.5, 11.5], [8.0, 14.0]])
+    >>> np.round(predict(load_net("relu"), centres), 1)
+    array([[11.4, 11.6],
+           [ 7.9, 14. ]])
+    """
     c = torch.as_tensor(np.asarray(centres, dtype=np.float64))
     if c.shape[-1] != 2:
         raise ValueError(f"centres must end with an axis of 2 coordinates, got shape {tuple(c.shape)}")
@@ -141,19 +222,61 @@ def predict(net: nn.Module, centres, *, size: int = IMAGE_SIZE, batch_size: int 
 
 
 def test_error(net: nn.Module, *, n: int = 2000, size: int = IMAGE_SIZE, seed: int = 123) -> float:
-    """Root-mean-square Euclidean error (pixels) on ``n`` seeded uniform centres (float64)."""
+    """Root-mean-square Euclidean error (pixels) on ``n`` seeded uniform centres.
+
+    Computed in float64 by :func:`predict`.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        a landmark network.
+    n : int
+        number of test centres, uniform in ``[MARGIN, size-1-MARGIN]^2``.
+    size : int
+        image side (pixels).
+    seed : int
+        seed of the test centres (not a training seed).
+
+    Returns
+    -------
+    float
+        ``sqrt(mean |predicted - true|^2)`` in pixels.
+
+    Example
+    -------
+    The stored ReLU network errs by a sixth of a pixel (``forensics_models`` holds the
+    value on 2000 centres):
+
+    >>> round(test_error(load_net("relu"), n=200), 2)
+    0.15
+    """
     c = _random_centres(check_int("n", n), size, torch.Generator().manual_seed(seed), torch.float64).numpy()
     return float(np.sqrt(((predict(net, c, size=size) - c) ** 2).sum(-1).mean()))
+
+
+# not a pytest test: pytest collects test_* functions of a module named on its command
+# line (pytest --doctest-modules smp/experiments/forensics.py)
+test_error.__test__ = False
 
 
 def load_net(kind: str) -> nn.Sequential:
     """Load the stored trained network ``kind`` (``"relu"`` or ``"smooth"``; float64, eval mode).
 
+    Parameters
+    ----------
+    kind : {"relu", "smooth"}
+        which network; its weights are the registry entry ``forensics_<kind>``.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        :func:`landmark_net` with the stored weights, float64, eval mode.
+
     Example
     -------
     >>> net = load_net("relu")
-    >>> net[-1].out_features
-    2
+    >>> net[-1].out_features, next(net.parameters()).dtype, net.training
+    (2, torch.float64, False)
     """
     net = landmark_net(kind).double()
     net.load_state_dict(data.load(f"forensics_{kind}"))
@@ -172,10 +295,44 @@ def smooth_trajectories(
     """Random smooth blob trajectories of path length ``length`` pixels, ``(n_traj, 2, N)`` pixels.
 
     ``c(s) = c0 + A * sum_{k=1..K} [a_k cos(2 pi k s) + b_k sin(2 pi k s)] / k``, ``s in [0, 1]``,
-    ``a_k, b_k ~ N(0, 1)`` per coordinate, ``A`` chosen so that the sampled path length is exactly
-    ``length``, ``c0`` uniform so that the whole path stays ``MARGIN`` pixels inside the image.
-    ``N = length * frames_per_px + 1`` frames; time is measured in pixels travelled, so the step is
-    ``dt = length / (N-1) = 1/frames_per_px``.  Returns ``(trajectories, dt)``.
+    ``a_k, b_k ~ N(0, 1)`` per coordinate, ``A`` chosen so that the sampled path length
+    is exactly ``length``, ``c0`` uniform so that the whole path stays ``MARGIN`` pixels
+    inside the image.  ``N = length * frames_per_px + 1`` frames; time is measured in
+    pixels travelled, so the step is ``dt = length / (N-1) = 1/frames_per_px``.
+
+    Parameters
+    ----------
+    n_traj : int
+        number of trajectories.
+    frames_per_px : int
+        frames per pixel of motion.
+    length : float
+        path length of every trajectory (pixels).
+    n_harmonics : int
+        ``K``, the number of Fourier harmonics.
+    size : int
+        image side (pixels).
+    seed : int
+        seed of the numpy generator.
+
+    Returns
+    -------
+    trajectories : ndarray, shape (n_traj, 2, N)
+        the centres ``(c_x, c_y)`` along each trajectory, pixels.
+    dt : float
+        the frame step in pixels travelled.
+
+    Example
+    -------
+    Every trajectory is 4 pixels long and stays ``MARGIN`` pixels inside the image:
+
+    >>> traj, dt = smooth_trajectories(3, 16, seed=0)
+    >>> traj.shape, dt
+    ((3, 2, 65), 0.0625)
+    >>> np.round(np.sqrt((np.diff(traj, axis=-1) ** 2).sum(axis=1)).sum(axis=-1), 6)
+    array([4., 4., 4.])
+    >>> bool(traj.min() >= MARGIN and traj.max() <= IMAGE_SIZE - 1 - MARGIN)
+    True
     """
     n_traj = check_int("n_traj", n_traj)
     frames_per_px = check_int("frames_per_px", frames_per_px)
@@ -199,7 +356,17 @@ def smooth_trajectories(
 
 
 class ForensicRun(dict):
-    """Trajectories of one run: keys ``truth``, ``relu``, ``smooth`` (``(M, 2, N)`` px) and ``dt``."""
+    """Trajectories of one run (:func:`run_trajectories`), a ``dict``.
+
+    Keys: ``truth``, ``relu``, ``smooth`` (``(M, 2, N)`` pixels: the true centres and
+    the two networks' predictions) and ``dt`` (the frame step, pixels travelled).
+
+    Example
+    -------
+    >>> run = run_trajectories(2, 16, seed=0)
+    >>> sorted(run), run["relu"].shape
+    (['dt', 'relu', 'smooth', 'truth'], (2, 2, 65))
+    """
 
 
 def run_trajectories(
@@ -211,7 +378,38 @@ def run_trajectories(
     nets: dict | None = None,
     progress: bool = False,
 ) -> ForensicRun:
-    """Predicted trajectories of both stored networks over ``n_traj`` seeded smooth trajectories."""
+    """Predicted trajectories of both stored networks over seeded smooth trajectories.
+
+    Parameters
+    ----------
+    n_traj : int
+        number of trajectories (:func:`smooth_trajectories`).
+    frames_per_px : int
+        frames per pixel of motion.
+    length : float
+        path length of every trajectory (pixels).
+    seed : int
+        seed of the trajectories.
+    nets : dict, optional
+        ``kind -> network``; default the stored networks (:func:`load_net`).
+    progress : bool
+        show a tqdm bar over the networks.
+
+    Returns
+    -------
+    ForensicRun
+        the true and predicted trajectories and ``dt``.
+
+    Example
+    -------
+    Both networks follow the blob to within half a pixel:
+
+    >>> run = run_trajectories(2, 16, seed=0)
+    >>> run["truth"].shape, run["dt"]
+    ((2, 2, 65), 0.0625)
+    >>> [bool(np.abs(run[kind] - run["truth"]).max() < 0.5) for kind in LANDMARK_KINDS]
+    [True, True]
+    """
     truth, dt = smooth_trajectories(n_traj, frames_per_px, length=length, seed=seed)
     nets = {kind: load_net(kind) for kind in LANDMARK_KINDS} if nets is None else nets
     run = ForensicRun(truth=truth, dt=dt)
@@ -239,6 +437,35 @@ def forensic_table(
     "ReLU vs true"), ``score`` ("SMP", "TV of D"), ``auc``, ``auc_low``, ``auc_high``.
     The noise of each SNR is drawn once per class from seeds ``seed + i`` (independent between
     the ReLU net, the smooth net and the truth).
+
+    Parameters
+    ----------
+    run : ForensicRun
+        the trajectories (:func:`run_trajectories`).
+    snrs_db : sequence of float
+        the noise sweep (dB; ``inf`` for no noise).
+    strides : sequence of int
+        the frame-rate sweep: every ``stride``-th frame.
+    n_boot : int
+        bootstrap replicates per AUC.
+    seed : int
+        seed of the noise and of the bootstrap.
+
+    Returns
+    -------
+    pandas.DataFrame
+        one row per (setting, comparison, score).
+
+    Example
+    -------
+    One noise level and one stride give 2 settings x 2 comparisons x 2 scores:
+
+    >>> run = run_trajectories(4, 16, seed=0)
+    >>> table = forensic_table(run, snrs_db=(np.inf,), strides=(2,), n_boot=50)
+    >>> len(table), table.frames_per_px.unique().tolist()
+    (8, [16.0, 8.0])
+    >>> bool(((table.auc_low <= table.auc) & (table.auc <= table.auc_high)).all())
+    True
     """
     dt = run["dt"]
     settings = [("noise", snr, 1) for snr in snrs_db] + [("sampling", np.inf, s) for s in strides]
@@ -262,8 +489,35 @@ def forensic_table(
 def snr_threshold(table: pd.DataFrame, comparison: str, score: str, level: float = 0.9) -> float:
     """Highest SNR (dB) of the noise sweep at which the AUC is below ``level``, interpolated.
 
-    Linear interpolation in dB between the last sweep point with AUC >= level and the first below
-    it (scanning from high to low SNR); ``nan`` if the AUC never falls below ``level``.
+    Linear interpolation in dB between the last sweep point with AUC >= level and the
+    first below it (scanning from high to low SNR); ``nan`` if the AUC never falls below
+    ``level``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        a :func:`forensic_table`.
+    comparison : str
+        ``"ReLU vs smooth net"`` or ``"ReLU vs true"``.
+    score : str
+        ``"SMP"`` or ``"TV of D"``.
+    level : float
+        the AUC threshold.
+
+    Returns
+    -------
+    float
+        the SNR in dB (``nan`` if never below ``level``).
+
+    Example
+    -------
+    The AUC falls from 1.0 at 40 dB to 0.8 at 20 dB: it crosses 0.9 half-way, at 30 dB:
+
+    >>> sweep = dict(snr_db=[np.inf, 40.0, 20.0, 10.0], auc=[1.0, 1.0, 0.8, 0.6])
+    >>> labels = dict(sweep="noise", comparison="ReLU vs true", score="SMP")
+    >>> table = pd.DataFrame(dict(**labels, **sweep))
+    >>> snr_threshold(table, "ReLU vs true", "SMP", level=0.9)
+    30.0
     """
     rows = table[(table.sweep == "noise") & (table.comparison == comparison) & (table.score == score)]
     rows = rows[np.isfinite(rows.snr_db)].sort_values("snr_db", ascending=False)
@@ -281,10 +535,30 @@ def write_tables(*, progress: bool = False, directory: str | None = None) -> dic
     """Retrain both landmark networks, store their weights, measure the detector, store the tables.
 
     Trains :func:`train_landmark_net` for every kind (seed 0), stores the float64 state dicts
-    (``forensics_relu``, ``forensics_smooth``), reloads what was stored, measures its test error,
-    then runs :func:`run_trajectories` and :func:`forensic_table` and stores ``forensics_models``
-    (training time, test error) and ``forensics_auc``.  About a minute on 2 cores.  Returns the
-    two tables by registry name.
+    (``forensics_relu``, ``forensics_smooth``), reloads what was stored, measures its
+    test error, then runs :func:`run_trajectories` and :func:`forensic_table` and stores
+    ``forensics_models`` (training time, test error) and ``forensics_auc``.  About a
+    minute on 2 cores.
+
+    Parameters
+    ----------
+    progress : bool
+        show progress bars and each network's training time and test error.
+    directory : str, optional
+        the data directory; default :func:`smp.data.data_dir`.
+
+    Returns
+    -------
+    dict
+        the two tables by registry name.
+
+    Example
+    -------
+    Too slow for a doctest; the registry entries it produces:
+
+    >>> sorted(name for name, entry in data.REGISTRY.items()
+    ...        if entry.producer == "smp.experiments.forensics:write_tables")
+    ['forensics_auc', 'forensics_models', 'forensics_relu', 'forensics_smooth']
     """
     nets, rows = {}, []
     for kind in LANDMARK_KINDS:
