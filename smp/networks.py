@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numbers
 from typing import Sequence
 
@@ -11,6 +13,7 @@ from torch import nn
 from ._validation import check_choice, check_real
 
 __all__ = [
+    "float64_model",
     "conv_net",
     "dense_net",
     "random_conv2d",
@@ -290,3 +293,29 @@ def landmark_net(kind: str, *, size: int = 24, seed: int = 0) -> nn.Sequential:
         side = size // 2 ** len(LANDMARK_WIDTHS)
         layers += [nn.Flatten(), nn.Linear(c_in * side * side, LANDMARK_HIDDEN), act(), nn.Linear(LANDMARK_HIDDEN, 2)]
     return nn.Sequential(*layers)
+
+
+def float64_model(model: nn.Module) -> nn.Module:
+    """``model`` itself if all its parameters and floating buffers are float64, else a float64 copy
+    (the original is left alone): measurements along paths run in float64.
+
+    Parameters
+    ----------
+    model : any torch module.
+
+    Returns
+    -------
+    nn.Module
+        A float64 module computing the same function.
+
+    Example
+    -------
+    >>> net = nn.Linear(3, 2)  # float32, as torch makes it
+    >>> float64_model(net).weight.dtype, net.weight.dtype
+    (torch.float64, torch.float32)
+    """
+    if all(p.dtype == torch.float64 for p in model.parameters()) and all(
+        b.dtype == torch.float64 for b in model.buffers() if b.is_floating_point()
+    ):
+        return model
+    return copy.deepcopy(model).to(torch.float64)
