@@ -7,8 +7,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
-# the CPU build of torch lies on this kind of machine's disk; any other release downloads gigabytes
-TORCH  ?= torch==2.13.0
+# torch: the CPU build, from PyTorch's CPU wheel index. The "+cpu" version exists only on that index
+# (and on this kind of machine's disk, which its pip also searches), never on PyPI, so without the
+# index pip fails loudly ("No matching distribution") instead of taking PyPI's CUDA build (GBs).
+TORCH       ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # 2 workers (the machines have 2 cores); loadfile keeps every notebook's cells in one worker, in order
 WORKERS ?= 2
 
@@ -18,7 +21,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --extra-index-url "$(TORCH_INDEX)" "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[test,book]"
 	touch $(STAMP)
 
