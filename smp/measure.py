@@ -83,7 +83,8 @@ def along_path(
                 h = child(h)
                 if i in chunks:
                     chunks[i].append(h.reshape(h.shape[0], -1))
-    return [torch.cat(chunks[i]).numpy() for i in kept]
+    # pop: each child's chunks are freed as soon as they are joined (peak memory of a chapter)
+    return [torch.cat(chunks.pop(i)).numpy() for i in kept]
 
 
 def layer_smp(
@@ -92,11 +93,18 @@ def layer_smp(
     """SMP of every unit of every child's output along ``path`` (list of arrays of shape (units,)).
 
     ``dt`` is the path's step in t, so each value is a total absolute slope jump (units per unit t).
+    One child at a time over the whole path: only one layer's outputs are held in memory (a
+    40000-sample path through a width-256 layer is 80 MB in float64).
     """
-    return [
-        _smp(signals, dt, axis=0, **detector_options)
-        for signals in along_path(network, path, batch_size=batch_size, progress=progress)
-    ]
+    path = _as_path(path)
+    check_int("batch_size", batch_size)
+    children = list(network) if isinstance(network, nn.Sequential) else [network]
+    out, h = [], path
+    with torch.no_grad():
+        for child in tqdm(children, disable=not progress, desc="layers", leave=False):
+            h = torch.cat([child(h[s : s + batch_size]) for s in range(0, h.shape[0], batch_size)])
+            out.append(_smp(h.reshape(h.shape[0], -1).numpy(), dt, axis=0, **detector_options))
+    return out
 
 
 class UnitStatistics(NamedTuple):
