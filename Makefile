@@ -1,6 +1,6 @@
 # smp-book: two commands, each self-contained on a fresh machine with Python 3.11.
 #   make book   build the whole book (every notebook executed) into _build/html
-#   make test   run every test: pytest of tests/ and nbval of chapters/
+#   make test   run every test: ruff, pytest of tests/ and of the package's doctests, nbval of chapters/
 # Both create .venv and install everything on first use.
 
 PYTHON ?= python3
@@ -30,7 +30,9 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests chapters -p no:cacheprovider \
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest tests smp chapters -p no:cacheprovider --doctest-modules \
 		-n $(WORKERS) --dist loadfile \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
