@@ -1,0 +1,311 @@
+"""The layer-wise tracer: all pieces of all lines pushed through each layer at once.
+
+State.  The lines ``x_l(t) = x0_l + t d_l``, ``t in [0, 1]``, are cut into *pieces* by vertices,
+kept sorted by (line, t); every line starts with its two end points.  For each vertex the engine
+holds its line, its ``t``, the step that created it, and the values at that vertex of every tensor
+of the network that is still needed (the current layer's input, and e.g. a residual block's input
+until the block's sum).  Invariant: on every piece, every tensor computed so far is affine in ``t``
+(the pieces refine the linear regions of the layers passed so far).
+
+Per step (:mod:`smp._trace_graph` order):
+
+* affine steps (Linear, Conv2d, BatchNorm, pooling by average, Flatten, sums of tensors) run the
+  real torch operation on the values at all vertices at once: an affine map of affine functions is
+  affine, so the pieces need no change;
+* ReLU / LeakyReLU: its input is affine on each piece, so unit ``u`` changes sign inside the piece
+  ``(a, b)`` iff its values at the ends have strictly opposite signs, at the fraction
+  ``f = a_u / (a_u - b_u)`` of the piece (exact up to rounding: linear interpolation of an affine
+  function).  All crossings of all units of all pieces are found in one vectorised step and
+  inserted as new vertices whose values are the linear interpolation of every live tensor (exact
+  for the same reason), the crossing unit set to exactly 0.  Then the activation runs on all
+  vertices;
+* MaxPool2d (any kernel, stride, padding, dilation, ceil_mode): on a piece every window element is
+  affine, ``v + s f``; the argmax just after the piece's start is the argmax of
+  ``v + s * merge_tol / length`` (ties go to the larger slope), and the window's first switch is the
+  smallest ``(v_a - v_j) / (s_j - s_a)`` over elements climbing faster than the argmax ``a``.  Every
+  window's first switch in every piece is inserted at once; the pieces after a new vertex are
+  examined again, until no piece has a switch (at most ``k*k - 1`` rounds per window: the upper
+  envelope of ``k*k`` lines has at most that many breaks).  Then the real max pooling runs.
+
+New vertices are merged into their lines without a global re-sort: only the new crossings are
+sorted (by piece, then fraction), and every old vertex moves down by the number of vertices
+inserted before it (one cumulative sum), every new one to ``piece + rank + 1``.
+
+At the end, vertices closer than ``merge_tol`` (in t) to their predecessor on the same line are
+merged into it (the same rule as the event walker: events closer than ``merge_tol`` form one
+breakpoint whose slope jump is the sum of theirs).  The output slope of each region is the
+difference quotient of the output values at its ends when the region is longer than
+:data:`SLOPE_BY_DIFFERENCE`; shorter regions, where rounding of the values would dominate, get the
+exact forward-mode derivative (``torch.func.jvp`` of the model at the region's midpoint).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ._trace_graph import Graph, Step
+
+#: regions at least this long (in t) get their slope as a difference quotient of the output values
+#: at their ends; its rounding error is about ``1e-15 |y| / length``, 1e-12 |y| at this length,
+#: two orders below the jump tolerance ``DEFAULT_JUMP_RTOL = 1e-10`` of the slope scale.  Shorter
+#: regions get the exact forward-mode slope.
+SLOPE_BY_DIFFERENCE = 1e-3
+
+
+class LinePieces(NamedTuple):
+    """Raw result for one line (arrays; :func:`smp.trace.trace_lines` wraps them in ``Trace``)."""
+
+    t: np.ndarray  # (n_events,)
+    values: np.ndarray  # (n_events + 2, n_outputs): outputs at 0, the events, 1
+    slopes: np.ndarray  # (n_events + 1, n_outputs)
+    layer: np.ndarray  # (n_events,) step index that created each event
+
+
+class _State:
+    """Vertices of all lines, sorted by (line, t), and the live tensors at them."""
+
+    def __init__(self, x0: torch.Tensor, d: torch.Tensor):
+        n_lines = x0.shape[0]
+        self.t = torch.tensor([0.0, 1.0], dtype=torch.float64).repeat(n_lines)
+        self.line = torch.arange(n_lines).repeat_interleave(2)
+        self.src = torch.full((2 * n_lines,), -1, dtype=torch.int64)
+        ends = torch.stack([x0, x0 + d], dim=1)  # (L, 2, ...)
+        self.first_input = ends.reshape((2 * n_lines,) + x0.shape[1:])
+        self.env: dict[str, Any] = {}
+        self.vertexwise: set[str] = set()
+
+    def pieces(self) -> torch.Tensor:
+        """Boolean (V-1,): vertex i and i+1 are on the same line (a piece, not a gap between lines)."""
+        return self.line[1:] == self.line[:-1]
+
+    def insert(self, seg: torch.Tensor, frac: torch.Tensor, step: int, live: list[str]) -> torch.Tensor:
+        """Insert vertices at fraction ``frac`` of the pieces ``seg`` (sorted by (seg, frac)).
+
+        Every live tensor gets the linear interpolation of its values at the piece's ends (exact:
+        the tensor is affine on the piece).  Returns the new vertices' positions.
+        """
+        V, K = self.t.shape[0], seg.shape[0]
+        counts = torch.bincount(seg, minlength=V)
+        before = torch.cumsum(counts, 0) - counts  # new vertices inserted before old vertex i
+        pos_old = torch.arange(V) + before
+        pos_new = seg + torch.arange(K) + 1
+
+        def merged(X: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+            out = X.new_empty((V + K,) + X.shape[1:])
+            out.index_copy_(0, pos_old, X)
+            out.index_copy_(0, pos_new, new)
+            return out
+
+        def lerp(X: torch.Tensor) -> torch.Tensor:
+            w = frac.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
+            return torch.lerp(X[seg], X[seg + 1], w)
+
+        self.t = merged(self.t, lerp(self.t))
+        self.line = merged(self.line, self.line[seg])
+        self.src = merged(self.src, torch.full((K,), step, dtype=torch.int64))
+        for name in live:
+            X = self.env[name]
+            self.env[name] = merged(X, lerp(X))
+        return pos_new
+
+
+def _sorted_by_piece(seg: torch.Tensor, frac: torch.Tensor, *extra: torch.Tensor):
+    """Order crossings by piece, then by fraction within the piece (two stable sorts)."""
+    order = torch.sort(frac, stable=True).indices
+    order = order[torch.sort(seg[order], stable=True).indices]
+    return (seg[order], frac[order]) + tuple(e[order] for e in extra)
+
+
+def _evaluate(arg: Any, env: dict) -> Any:
+    if isinstance(arg, str) and arg in env:
+        return env[arg]
+    if isinstance(arg, (tuple, list)):
+        return type(arg)(_evaluate(a, env) for a in arg)
+    if isinstance(arg, dict):
+        return {k: _evaluate(v, env) for k, v in arg.items()}
+    return arg
+
+
+def _reads(arg: Any, names: set[str]) -> bool:
+    if isinstance(arg, str):
+        return arg in names
+    if isinstance(arg, (tuple, list)):
+        return any(_reads(a, names) for a in arg)
+    if isinstance(arg, dict):
+        return any(_reads(a, names) for a in arg.values())
+    return False
+
+
+def _live(graph: Graph, index: int, env: dict, vertexwise: set[str]) -> list[str]:
+    """Tensors read by step ``index`` or later (the ones new vertices need values for)."""
+    return [n for n in env if n in vertexwise and graph.last_use.get(n, -1) >= index]
+
+
+def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
+    name = step.args[0]
+    X = state.env[name]
+    V = X.shape[0]
+    flat = X.reshape(V, -1)
+    # strict sign change between the ends of a piece; a unit exactly 0 at an end has its kink (if
+    # any) at that vertex already, so zeros are filtered out below
+    negative = torch.signbit(flat)
+    seg, unit = torch.nonzero(negative[1:] != negative[:-1], as_tuple=True)
+    if seg.numel():
+        a, b = flat[seg, unit], flat[seg + 1, unit]
+        keep = state.pieces()[seg] & (a != 0) & (b != 0)
+        seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
+    if seg.numel():
+        frac = a / (a - b)
+        seg, frac, unit = _sorted_by_piece(seg, frac, unit)
+        pos = state.insert(seg, frac, index, _live(graph, index, state.env, state.vertexwise))
+        X = state.env[name]
+        X.reshape(X.shape[0], -1)[pos, unit] = 0.0  # the crossing unit is exactly at its kink
+    state.env[step.name] = step.fn(*_evaluate(step.args, state.env), **_evaluate(step.kwargs, state.env))
+
+
+class _Windows:
+    """Every max-pool window's elements: (S, C, k*k, n_windows) from (S, C, H, W)."""
+
+    def __init__(self, pool: dict):
+        self.k, self.st, self.pd, self.dl = pool["kernel_size"], pool["stride"], pool["padding"], pool["dilation"]
+        self.ceil = pool["ceil_mode"]
+        self.tiling = self.st == self.k and self.pd == (0, 0) and self.dl == (1, 1)
+        self.cache: dict = {}
+
+    def geometry(self, H: int, W: int):
+        if (H, W) not in self.cache:
+            Ho, Wo = F.max_pool2d(torch.zeros(1, 1, H, W), self.k, self.st, self.pd, self.dl, self.ceil).shape[-2:]
+            # the padded extent unfold needs for exactly Ho x Wo windows (ceil_mode adds some)
+            need_h = (Ho - 1) * self.st[0] + self.dl[0] * (self.k[0] - 1) + 1
+            need_w = (Wo - 1) * self.st[1] + self.dl[1] * (self.k[1] - 1) + 1
+            self.cache[(H, W)] = (Ho, Wo, need_h - H - self.pd[0], need_w - W - self.pd[1])
+        return self.cache[(H, W)]
+
+    def __call__(self, X: torch.Tensor, fill: float) -> torch.Tensor:
+        S, C, H, W = X.shape
+        Ho, Wo, extra_h, extra_w = self.geometry(H, W)
+        k = self.k
+        if self.tiling and extra_h <= 0 and extra_w <= 0:
+            T = X[:, :, : Ho * k[0], : Wo * k[1]].reshape(S, C, Ho, k[0], Wo, k[1])
+            return T.permute(0, 1, 3, 5, 2, 4).reshape(S, C, k[0] * k[1], Ho * Wo)
+        # padding: values -inf (never the max), slopes 0; a negative extra crops
+        P = F.pad(X, (self.pd[1], extra_w, self.pd[0], extra_h), value=fill)
+        U = F.unfold(P.reshape(S * C, 1, P.shape[-2], P.shape[-1]), k, dilation=self.dl, stride=self.st)
+        return U.reshape(S, C, k[0] * k[1], Ho * Wo)
+
+
+def _maxpool_step(state: _State, graph: Graph, index: int, step: Step, merge_tol: float, windows: _Windows) -> None:
+    name = step.args[0]
+    X = state.env[name]
+    todo = torch.nonzero(state.pieces(), as_tuple=True)[0]  # pieces still to examine
+    rounds = 0
+    while todo.numel():
+        rounds += 1
+        if rounds > 10_000:  # pragma: no cover - bounded by k*k - 1 per window in exact arithmetic
+            raise RuntimeError(f"trace: max pooling {step.label} did not settle after 10000 rounds")
+        X = state.env[name]
+        length = state.t[todo + 1] - state.t[todo]
+        long_enough = length > merge_tol  # shorter pieces are merged into a neighbour at the end
+        todo, length = todo[long_enough], length[long_enough]
+        if not todo.numel():
+            break
+        A = X[todo]
+        A4 = A if A.dim() == 4 else A.reshape(A.shape[0], -1, A.shape[-2], A.shape[-1])
+        D4 = X[todo + 1].reshape(A4.shape) - A4
+        v, s = windows(A4, -torch.inf), windows(D4, 0.0)  # (S, C, K, P): value at start, change over the piece
+        eps = (merge_tol / length).reshape(-1, 1, 1, 1)
+        arg = (v + s * eps).argmax(dim=2, keepdim=True)  # argmax just after the start; ties by slope
+        va, sa = v.gather(2, arg), s.gather(2, arg)
+        climbing = s > sa
+        tau = torch.where(climbing, (va - v) / torch.where(climbing, s - sa, 1.0), torch.inf)
+        first = tau.amin(dim=2).reshape(A4.shape[0], -1)  # (S, C*P): each window's first switch
+        # a switch within merge_tol of the piece's end belongs to the end vertex
+        accept = (first > 0) & (first < 1 - eps.reshape(-1, 1))
+        piece, _ = torch.nonzero(accept, as_tuple=True)
+        if not piece.numel():
+            break
+        frac = first[accept]
+        seg, frac = _sorted_by_piece(todo[piece], frac)
+        # overlapping windows share elements, so several windows can switch at the same point
+        fresh = torch.ones_like(seg, dtype=torch.bool)
+        fresh[1:] = (seg[1:] != seg[:-1]) | (frac[1:] != frac[:-1])
+        seg, frac = seg[fresh], frac[fresh]
+        todo = state.insert(seg, frac, index, _live(graph, index, state.env, state.vertexwise))
+    state.env[step.name] = step.fn(*_evaluate(step.args, state.env), **_evaluate(step.kwargs, state.env))
+
+
+def trace_pieces(graph: Graph, x0: torch.Tensor, d: torch.Tensor, merge_tol: float, progress: bool = False) -> list[LinePieces]:
+    """Every breakpoint of every line ``x0[l] + t d[l]`` through the compiled ``graph``.
+
+    ``x0``, ``d``: float64 tensors of shape ``(n_lines, *sample_shape)``.  Returns one
+    :class:`LinePieces` per line, with merged events and exact region slopes.
+    """
+    state = _State(x0, d)
+    state.env[graph.input] = state.first_input
+    windows: dict[int, _Windows] = {}
+    vertexwise = {graph.input}  # values with one row per vertex (not parameters, not shapes)
+    state.vertexwise = vertexwise
+    with torch.no_grad():
+        for index, step in enumerate(tqdm(graph.steps, disable=not progress, desc="trace layers")):
+            if step.kind == "relu":
+                _relu_step(state, graph, index, step)
+            elif step.kind == "maxpool":
+                if index not in windows:
+                    windows[index] = _Windows(step.pool)
+                _maxpool_step(state, graph, index, step, merge_tol, windows[index])
+            else:
+                state.env[step.name] = step.fn(*_evaluate(step.args, state.env), **_evaluate(step.kwargs, state.env))
+            if _reads(step.args, vertexwise) or _reads(step.kwargs, vertexwise):
+                vertexwise.add(step.name)
+            # free what no later step reads
+            for n in [n for n in state.env if graph.last_use.get(n, -1) <= index and n != step.name]:
+                del state.env[n]
+        out = _evaluate(graph.output, state.env)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"trace: the model must return one tensor, got {type(out).__name__}")
+    Y = out.reshape(out.shape[0], -1)
+    return _assemble(state, Y, graph, x0, d, merge_tol)
+
+
+def _assemble(state: _State, Y: torch.Tensor, graph: Graph, x0: torch.Tensor, d: torch.Tensor, merge_tol: float) -> list[LinePieces]:
+    t, line, src = state.t, state.line, state.src
+    V = t.shape[0]
+    first = torch.ones(V, dtype=torch.bool)
+    first[1:] = line[1:] != line[:-1]
+    last = torch.ones(V, dtype=torch.bool)
+    last[:-1] = line[1:] != line[:-1]
+    gap = torch.zeros(V, dtype=torch.float64)
+    gap[1:] = t[1:] - t[:-1]
+    # merge: a vertex within merge_tol of its predecessor joins it (the end point always stays)
+    keep = first | last | (gap > merge_tol)
+    kept = torch.nonzero(keep, as_tuple=True)[0]
+    # the slope of the region ending at a kept vertex is that of its last raw piece (the earlier,
+    # merged ones are shorter than merge_tol)
+    ends = kept[~first[kept]]
+    starts = ends - 1
+    length = t[ends] - t[starts]
+    slopes = (Y[ends] - Y[starts]) / length[:, None]
+    short = torch.nonzero(length < SLOPE_BY_DIFFERENCE, as_tuple=True)[0]
+    if short.numel():
+        mid = 0.5 * (t[starts[short]] + t[ends[short]])
+        ln = line[ends[short]]
+        shape = (-1,) + (1,) * (x0.dim() - 1)
+        x_mid = x0[ln] + mid.reshape(shape) * d[ln]
+        _, jvp = torch.func.jvp(graph.module, (x_mid,), (d[ln],))
+        slopes[short] = jvp.detach().reshape(short.numel(), -1)
+    kept_line = line[kept].numpy()
+    n_lines = x0.shape[0]
+    n_kept = np.bincount(kept_line, minlength=n_lines)
+    values = np.split(Y[kept].numpy(), np.cumsum(n_kept)[:-1])
+    t_kept = np.split(t[kept].numpy(), np.cumsum(n_kept)[:-1])
+    src_kept = np.split(src[kept].numpy(), np.cumsum(n_kept)[:-1])
+    slope_parts = np.split(slopes.numpy(), np.cumsum(n_kept - 1)[:-1])
+    return [
+        LinePieces(t=tk[1:-1].copy(), values=vk, slopes=sk, layer=lk[1:-1].copy())
+        for tk, vk, sk, lk in zip(t_kept, values, slope_parts, src_kept)
+    ]
