@@ -54,7 +54,7 @@ from ._trace_graph import Graph, Step
 #: at their ends; its rounding error is about ``1e-15 |y| / length``, 1e-12 |y| at this length,
 #: two orders below the jump tolerance ``DEFAULT_JUMP_RTOL = 1e-10`` of the slope scale.  Shorter
 #: regions get the exact forward-mode slope.
-SLOPE_BY_DIFFERENCE = 1e-3
+SLOPE_BY_DIFFERENCE = 1e-5
 
 
 class LinePieces(NamedTuple):
@@ -83,11 +83,15 @@ class _State:
         """Boolean (V-1,): vertex i and i+1 are on the same line (a piece, not a gap between lines)."""
         return self.line[1:] == self.line[:-1]
 
-    def insert(self, seg: torch.Tensor, frac: torch.Tensor, step: int, live: list[str]) -> torch.Tensor:
+    def insert(
+        self, seg: torch.Tensor, frac: torch.Tensor, step: int, live: list[str], transform: dict | None = None
+    ) -> torch.Tensor:
         """Insert vertices at fraction ``frac`` of the pieces ``seg`` (sorted by (seg, frac)).
 
         Every live tensor gets the linear interpolation of its values at the piece's ends (exact:
-        the tensor is affine on the piece).  Returns the new vertices' positions.
+        the tensor is affine on the piece).  ``transform[name](old, new)`` may rewrite a tensor's
+        old and new rows before they are merged (in place, to save a pass).  Returns the new
+        vertices' positions.
         """
         V, K = self.t.shape[0], seg.shape[0]
         counts = torch.bincount(seg, minlength=V)
@@ -110,7 +114,10 @@ class _State:
         self.src = merged(self.src, torch.full((K,), step, dtype=torch.int64))
         for name in live:
             X = self.env[name]
-            self.env[name] = merged(X, lerp(X))
+            new = lerp(X)
+            if transform and name in transform:
+                X, new = transform[name](X, new)
+            self.env[name] = merged(X, new)
         return pos_new
 
 
@@ -159,13 +166,30 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
         a, b = flat[seg, unit], flat[seg + 1, unit]
         keep = state.pieces()[seg] & (a != 0) & (b != 0)
         seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
+    # the input read by no later step: apply the activation in place, fused with the insertion
+    in_place = graph.last_use.get(name, -1) == index and X.is_contiguous() and X._base is None
+    slope = step.negative_slope
+
+    def activate(T: torch.Tensor) -> torch.Tensor:
+        return T.clamp_(min=0.0) if slope == 0.0 else F.leaky_relu_(T, slope)
+
     if seg.numel():
         frac = a / (a - b)
         seg, frac, unit = _sorted_by_piece(seg, frac, unit)
-        pos = state.insert(seg, frac, index, _live(graph, index, state.env, state.vertexwise))
-        X = state.env[name]
-        X.reshape(X.shape[0], -1)[pos, unit] = 0.0  # the crossing unit is exactly at its kink
-    state.env[step.name] = step.fn(*_evaluate(step.args, state.env), **_evaluate(step.kwargs, state.env))
+        rows = torch.arange(seg.numel())
+
+        def at_kink(old: torch.Tensor, new: torch.Tensor):
+            new.reshape(new.shape[0], -1)[rows, unit] = 0.0  # the crossing unit is exactly at its kink
+            return (activate(old), activate(new)) if in_place else (old, new)
+
+        state.insert(seg, frac, index, _live(graph, index, state.env, state.vertexwise), {name: at_kink})
+    out = state.env.pop(name) if in_place else state.env[name]
+    if in_place and not seg.numel():
+        activate(out)
+    elif not in_place:
+        # functional, never the module: an nn.ReLU(inplace=True) would overwrite a live tensor
+        out = out.clamp(min=0.0) if slope == 0.0 else F.leaky_relu(out, slope)
+    state.env[step.name] = out
 
 
 class _Windows:
