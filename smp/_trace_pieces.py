@@ -84,14 +84,20 @@ class _State:
         return self.line[1:] == self.line[:-1]
 
     def insert(
-        self, seg: torch.Tensor, frac: torch.Tensor, step: int, live: list[str], transform: dict | None = None
+        self,
+        seg: torch.Tensor,
+        frac: torch.Tensor,
+        step: int,
+        live: list[str],
+        transform: dict | None = None,
+        rename: dict | None = None,
     ) -> torch.Tensor:
         """Insert vertices at fraction ``frac`` of the pieces ``seg`` (sorted by (seg, frac)).
 
         Every live tensor gets the linear interpolation of its values at the piece's ends (exact:
         the tensor is affine on the piece).  ``transform[name](old, new)`` may rewrite a tensor's
-        old and new rows before they are merged (in place, to save a pass).  Returns the new
-        vertices' positions.
+        old and new rows before they are merged (in place, to save a pass), and the result is
+        stored under ``rename.get(name, name)``.  Returns the new vertices' positions.
         """
         V, K = self.t.shape[0], seg.shape[0]
         counts = torch.bincount(seg, minlength=V)
@@ -117,6 +123,9 @@ class _State:
             new = lerp(X)
             if transform and name in transform:
                 X, new = transform[name](X, new)
+            if rename and name in rename:
+                del self.env[name]
+                name = rename[name]
             self.env[name] = merged(X, new)
         return pos_new
 
@@ -193,74 +202,107 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
 
 
 class _Windows:
-    """Every max-pool window's elements: (S, C, k*k, n_windows) from (S, C, H, W)."""
+    """The elements of every max-pool window as flat indices into the ``H*W`` plane (-1: padding)."""
 
     def __init__(self, pool: dict):
-        self.k, self.st, self.pd, self.dl = pool["kernel_size"], pool["stride"], pool["padding"], pool["dilation"]
-        self.ceil = pool["ceil_mode"]
-        self.tiling = self.st == self.k and self.pd == (0, 0) and self.dl == (1, 1)
+        self.pool = pool
         self.cache: dict = {}
 
-    def geometry(self, H: int, W: int):
+    def indices(self, H: int, W: int) -> torch.Tensor:
+        """(n_windows, k*k) int64, windows in the pooling output's row-major order."""
         if (H, W) not in self.cache:
-            Ho, Wo = F.max_pool2d(torch.zeros(1, 1, H, W), self.k, self.st, self.pd, self.dl, self.ceil).shape[-2:]
-            # the padded extent unfold needs for exactly Ho x Wo windows (ceil_mode adds some)
-            need_h = (Ho - 1) * self.st[0] + self.dl[0] * (self.k[0] - 1) + 1
-            need_w = (Wo - 1) * self.st[1] + self.dl[1] * (self.k[1] - 1) + 1
-            self.cache[(H, W)] = (Ho, Wo, need_h - H - self.pd[0], need_w - W - self.pd[1])
+            p = self.pool
+            k, st, pd, dl = p["kernel_size"], p["stride"], p["padding"], p["dilation"]
+            Ho, Wo = F.max_pool2d(torch.zeros(1, 1, H, W), k, st, pd, dl, p["ceil_mode"]).shape[-2:]
+            # the padded extent unfold needs for exactly Ho x Wo windows (ceil_mode adds some);
+            # a negative extra crops
+            extra_h = (Ho - 1) * st[0] + dl[0] * (k[0] - 1) + 1 - H - pd[0]
+            extra_w = (Wo - 1) * st[1] + dl[1] * (k[1] - 1) + 1 - W - pd[1]
+            plane = torch.arange(H * W, dtype=torch.float64).reshape(1, 1, H, W)
+            padded = F.pad(plane, (pd[1], extra_w, pd[0], extra_h), value=-1.0)
+            U = F.unfold(padded, k, dilation=dl, stride=st)[0]  # (k*k, Ho*Wo)
+            self.cache[(H, W)] = U.T.contiguous().to(torch.int64)
         return self.cache[(H, W)]
-
-    def __call__(self, X: torch.Tensor, fill: float) -> torch.Tensor:
-        S, C, H, W = X.shape
-        Ho, Wo, extra_h, extra_w = self.geometry(H, W)
-        k = self.k
-        if self.tiling and extra_h <= 0 and extra_w <= 0:
-            T = X[:, :, : Ho * k[0], : Wo * k[1]].reshape(S, C, Ho, k[0], Wo, k[1])
-            return T.permute(0, 1, 3, 5, 2, 4).reshape(S, C, k[0] * k[1], Ho * Wo)
-        # padding: values -inf (never the max), slopes 0; a negative extra crops
-        P = F.pad(X, (self.pd[1], extra_w, self.pd[0], extra_h), value=fill)
-        U = F.unfold(P.reshape(S * C, 1, P.shape[-2], P.shape[-1]), k, dilation=self.dl, stride=self.st)
-        return U.reshape(S, C, k[0] * k[1], Ho * Wo)
 
 
 def _maxpool_step(state: _State, graph: Graph, index: int, step: Step, merge_tol: float, windows: _Windows) -> None:
+    """Split every piece where a window's argmax changes, then pool.
+
+    The window's maximum is the upper envelope of its elements, affine on the piece: a convex
+    function, so an element that is maximal at both ends of the piece is maximal all along it.
+    Only windows whose argmax (torch's, at the vertices) differs between the ends of a piece are
+    examined.  For them the whole envelope is walked at once on the piece (the input is affine on
+    the original piece, so every new vertex is an interpolation of its ends): from the argmax just
+    after the current point (ties go to the larger slope), the next switch is the first element
+    climbing faster than the argmax to reach it; slopes increase along the envelope, so at most
+    ``k*k - 1`` switches per window.  All switches of all windows are inserted in one merge.
+    """
     name = step.args[0]
     X = state.env[name]
-    todo = torch.nonzero(state.pieces(), as_tuple=True)[0]  # pieces still to examine
-    rounds = 0
-    while todo.numel():
-        rounds += 1
-        if rounds > 10_000:  # pragma: no cover - bounded by k*k - 1 per window in exact arithmetic
-            raise RuntimeError(f"trace: max pooling {step.label} did not settle after 10000 rounds")
-        X = state.env[name]
-        length = state.t[todo + 1] - state.t[todo]
-        long_enough = length > merge_tol  # shorter pieces are merged into a neighbour at the end
-        todo, length = todo[long_enough], length[long_enough]
-        if not todo.numel():
-            break
-        A = X[todo]
-        A4 = A if A.dim() == 4 else A.reshape(A.shape[0], -1, A.shape[-2], A.shape[-1])
-        D4 = X[todo + 1].reshape(A4.shape) - A4
-        v, s = windows(A4, -torch.inf), windows(D4, 0.0)  # (S, C, K, P): value at start, change over the piece
-        eps = (merge_tol / length).reshape(-1, 1, 1, 1)
-        arg = (v + s * eps).argmax(dim=2, keepdim=True)  # argmax just after the start; ties by slope
-        va, sa = v.gather(2, arg), s.gather(2, arg)
+    X4 = X if X.dim() == 4 else X.reshape(X.shape[0], -1, X.shape[-2], X.shape[-1])
+    V, C, H, W = X4.shape
+    pool = step.pool
+    pooled, arg = F.max_pool2d(
+        X4, pool["kernel_size"], pool["stride"], pool["padding"], pool["dilation"], pool["ceil_mode"], return_indices=True
+    )
+    out_shape = X.shape[:-2] + pooled.shape[-2:]
+    arg = arg.reshape(V, -1)
+    todo = torch.nonzero(state.pieces(), as_tuple=True)[0]
+    # shorter pieces are merged into a neighbour at the end
+    todo = todo[state.t[todo + 1] - state.t[todo] > merge_tol]
+    piece, window = torch.nonzero(arg[todo] != arg[todo + 1], as_tuple=True)
+    dead = graph.last_use.get(name, -1) == index
+    if not piece.numel():
+        state.env[step.name] = pooled.reshape(out_shape)
+        return
+    seg = todo[piece]
+    elems = windows.indices(H, W)  # (P, K)
+    n_windows = elems.shape[0]
+    channel, p = window // n_windows, window % n_windows
+    e = elems[p]  # (M, K)
+    pad = e < 0
+    flat = X4.reshape(V, C, H * W)
+    rows, chans, cols = seg[:, None], channel[:, None], e.clamp(min=0)
+    v = flat[rows, chans, cols].masked_fill(pad, -torch.inf)  # values at the start of the piece
+    s = (flat[rows + 1, chans, cols] - flat[rows, chans, cols]).masked_fill(pad, 0.0)  # change over it
+    eps = merge_tol / (state.t[seg + 1] - state.t[seg])
+    where_now = torch.zeros_like(eps)
+    walking = torch.ones_like(eps, dtype=torch.bool)
+    found_seg, found_frac = [], []
+    for _ in range(e.shape[1]):
+        a = (v + s * (where_now + eps)[:, None]).argmax(dim=1, keepdim=True)  # argmax just after now
+        va, sa = v.gather(1, a), s.gather(1, a)
         climbing = s > sa
-        tau = torch.where(climbing, (va - v) / torch.where(climbing, s - sa, 1.0), torch.inf)
-        first = tau.amin(dim=2).reshape(A4.shape[0], -1)  # (S, C*P): each window's first switch
-        # a switch within merge_tol of the piece's end belongs to the end vertex
-        accept = (first > 0) & (first < 1 - eps.reshape(-1, 1))
-        piece, _ = torch.nonzero(accept, as_tuple=True)
-        if not piece.numel():
+        tau = torch.where(climbing, (va - v) / torch.where(climbing, s - sa, 1.0), torch.inf).amin(dim=1)
+        # a switch within merge_tol of the piece's end belongs to the end vertex; tau > now
+        # guards against rounding sending the walk back
+        walking = walking & (tau < 1 - eps) & (tau > where_now)
+        if not walking.any():
             break
-        frac = first[accept]
-        seg, frac = _sorted_by_piece(todo[piece], frac)
-        # overlapping windows share elements, so several windows can switch at the same point
-        fresh = torch.ones_like(seg, dtype=torch.bool)
-        fresh[1:] = (seg[1:] != seg[:-1]) | (frac[1:] != frac[:-1])
-        seg, frac = seg[fresh], frac[fresh]
-        todo = state.insert(seg, frac, index, _live(graph, index, state.env, state.vertexwise))
-    state.env[step.name] = step.fn(*_evaluate(step.args, state.env), **_evaluate(step.kwargs, state.env))
+        found_seg.append(seg[walking])
+        found_frac.append(tau[walking])
+        where_now = torch.where(walking, tau, where_now)
+    if not found_seg:
+        state.env[step.name] = pooled.reshape(out_shape)
+        return
+    seg, frac = _sorted_by_piece(torch.cat(found_seg), torch.cat(found_frac))
+    # overlapping windows share elements, so several windows can switch at the same point
+    fresh = torch.ones_like(seg, dtype=torch.bool)
+    fresh[1:] = (seg[1:] != seg[:-1]) | (frac[1:] != frac[:-1])
+    seg, frac = seg[fresh], frac[fresh]
+    live = _live(graph, index, state.env, state.vertexwise)
+    if dead:
+        # the input is read by no later step: merge the pooled values instead of the input
+
+        def pooled_rows(old: torch.Tensor, new: torch.Tensor):
+            new4 = new.reshape(new.shape[0], C, H, W)
+            out = F.max_pool2d(new4, pool["kernel_size"], pool["stride"], pool["padding"], pool["dilation"], pool["ceil_mode"])
+            return pooled.reshape(out_shape), out.reshape((new.shape[0],) + out_shape[1:])
+
+        state.insert(seg, frac, index, live, {name: pooled_rows}, {name: step.name})
+    else:
+        state.insert(seg, frac, index, live)
+        state.env[step.name] = step.fn(*_evaluate(step.args, state.env), **_evaluate(step.kwargs, state.env))
 
 
 def trace_pieces(graph: Graph, x0: torch.Tensor, d: torch.Tensor, merge_tol: float, progress: bool = False) -> list[LinePieces]:
