@@ -162,6 +162,10 @@ def _live(graph: Graph, index: int, env: dict, vertexwise: set[str]) -> list[str
     return [n for n in env if n in vertexwise and graph.last_use.get(n, -1) >= index]
 
 
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
 def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
     name = step.args[0]
     X = state.env[name]
@@ -176,7 +180,11 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
         keep = state.pieces()[seg] & (a != 0) & (b != 0)
         seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
     # the input read by no later step: apply the activation in place, fused with the insertion
-    in_place = graph.last_use.get(name, -1) == index and X.is_contiguous() and X._base is None
+    in_place = (
+        graph.last_use.get(name, -1) == index
+        and X.is_contiguous()
+        and not any(_shares_memory(X, T) for n, T in state.env.items() if n != name and isinstance(T, torch.Tensor))
+    )
     slope = step.negative_slope
 
     def activate(T: torch.Tensor) -> torch.Tensor:
