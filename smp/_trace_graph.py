@@ -60,6 +60,7 @@ _AFFINE_FUNCTIONS = {
     F.linear: "linear",
     F.conv2d: "conv2d",
     operator.getitem: "getitem",  # only on shapes (x.shape[0]); a tensor index is refused
+    getattr: "getattr",  # only x.shape, x.ndim, x.dtype, x.device
 }
 _RELU_FUNCTIONS = {F.relu: 0.0, torch.relu: 0.0}
 _AFFINE_METHODS = {"add", "sub", "view", "reshape", "flatten", "size", "contiguous", "mul", "neg"}
@@ -272,6 +273,14 @@ def _checked(fn: Callable, fname: str) -> Callable:
             return a / b
 
         return div
+    if fn is getattr:
+
+        def attribute(a, name):
+            if name not in ("shape", "ndim", "dtype", "device"):
+                raise TypeError(f"trace: unsupported attribute access .{name} of a tensor")
+            return getattr(a, name)
+
+        return attribute
     if fn is operator.getitem:
 
         def getitem(a, i):

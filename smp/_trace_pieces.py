@@ -159,7 +159,9 @@ def _reads(arg: Any, names: set[str]) -> bool:
 
 def _live(graph: Graph, index: int, env: dict, vertexwise: set[str]) -> list[str]:
     """Tensors read by step ``index`` or later (the ones new vertices need values for)."""
-    return [n for n in env if n in vertexwise and graph.last_use.get(n, -1) >= index]
+    return [
+        n for n, X in env.items() if n in vertexwise and isinstance(X, torch.Tensor) and graph.last_use.get(n, -1) >= index
+    ]
 
 
 def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:

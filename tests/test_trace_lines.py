@@ -192,9 +192,11 @@ def test_trace_line_is_the_one_segment_form():
     both = T.trace_lines(net, x0, d)
     for i in range(2):
         one = T.trace_line(net, x0[i], d[i])
-        np.testing.assert_array_equal(one.t, both[i].t)
-        np.testing.assert_array_equal(one.jumps, both[i].jumps)
-        np.testing.assert_array_equal(one.values, both[i].values)
+        # equal up to rounding: a matrix product sums in a different order for another batch size
+        assert len(one.t) == len(both[i].t) > 0
+        np.testing.assert_allclose(one.t, both[i].t, rtol=0, atol=1e-13)
+        np.testing.assert_allclose(one.jumps, both[i].jumps, rtol=0, atol=1e-11 * np.abs(one.jumps).max())
+        np.testing.assert_allclose(one.values, both[i].values, rtol=0, atol=1e-13 * np.abs(one.values).max())
 
 
 # ------------------------------------------------------------------------------------------
