@@ -15,10 +15,12 @@ small ResNet (stem Conv-BN-ReLU-MaxPool, a basic block, a strided block with a 1
 shortcut, global average pooling, linear head), which the walker cannot trace: there the baseline
 is the layer-wise engine run one segment at a time.
 
-Timings: best of ``--repeats`` (the least disturbed by other processes), after one warm-up call;
-``--threads`` torch threads for smp (regioncam is single-threaded).
+Timings: CPU time of this process (``time.process_time``), best of ``--repeats`` rounds in which
+the two contestants alternate, after one warm-up call each; ``--threads`` torch threads for smp
+(default 1; regioncam is single-threaded).  On a shared, loaded machine CPU time is the fair
+measure of single-threaded work (wall time mostly measures the wait for a core).
 
-Usage: python benchmarks/trace_speed.py [--repeats 3] [--lines 50] [--threads 1]
+Usage: python benchmarks/trace_speed.py [--repeats 5] [--lines 50] [--walk-lines 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -100,15 +102,22 @@ def small_resnet(seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def best_time(fn, repeats: int):
-    """(best seconds, result of the last call) over ``repeats`` calls after one warm-up call."""
-    result = fn()
-    best = math.inf
+def best_times(fns, repeats: int):
+    """Best CPU seconds of each function over ``repeats`` rounds, the functions interleaved.
+
+    CPU time of this process (``time.process_time``), not wall time: the machine is shared, and
+    under load the wall time of a single-threaded run mostly measures waiting for a core.  Every
+    function runs once before timing (warm-up); rounds interleave them, so both see the same load.
+    Returns (list of best seconds, list of the last results).
+    """
+    results = [fn() for fn in fns]
+    best = [math.inf] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for i, fn in enumerate(fns):
+            start = time.process_time()
+            results[i] = fn()
+            best[i] = min(best[i], time.process_time() - start)
+    return best, results
 
 
 def regioncam_counts(model: nn.Sequential, x0: np.ndarray, d: np.ndarray) -> list[int]:
@@ -138,11 +147,14 @@ def regioncam_counts(model: nn.Sequential, x0: np.ndarray, d: np.ndarray) -> lis
 
 def part_regioncam(n_lines: int, repeats: int, threads: int) -> None:
     try:
-        import regioncam  # noqa: F401
+        import regioncam
     except ImportError:
         print("regioncam is not installed (pip install regioncam): part 1 skipped")
         return
-    print(f"Part 1: regioncam 0.5.2 (Rust, float32, 1 thread) vs smp.trace_lines (float64, {threads} torch thread(s)), {n_lines} segments each")
+    print(
+        f"Part 1: regioncam {regioncam.__version__ if hasattr(regioncam, '__version__') else ''} (Rust, float32, 1 thread) "
+        f"vs smp.trace_lines (float64, {threads} torch thread(s)), {n_lines} segments each, CPU seconds"
+    )
     header = f"{'MLP':20s} {'breakpoints rc':>14s} {'smp':>8s} {'differ':>6s} {'rc bp/s':>10s} {'smp bp/s':>10s} {'smp/rc':>7s}"
     print(header)
     print("-" * len(header))
@@ -151,9 +163,10 @@ def part_regioncam(n_lines: int, repeats: int, threads: int) -> None:
         segments = [random_segment((n_in,), seed) for seed in range(n_lines)]
         x0 = np.stack([s[0] for s in segments]).astype(np.float32)
         d = np.stack([s[1] for s in segments]).astype(np.float32)
-        t_rc, counts_rc = best_time(lambda: regioncam_counts(net, x0, d), repeats)
         x0_64, d_64 = x0.astype(np.float64), d.astype(np.float64)  # the same segments
-        t_smp, traces = best_time(lambda: trace_lines(net, x0_64, d_64, threads=threads), repeats)
+        (t_rc, t_smp), (counts_rc, traces) = best_times(
+            [lambda: regioncam_counts(net, x0, d), lambda: trace_lines(net, x0_64, d_64, threads=threads)], repeats
+        )
         counts_smp = [len(tr.t) for tr in traces]
         differ = sum(a != b for a, b in zip(counts_rc, counts_smp))
         name = f"{n_in}-{width}x{depth}-1"
@@ -179,9 +192,14 @@ def part_walker(n_lines: int, n_walk: int, repeats: int, threads: int) -> None:
         segments = [random_segment(shape, seed) for seed in range(n_lines)]
         x0 = np.stack([s[0] for s in segments])
         d = np.stack([s[1] for s in segments])
-        t_all, traces = best_time(lambda: trace_lines(net, x0, d, threads=threads), repeats)
+        (t_all, t_base), (traces, base) = best_times(
+            [
+                lambda: trace_lines(net, x0, d, threads=threads),
+                lambda: [baseline(net, *segments[i], threads=threads) for i in range(n_walk)],
+            ],
+            repeats,
+        )
         n_all = sum(len(tr.t) for tr in traces)
-        t_base, base = best_time(lambda: [baseline(net, *segments[i], threads=threads) for i in range(n_walk)], repeats)
         n_base = sum(len(tr.t) for tr in base)
         # the same breakpoints on the segments both traced
         assert all(len(a.t) == len(b.t) and np.abs(a.t - b.t).max(initial=0) < 1e-9 for a, b in zip(traces, base)), name
@@ -191,7 +209,7 @@ def part_walker(n_lines: int, n_walk: int, repeats: int, threads: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--lines", type=int, default=50)
     parser.add_argument("--walk-lines", type=int, default=5, help="segments for the (slow) walker baseline")
     parser.add_argument("--threads", type=int, default=1)

@@ -63,6 +63,7 @@ class LinePieces(NamedTuple):
     t: np.ndarray  # (n_events,)
     values: np.ndarray  # (n_events + 2, n_outputs): outputs at 0, the events, 1
     slopes: np.ndarray  # (n_events + 1, n_outputs)
+    jumps: np.ndarray  # (n_events, n_outputs), rounding noise set to 0
     layer: np.ndarray  # (n_events,) step index that created each event
 
 
@@ -105,15 +106,17 @@ class _State:
         pos_old = torch.arange(V) + before
         pos_new = seg + torch.arange(K) + 1
 
+        after = seg + 1
+
         def merged(X: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
             out = X.new_empty((V + K,) + X.shape[1:])
-            out.index_copy_(0, pos_old, X)
-            out.index_copy_(0, pos_new, new)
+            out[pos_old] = X
+            out[pos_new] = new
             return out
 
         def lerp(X: torch.Tensor) -> torch.Tensor:
             w = frac.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
-            return torch.lerp(X[seg], X[seg + 1], w)
+            return torch.lerp(X.index_select(0, seg), X.index_select(0, after), w)
 
         self.t = merged(self.t, lerp(self.t))
         self.line = merged(self.line, self.line[seg])
@@ -357,11 +360,14 @@ def _forward(graph: Graph, x: torch.Tensor, cache: dict) -> torch.Tensor:
     return _evaluate(graph.output, env)
 
 
-def trace_pieces(graph: Graph, x0: torch.Tensor, d: torch.Tensor, merge_tol: float, progress: bool = False) -> list[LinePieces]:
+def trace_pieces(
+    graph: Graph, x0: torch.Tensor, d: torch.Tensor, merge_tol: float, jump_rtol: float, progress: bool = False
+) -> list[LinePieces]:
     """Every breakpoint of every line ``x0[l] + t d[l]`` through the compiled ``graph``.
 
     ``x0``, ``d``: float64 tensors of shape ``(n_lines, *sample_shape)``.  Returns one
-    :class:`LinePieces` per line, with merged events and exact region slopes.
+    :class:`LinePieces` per line, with merged events, exact region slopes and their jumps (those
+    below ``jump_rtol`` times the line's largest slope magnitude of that output set to 0).
     """
     state = _State(x0, d)
     state.env[graph.input] = state.first_input
@@ -388,11 +394,18 @@ def trace_pieces(graph: Graph, x0: torch.Tensor, d: torch.Tensor, merge_tol: flo
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"trace: the model must return one tensor, got {type(out).__name__}")
     Y = out.reshape(out.shape[0], -1)
-    return _assemble(state, Y, graph, x0, d, merge_tol, dense)
+    return _assemble(state, Y, graph, x0, d, merge_tol, jump_rtol, dense)
 
 
 def _assemble(
-    state: _State, Y: torch.Tensor, graph: Graph, x0: torch.Tensor, d: torch.Tensor, merge_tol: float, dense: dict
+    state: _State,
+    Y: torch.Tensor,
+    graph: Graph,
+    x0: torch.Tensor,
+    d: torch.Tensor,
+    merge_tol: float,
+    jump_rtol: float,
+    dense: dict,
 ) -> list[LinePieces]:
     t, line, src = state.t, state.line, state.src
     V = t.shape[0]
@@ -422,11 +435,23 @@ def _assemble(
     kept_line = line[kept].numpy()
     n_lines = x0.shape[0]
     n_kept = np.bincount(kept_line, minlength=n_lines)
-    values = np.split(Y[kept].numpy(), np.cumsum(n_kept)[:-1])
-    t_kept = np.split(t[kept].numpy(), np.cumsum(n_kept)[:-1])
-    src_kept = np.split(src[kept].numpy(), np.cumsum(n_kept)[:-1])
-    slope_parts = np.split(slopes.numpy(), np.cumsum(n_kept - 1)[:-1])
+    slopes_np = slopes.numpy()
+    # jumps of consecutive regions of the same line; rounding noise below jump_rtol times the
+    # line's largest |slope| of that output set to 0
+    region_line = line[ends].numpy()
+    jumps = slopes_np[1:] - slopes_np[:-1]
+    scale = np.zeros((n_lines, slopes_np.shape[1]))
+    np.maximum.at(scale, region_line, np.abs(slopes_np))
+    jumps[np.abs(jumps) <= jump_rtol * scale[region_line[1:]]] = 0.0
+    same_line = region_line[1:] == region_line[:-1]
+    jumps = jumps[same_line]
+    cuts = np.cumsum(n_kept)[:-1]
+    values = np.split(Y[kept].numpy(), cuts)
+    t_kept = np.split(t[kept].numpy(), cuts)
+    src_kept = np.split(src[kept].numpy(), cuts)
+    slope_parts = np.split(slopes_np, np.cumsum(n_kept - 1)[:-1])
+    jump_parts = np.split(jumps, np.cumsum(n_kept - 2)[:-1])
     return [
-        LinePieces(t=tk[1:-1].copy(), values=vk, slopes=sk, layer=lk[1:-1].copy())
-        for tk, vk, sk, lk in zip(t_kept, values, slope_parts, src_kept)
+        LinePieces(t=tk[1:-1], values=vk, slopes=sk, jumps=jk, layer=lk[1:-1])
+        for tk, vk, sk, jk, lk in zip(t_kept, values, slope_parts, jump_parts, src_kept)
     ]

@@ -439,10 +439,9 @@ def trace_lines(
     >>> len(traces), traces[0].n_regions == len(traces[0].t) + 1
     (5, True)
     """
-    from ._trace_graph import compile_graph
+    from ._trace_graph import compiled_graph
     from ._trace_pieces import trace_pieces
 
-    graph = compile_graph(model)
     x0 = _as_sample("x0", x0)
     d = _as_sample("directions", directions)
     if x0.shape != d.shape:
@@ -450,26 +449,24 @@ def trace_lines(
     if x0.dim() < 2:
         raise ValueError(f"x0 must be a batch of samples (n_lines, *sample_shape), got shape {tuple(x0.shape)}")
     _check_tolerances(merge_tol, jump_rtol, max_events)
+    graph = compiled_graph(model)
     with _torch_threads(threads):
-        lines = trace_pieces(graph, x0, d, merge_tol, progress)
+        lines = trace_pieces(graph, x0, d, merge_tol, jump_rtol, progress)
     traces = []
     for i, p in enumerate(lines):
         if len(p.t) > max_events:
             raise RuntimeError(f"trace: segment {i} has {len(p.t)} breakpoints, more than max_events={max_events}")
-        jumps = np.diff(p.slopes, axis=0)
-        scale = np.abs(p.slopes).max(axis=0)
-        jumps[np.abs(jumps) <= jump_rtol * scale] = 0.0
         traces.append(
             Trace(
                 t=p.t,
-                jumps=jumps,
-                smp=np.abs(jumps).sum(axis=0),
+                jumps=p.jumps,
+                smp=np.abs(p.jumps).sum(axis=0),
                 n_regions=len(p.t) + 1,
-                n_pieces=1 + np.count_nonzero(jumps, axis=0),
+                n_pieces=1 + np.count_nonzero(p.jumps, axis=0),
                 knots=np.concatenate([[0.0], p.t, [1.0]]),
                 values=p.values,
                 slopes=p.slopes,
-                layer=p.layer.astype(np.int64),
+                layer=p.layer,
             )
         )
     return traces
