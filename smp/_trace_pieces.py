@@ -36,7 +36,8 @@ merged into it (the same rule as the event walker: events closer than ``merge_to
 breakpoint whose slope jump is the sum of theirs).  The output slope of each region is the
 difference quotient of the output values at its ends when the region is longer than
 :data:`SLOPE_BY_DIFFERENCE`; shorter regions, where rounding of the values would dominate, get the
-exact forward-mode derivative (``torch.func.jvp`` of the model at the region's midpoint).
+slope of the region's own affine map: the network with the masks and argmaxes frozen at the
+region's midpoint, evaluated one unit of t apart.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ from tqdm import tqdm
 from ._trace_graph import Graph, Step
 
 #: regions at least this long (in t) get their slope as a difference quotient of the output values
-#: at their ends; its rounding error is about ``1e-15 |y| / length``, 1e-12 |y| at this length,
-#: two orders below the jump tolerance ``DEFAULT_JUMP_RTOL = 1e-10`` of the slope scale.  Shorter
-#: regions get the exact forward-mode slope.
+#: at their ends, whose rounding error is about ``1e-16 |y| / length``: measured at most 3e-11 of
+#: the slope scale on 784-256-256-256-1 MLPs (1e-11 on 784-64x3), below the jump tolerance
+#: ``DEFAULT_JUMP_RTOL = 1e-10``.  Shorter regions (about 1 % of them on those MLPs) get the slope
+#: of their own affine map (:func:`_frozen_slopes`).
 SLOPE_BY_DIFFERENCE = 1e-5
 
 
@@ -346,18 +348,37 @@ def _affine(step: Step, env: dict, cache: dict) -> Any:
     return m(*_evaluate(step.args, env), **_evaluate(step.kwargs, env))
 
 
-def _forward(graph: Graph, x: torch.Tensor, cache: dict) -> torch.Tensor:
-    """The model's output at the batch ``x``, through the compiled steps (for forward-mode slopes)."""
-    env: dict[str, Any] = {graph.input: x}
+def _frozen_slopes(graph: Graph, x: torch.Tensor, d: torch.Tensor, cache: dict) -> torch.Tensor:
+    """Output slopes along ``d`` of the linear regions containing the points ``x`` (batch).
+
+    The network with every ReLU mask and max-pool argmax frozen at ``x`` is the region's affine
+    map; it is evaluated at ``x`` and ``x + d`` and the outputs subtracted (a difference over a
+    unit step in t: rounding ~1e-16 of the outputs, however short the region).
+    """
+    n = x.shape[0]
+    env: dict[str, Any] = {graph.input: torch.cat([x, x + d])}
     for step in graph.steps:
         if step.kind == "relu":
             X = env[step.args[0]]
-            env[step.name] = F.relu(X) if step.negative_slope == 0.0 else F.leaky_relu(X, step.negative_slope)
+            active = X[:n] > 0
+            factor = active.to(X.dtype) if step.negative_slope == 0.0 else torch.where(active, 1.0, step.negative_slope).to(X.dtype)
+            env[step.name] = X * torch.cat([factor, factor])
         elif step.kind == "maxpool":
-            env[step.name] = step.fn(*_evaluate(step.args, env), **_evaluate(step.kwargs, env))
+            X = env[step.args[0]]
+            X4 = X if X.dim() == 4 else X.reshape(X.shape[0], -1, X.shape[-2], X.shape[-1])
+            p = step.pool
+            pooled, arg = F.max_pool2d(
+                X4[:n], p["kernel_size"], p["stride"], p["padding"], p["dilation"], p["ceil_mode"], return_indices=True
+            )
+            flat = X4.reshape(2 * n, X4.shape[1], -1)
+            idx = arg.reshape(n, X4.shape[1], -1)
+            out = flat.gather(2, torch.cat([idx, idx])).reshape((2 * n,) + pooled.shape[1:])
+            env[step.name] = out.reshape((2 * n,) + X.shape[1:-2] + pooled.shape[-2:])
         else:
             env[step.name] = _affine(step, env, cache)
-    return _evaluate(graph.output, env)
+    Y = _evaluate(graph.output, env)
+    Y = Y.reshape(2 * n, -1)
+    return Y[n:] - Y[:n]
 
 
 def trace_pieces(
@@ -394,7 +415,8 @@ def trace_pieces(
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"trace: the model must return one tensor, got {type(out).__name__}")
     Y = out.reshape(out.shape[0], -1)
-    return _assemble(state, Y, graph, x0, d, merge_tol, jump_rtol, dense)
+    with torch.no_grad():
+        return _assemble(state, Y, graph, x0, d, merge_tol, jump_rtol, dense)
 
 
 def _assemble(
@@ -430,8 +452,7 @@ def _assemble(
         ln = line[ends[short]]
         shape = (-1,) + (1,) * (x0.dim() - 1)
         x_mid = x0[ln] + mid.reshape(shape) * d[ln]
-        _, jvp = torch.func.jvp(lambda x: _forward(graph, x, dense), (x_mid,), (d[ln],))
-        slopes[short] = jvp.detach().reshape(short.numel(), -1)
+        slopes[short] = _frozen_slopes(graph, x_mid, d[ln], dense)
     kept_line = line[kept].numpy()
     n_lines = x0.shape[0]
     n_kept = np.bincount(kept_line, minlength=n_lines)
