@@ -60,7 +60,10 @@ class BasicBlock(nn.Module):
         if stride == 1 and c_in == c_out:
             self.shortcut: nn.Module = nn.Identity()
         else:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(c_out),
+            )
         self.relu2 = nn.ReLU()
 
     def forward(self, x):
@@ -72,7 +75,9 @@ class SmallResNet(nn.Module):
     def __init__(self, channels: int = 4, outputs: int = 3):
         super().__init__()
         c = channels
-        self.stem = nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2))
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)
+        )
         self.block1 = BasicBlock(c, c, 1)
         self.block2 = BasicBlock(c, 2 * c, 2)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -127,8 +132,14 @@ def regioncam_counts(model: nn.Sequential, x0: np.ndarray, d: np.ndarray) -> lis
     layers = []
     for m in model.modules():
         if isinstance(m, nn.Linear):
-            W = np.ascontiguousarray(m.weight.detach().numpy().T)  # regioncam: (in, out)
-            b = np.ascontiguousarray(m.bias.detach().numpy()) if m.bias is not None else np.zeros(W.shape[1], np.float32)
+            W = np.ascontiguousarray(
+                m.weight.detach().numpy().T
+            )  # regioncam: (in, out)
+            b = (
+                np.ascontiguousarray(m.bias.detach().numpy())
+                if m.bias is not None
+                else np.zeros(W.shape[1], np.float32)
+            )
             layers.append((W, b))
         elif isinstance(m, nn.ReLU):
             layers.append(None)
@@ -165,7 +176,13 @@ def part_regioncam(n_lines: int, repeats: int, threads: int) -> None:
         d = np.stack([s[1] for s in segments]).astype(np.float32)
         x0_64, d_64 = x0.astype(np.float64), d.astype(np.float64)  # the same segments
         (t_rc, t_smp), (counts_rc, traces) = best_times(
-            [lambda: regioncam_counts(net, x0, d), lambda: trace_lines(net, x0_64, d_64, threads=threads)], repeats
+            [
+                lambda net=net, x0=x0, d=d: regioncam_counts(net, x0, d),
+                lambda net=net, x0=x0_64, d=d_64: trace_lines(
+                    net, x0, d, threads=threads
+                ),
+            ],
+            repeats,
         )
         counts_smp = [len(tr.t) for tr in traces]
         differ = sum(a != b for a, b in zip(counts_rc, counts_smp))
@@ -175,18 +192,34 @@ def part_regioncam(n_lines: int, repeats: int, threads: int) -> None:
             f"{name:20s} {n_rc:14d} {n_smp:8d} {differ:6d} {n_rc / t_rc:10.0f} {n_smp / t_smp:10.0f} "
             f"{(n_smp / t_smp) / (n_rc / t_rc):7.2f}"
         )
-    print("differ = segments whose breakpoint counts differ; smp/rc = ratio of breakpoints per second")
+    print(
+        "differ = segments whose breakpoint counts differ; smp/rc = ratio of breakpoints per second"
+    )
 
 
 def part_walker(n_lines: int, n_walk: int, repeats: int, threads: int) -> None:
     print()
-    print(f"Part 2: events/s, layer-wise ({n_lines} segments in one call, {threads} thread(s)) vs the walker / one segment at a time ({n_walk} segments)")
+    print(
+        f"Part 2: events/s, layer-wise ({n_lines} segments in one call, {threads} thread(s)) vs the walker / one segment at a time ({n_walk} segments)"
+    )
     header = f"{'network':28s} {'events':>7s} {'layer-wise ev/s':>15s} {'baseline':>22s} {'ev/s':>9s} {'speed-up':>8s}"
     print(header)
     print("-" * len(header))
     cases = [
-        ("chapter-8 CNN (1x8x8)", networks.conv_net((1, 4, 8), input_size=8, head=3, seed=0), (1, 8, 8), trace_line_walk, "event walker"),
-        ("small ResNet (1x8x8)", small_resnet(0), (1, 8, 8), trace_line, "layer-wise, 1 segment/call"),
+        (
+            "chapter-8 CNN (1x8x8)",
+            networks.conv_net((1, 4, 8), input_size=8, head=3, seed=0),
+            (1, 8, 8),
+            trace_line_walk,
+            "event walker",
+        ),
+        (
+            "small ResNet (1x8x8)",
+            small_resnet(0),
+            (1, 8, 8),
+            trace_line,
+            "layer-wise, 1 segment/call",
+        ),
     ]
     for name, net, shape, baseline, base_name in cases:
         segments = [random_segment(shape, seed) for seed in range(n_lines)]
@@ -194,27 +227,44 @@ def part_walker(n_lines: int, n_walk: int, repeats: int, threads: int) -> None:
         d = np.stack([s[1] for s in segments])
         (t_all, t_base), (traces, base) = best_times(
             [
-                lambda: trace_lines(net, x0, d, threads=threads),
-                lambda: [baseline(net, *segments[i], threads=threads) for i in range(n_walk)],
+                lambda net=net, x0=x0, d=d: trace_lines(net, x0, d, threads=threads),
+                lambda net=net, segments=segments, baseline=baseline: [
+                    baseline(net, *segments[i], threads=threads) for i in range(n_walk)
+                ],
             ],
             repeats,
         )
         n_all = sum(len(tr.t) for tr in traces)
         n_base = sum(len(tr.t) for tr in base)
         # the same breakpoints on the segments both traced
-        assert all(len(a.t) == len(b.t) and np.abs(a.t - b.t).max(initial=0) < 1e-9 for a, b in zip(traces, base)), name
+        assert all(
+            len(a.t) == len(b.t) and np.abs(a.t - b.t).max(initial=0) < 1e-9
+            for a, b in zip(traces, base)
+        ), name
         rate, base_rate = n_all / t_all, n_base / t_base
-        print(f"{name:28s} {n_all:7d} {rate:15.0f} {base_name:>22s} {base_rate:9.0f} {rate / base_rate:8.1f}")
+        print(
+            f"{name:28s} {n_all:7d} {rate:15.0f} {base_name:>22s} {base_rate:9.0f} {rate / base_rate:8.1f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--lines", type=int, default=50)
-    parser.add_argument("--walk-lines", type=int, default=5, help="segments for the (slow) walker baseline")
+    parser.add_argument(
+        "--walk-lines",
+        type=int,
+        default=5,
+        help="segments for the (slow) walker baseline",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; torch {torch.__version__}")
+    # the whole process at the thread count smp uses: an idle OpenMP pool of more threads spins
+    # and would be charged to the CPU time measured here
+    torch.set_num_threads(args.threads)
+    print(
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; torch {torch.__version__}"
+    )
     part_regioncam(args.lines, args.repeats, args.threads)
     part_walker(args.lines, args.walk_lines, args.repeats, args.threads)
 

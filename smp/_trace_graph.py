@@ -21,8 +21,9 @@ from __future__ import annotations
 import copy
 import operator
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.fx
@@ -64,7 +65,17 @@ _AFFINE_FUNCTIONS = {
     getattr: "getattr",  # only x.shape, x.ndim, x.dtype, x.device
 }
 _RELU_FUNCTIONS = {F.relu: 0.0, torch.relu: 0.0}
-_AFFINE_METHODS = {"add", "sub", "view", "reshape", "flatten", "size", "contiguous", "mul", "neg"}
+_AFFINE_METHODS = {
+    "add",
+    "sub",
+    "view",
+    "reshape",
+    "flatten",
+    "size",
+    "contiguous",
+    "mul",
+    "neg",
+}
 
 
 @dataclass
@@ -77,7 +88,9 @@ class Step:
     args: tuple  # node names (str) or constants, nested tuples/lists allowed
     kwargs: dict
     negative_slope: float = 0.0  # relu steps
-    pool: dict = field(default_factory=dict)  # maxpool steps: kernel_size, stride, padding, ...
+    pool: dict = field(
+        default_factory=dict
+    )  # maxpool steps: kernel_size, stride, padding, ...
     label: str = ""  # what the user sees in messages
 
 
@@ -88,7 +101,9 @@ class Graph:
     input: str
     steps: list[Step]
     output: Any  # node name, or a nested structure of names
-    last_use: dict[str, int]  # value name -> index of the last step that reads it (len(steps): output)
+    last_use: dict[
+        str, int
+    ]  # value name -> index of the last step that reads it (len(steps): output)
     module: nn.Module  # the float64 copy that was traced (for forward-mode slopes)
 
 
@@ -101,16 +116,22 @@ def _check_module(m: nn.Module, name: str) -> None:
         )
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         if m.training:
-            raise ValueError(f"trace: layer {name} ({type(m).__name__}) is in training mode; call model.eval() first")
+            raise ValueError(
+                f"trace: layer {name} ({type(m).__name__}) is in training mode; call model.eval() first"
+            )
         if m.running_mean is None or m.running_var is None:
             raise ValueError(
                 f"trace: layer {name} ({type(m).__name__}) has no running statistics (track_running_stats=False): "
                 "it normalises with batch statistics, which is not a function of one sample"
             )
     if isinstance(m, nn.Dropout) and m.training and m.p > 0:
-        raise ValueError(f"trace: layer {name} (Dropout) is in training mode; call model.eval() first")
+        raise ValueError(
+            f"trace: layer {name} (Dropout) is in training mode; call model.eval() first"
+        )
     if isinstance(m, nn.Flatten) and m.start_dim == 0:
-        raise ValueError(f"trace: layer {name} (Flatten) has start_dim=0, which would flatten the batch axis")
+        raise ValueError(
+            f"trace: layer {name} (Flatten) has start_dim=0, which would flatten the batch axis"
+        )
 
 
 def _pool_geometry(m_or_kwargs) -> dict:
@@ -124,7 +145,11 @@ def _pool_geometry(m_or_kwargs) -> dict:
         kw = m_or_kwargs
         k = kw["kernel_size"]
         s = kw.get("stride") or k
-        p, d, ceil = kw.get("padding", 0), kw.get("dilation", 1), kw.get("ceil_mode", False)
+        p, d, ceil = (
+            kw.get("padding", 0),
+            kw.get("dilation", 1),
+            kw.get("ceil_mode", False),
+        )
     return {
         "kernel_size": pair(k),
         "stride": pair(s if s is not None else k),
@@ -163,10 +188,16 @@ def compile_graph(model: nn.Module) -> Graph:
     flow; ``ValueError`` for BatchNorm/Dropout in training mode.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module (e.g. an nn.Sequential of supported layers), got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a torch.nn.Module (e.g. an nn.Sequential of supported layers), got {type(model).__name__}"
+        )
     for name, m in model.named_modules():
         # a leaf of torch.nn that the tracer does not know: refuse it by name before tracing
-        if not list(m.children()) and m.__module__.startswith("torch.nn") and not isinstance(m, nn.Sequential):
+        if (
+            not list(m.children())
+            and m.__module__.startswith("torch.nn")
+            and not isinstance(m, nn.Sequential)
+        ):
             _check_module(m, name or type(m).__name__)
     net = copy.deepcopy(model).to(torch.float64)
     root = nn.Sequential(net) if type(net) in MODULES else net
@@ -184,7 +215,9 @@ def compile_graph(model: nn.Module) -> Graph:
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             if input_name is not None:
-                raise TypeError(f"trace: the model takes more than one input ({node.name}); it must take one tensor")
+                raise TypeError(
+                    f"trace: the model takes more than one input ({node.name}); it must take one tensor"
+                )
             input_name = node.name
             continue
         if node.op == "output":
@@ -202,9 +235,25 @@ def compile_graph(model: nn.Module) -> Graph:
             label = f"{node.target} ({type(m).__name__})"
             if isinstance(m, RELU_MODULES):
                 slope = float(m.negative_slope) if isinstance(m, nn.LeakyReLU) else 0.0
-                step = Step(node.name, "relu", m, args, kwargs, negative_slope=slope, label=label)
+                step = Step(
+                    node.name,
+                    "relu",
+                    m,
+                    args,
+                    kwargs,
+                    negative_slope=slope,
+                    label=label,
+                )
             elif isinstance(m, POOL_MODULES):
-                step = Step(node.name, "maxpool", m, args, kwargs, pool=_pool_geometry(m), label=label)
+                step = Step(
+                    node.name,
+                    "maxpool",
+                    m,
+                    args,
+                    kwargs,
+                    pool=_pool_geometry(m),
+                    label=label,
+                )
             else:
                 step = Step(node.name, "affine", m, args, kwargs, label=label)
         elif node.op == "call_function":
@@ -213,20 +262,42 @@ def compile_graph(model: nn.Module) -> Graph:
             if fn in _RELU_FUNCTIONS or fn is F.leaky_relu:
                 slope = 0.0
                 if fn is F.leaky_relu:
-                    slope = float(kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01))
+                    slope = float(
+                        kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01)
+                    )
                     kwargs = {k: v for k, v in kwargs.items() if k != "inplace"}
                     kwargs["negative_slope"] = slope
                     args = args[:1]
-                step = Step(node.name, "relu", fn, args, kwargs, negative_slope=slope, label=fname)
+                step = Step(
+                    node.name,
+                    "relu",
+                    fn,
+                    args,
+                    kwargs,
+                    negative_slope=slope,
+                    label=fname,
+                )
             elif fn is F.max_pool2d or fn is torch.max_pool2d:
                 names = ["kernel_size", "stride", "padding", "dilation", "ceil_mode"]
                 kw = dict(zip(names, args[1:]))
                 kw.update({k: v for k, v in kwargs.items() if k in names})
                 if kwargs.get("return_indices"):
-                    raise TypeError("trace: max_pool2d(return_indices=True) is not supported")
-                step = Step(node.name, "maxpool", F.max_pool2d, args[:1], kw, pool=_pool_geometry(kw), label=fname)
+                    raise TypeError(
+                        "trace: max_pool2d(return_indices=True) is not supported"
+                    )
+                step = Step(
+                    node.name,
+                    "maxpool",
+                    F.max_pool2d,
+                    args[:1],
+                    kw,
+                    pool=_pool_geometry(kw),
+                    label=fname,
+                )
             elif fn in _AFFINE_FUNCTIONS:
-                step = Step(node.name, "affine", _checked(fn, fname), args, kwargs, label=fname)
+                step = Step(
+                    node.name, "affine", _checked(fn, fname), args, kwargs, label=fname
+                )
             else:
                 raise TypeError(
                     f"trace: unsupported operation {fname} (node {node.name}); the tracer handles affine layers, "
@@ -234,16 +305,34 @@ def compile_graph(model: nn.Module) -> Graph:
                 )
         elif node.op == "call_method":
             if node.target in ("relu", "relu_"):
-                step = Step(node.name, "relu", F.relu, args, {}, label=f"Tensor.{node.target}")
+                step = Step(
+                    node.name, "relu", F.relu, args, {}, label=f"Tensor.{node.target}"
+                )
             elif node.target in _AFFINE_METHODS:
-                step = Step(node.name, "affine", _method(node.target), args, kwargs, label=f"Tensor.{node.target}")
+                step = Step(
+                    node.name,
+                    "affine",
+                    _method(node.target),
+                    args,
+                    kwargs,
+                    label=f"Tensor.{node.target}",
+                )
             else:
-                raise TypeError(f"trace: unsupported tensor method {node.target} (node {node.name})")
+                raise TypeError(
+                    f"trace: unsupported tensor method {node.target} (node {node.name})"
+                )
         elif node.op == "get_attr":
             value = gm
             for part in node.target.split("."):
                 value = getattr(value, part)
-            step = Step(node.name, "affine", lambda v=value: v, (), {}, label=f"attribute {node.target}")
+            step = Step(
+                node.name,
+                "affine",
+                lambda v=value: v,
+                (),
+                {},
+                label=f"attribute {node.target}",
+            )
         else:  # pragma: no cover - fx has no other node kinds
             raise TypeError(f"trace: unsupported graph node {node.op} {node.target}")
         used = []
@@ -261,8 +350,15 @@ def _checked(fn: Callable, fname: str) -> Callable:
     if fn is operator.mul:
 
         def mul(a, b):
-            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() > 0 and b.dim() > 0:
-                raise TypeError("trace: unsupported operation mul of two tensors (not piecewise linear)")
+            if (
+                isinstance(a, torch.Tensor)
+                and isinstance(b, torch.Tensor)
+                and a.dim() > 0
+                and b.dim() > 0
+            ):
+                raise TypeError(
+                    "trace: unsupported operation mul of two tensors (not piecewise linear)"
+                )
             return a * b
 
         return mul
@@ -270,7 +366,9 @@ def _checked(fn: Callable, fname: str) -> Callable:
 
         def div(a, b):
             if isinstance(b, torch.Tensor) and b.dim() > 0:
-                raise TypeError("trace: unsupported operation div by a tensor (not piecewise linear)")
+                raise TypeError(
+                    "trace: unsupported operation div by a tensor (not piecewise linear)"
+                )
             return a / b
 
         return div
@@ -278,7 +376,9 @@ def _checked(fn: Callable, fname: str) -> Callable:
 
         def attribute(a, name):
             if name not in ("shape", "ndim", "dtype", "device"):
-                raise TypeError(f"trace: unsupported attribute access .{name} of a tensor")
+                raise TypeError(
+                    f"trace: unsupported attribute access .{name} of a tensor"
+                )
             return getattr(a, name)
 
         return attribute
@@ -286,7 +386,9 @@ def _checked(fn: Callable, fname: str) -> Callable:
 
         def getitem(a, i):
             if isinstance(a, torch.Tensor):
-                raise TypeError("trace: unsupported operation getitem on a tensor (indexing the batch axis)")
+                raise TypeError(
+                    "trace: unsupported operation getitem on a tensor (indexing the batch axis)"
+                )
             return a[i]
 
         return getitem
@@ -296,7 +398,9 @@ def _checked(fn: Callable, fname: str) -> Callable:
 def _method(name: str) -> Callable:
     def call(x, *args, **kwargs):
         if name == "mul" and isinstance(args[0], torch.Tensor) and args[0].dim() > 0:
-            raise TypeError("trace: unsupported operation mul of two tensors (not piecewise linear)")
+            raise TypeError(
+                "trace: unsupported operation mul of two tensors (not piecewise linear)"
+            )
         return getattr(x, name)(*args, **kwargs)
 
     return call
@@ -309,8 +413,13 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _structure_key(model: nn.Module) -> tuple:
     """What the compiled graph depends on besides the values of the parameters and buffers."""
-    modules = tuple((name, id(m), type(m), m.training, m.extra_repr()) for name, m in model.named_modules())
-    tensors = tuple((name, id(p), tuple(p.shape)) for name, p in model.named_parameters())
+    modules = tuple(
+        (name, id(m), type(m), m.training, m.extra_repr())
+        for name, m in model.named_modules()
+    )
+    tensors = tuple(
+        (name, id(p), tuple(p.shape)) for name, p in model.named_parameters()
+    )
     buffers = tuple((name, id(b), tuple(b.shape)) for name, b in model.named_buffers())
     return modules, tensors, buffers
 
@@ -319,7 +428,9 @@ def compiled_graph(model: nn.Module) -> Graph:
     """:func:`compile_graph`, cached per model; the float64 copy is refreshed from the model's
     current parameters and buffers at every call (so in-place changes are always seen)."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module (e.g. an nn.Sequential of supported layers), got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a torch.nn.Module (e.g. an nn.Sequential of supported layers), got {type(model).__name__}"
+        )
     key = _structure_key(model)
     hit = _COMPILED.get(model)
     if hit is not None and hit[0] == key:
@@ -334,7 +445,9 @@ def compiled_graph(model: nn.Module) -> Graph:
     copies = dict(root.named_parameters(remove_duplicate=False))
     copies.update(dict(root.named_buffers(remove_duplicate=False)))
     pairs = []
-    for name, original in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False)):
+    for name, original in list(model.named_parameters(remove_duplicate=False)) + list(
+        model.named_buffers(remove_duplicate=False)
+    ):
         copied = copies.get(prefix + name)
         if copied is None or copied.shape != original.shape:
             return graph  # the traced module does not mirror the model's names: do not cache

@@ -104,7 +104,9 @@ class _State:
         """
         V, K = self.t.shape[0], seg.shape[0]
         counts = torch.bincount(seg, minlength=V)
-        before = torch.cumsum(counts, 0) - counts  # new vertices inserted before old vertex i
+        before = (
+            torch.cumsum(counts, 0) - counts
+        )  # new vertices inserted before old vertex i
         pos_old = torch.arange(V) + before
         pos_new = seg + torch.arange(K) + 1
 
@@ -165,7 +167,11 @@ def _reads(arg: Any, names: set[str]) -> bool:
 def _live(graph: Graph, index: int, env: dict, vertexwise: set[str]) -> list[str]:
     """Tensors read by step ``index`` or later (the ones new vertices need values for)."""
     return [
-        n for n, X in env.items() if n in vertexwise and isinstance(X, torch.Tensor) and graph.last_use.get(n, -1) >= index
+        n
+        for n, X in env.items()
+        if n in vertexwise
+        and isinstance(X, torch.Tensor)
+        and graph.last_use.get(n, -1) >= index
     ]
 
 
@@ -190,7 +196,11 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
     in_place = (
         graph.last_use.get(name, -1) == index
         and X.is_contiguous()
-        and not any(_shares_memory(X, T) for n, T in state.env.items() if n != name and isinstance(T, torch.Tensor))
+        and not any(
+            _shares_memory(X, T)
+            for n, T in state.env.items()
+            if n != name and isinstance(T, torch.Tensor)
+        )
     )
     slope = step.negative_slope
 
@@ -203,10 +213,18 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
         rows = torch.arange(seg.numel())
 
         def at_kink(old: torch.Tensor, new: torch.Tensor):
-            new.reshape(new.shape[0], -1)[rows, unit] = 0.0  # the crossing unit is exactly at its kink
+            new.reshape(new.shape[0], -1)[rows, unit] = (
+                0.0  # the crossing unit is exactly at its kink
+            )
             return (activate(old), activate(new)) if in_place else (old, new)
 
-        state.insert(seg, frac, index, _live(graph, index, state.env, state.vertexwise), {name: at_kink})
+        state.insert(
+            seg,
+            frac,
+            index,
+            _live(graph, index, state.env, state.vertexwise),
+            {name: at_kink},
+        )
     out = state.env.pop(name) if in_place else state.env[name]
     if in_place and not seg.numel():
         activate(out)
@@ -228,7 +246,9 @@ class _Windows:
         if (H, W) not in self.cache:
             p = self.pool
             k, st, pd, dl = p["kernel_size"], p["stride"], p["padding"], p["dilation"]
-            Ho, Wo = F.max_pool2d(torch.zeros(1, 1, H, W), k, st, pd, dl, p["ceil_mode"]).shape[-2:]
+            Ho, Wo = F.max_pool2d(
+                torch.zeros(1, 1, H, W), k, st, pd, dl, p["ceil_mode"]
+            ).shape[-2:]
             # the padded extent unfold needs for exactly Ho x Wo windows (ceil_mode adds some);
             # a negative extra crops
             extra_h = (Ho - 1) * st[0] + dl[0] * (k[0] - 1) + 1 - H - pd[0]
@@ -240,7 +260,14 @@ class _Windows:
         return self.cache[(H, W)]
 
 
-def _maxpool_step(state: _State, graph: Graph, index: int, step: Step, merge_tol: float, windows: _Windows) -> None:
+def _maxpool_step(
+    state: _State,
+    graph: Graph,
+    index: int,
+    step: Step,
+    merge_tol: float,
+    windows: _Windows,
+) -> None:
     """Split every piece where a window's argmax changes, then pool.
 
     The window's maximum is the upper envelope of its elements, affine on the piece: a convex
@@ -258,7 +285,13 @@ def _maxpool_step(state: _State, graph: Graph, index: int, step: Step, merge_tol
     V, C, H, W = X4.shape
     pool = step.pool
     pooled, arg = F.max_pool2d(
-        X4, pool["kernel_size"], pool["stride"], pool["padding"], pool["dilation"], pool["ceil_mode"], return_indices=True
+        X4,
+        pool["kernel_size"],
+        pool["stride"],
+        pool["padding"],
+        pool["dilation"],
+        pool["ceil_mode"],
+        return_indices=True,
     )
     out_shape = X.shape[:-2] + pooled.shape[-2:]
     arg = arg.reshape(V, -1)
@@ -278,17 +311,25 @@ def _maxpool_step(state: _State, graph: Graph, index: int, step: Step, merge_tol
     pad = e < 0
     flat = X4.reshape(V, C, H * W)
     rows, chans, cols = seg[:, None], channel[:, None], e.clamp(min=0)
-    v = flat[rows, chans, cols].masked_fill(pad, -torch.inf)  # values at the start of the piece
-    s = (flat[rows + 1, chans, cols] - flat[rows, chans, cols]).masked_fill(pad, 0.0)  # change over it
+    v = flat[rows, chans, cols].masked_fill(
+        pad, -torch.inf
+    )  # values at the start of the piece
+    s = (flat[rows + 1, chans, cols] - flat[rows, chans, cols]).masked_fill(
+        pad, 0.0
+    )  # change over it
     eps = merge_tol / (state.t[seg + 1] - state.t[seg])
     where_now = torch.zeros_like(eps)
     walking = torch.ones_like(eps, dtype=torch.bool)
     found_seg, found_frac = [], []
     for _ in range(e.shape[1]):
-        a = (v + s * (where_now + eps)[:, None]).argmax(dim=1, keepdim=True)  # argmax just after now
+        a = (v + s * (where_now + eps)[:, None]).argmax(
+            dim=1, keepdim=True
+        )  # argmax just after now
         va, sa = v.gather(1, a), s.gather(1, a)
         climbing = s > sa
-        tau = torch.where(climbing, (va - v) / torch.where(climbing, s - sa, 1.0), torch.inf).amin(dim=1)
+        tau = torch.where(
+            climbing, (va - v) / torch.where(climbing, s - sa, 1.0), torch.inf
+        ).amin(dim=1)
         # a switch within merge_tol of the piece's end belongs to the end vertex; tau > now
         # guards against rounding sending the walk back
         walking = walking & (tau < 1 - eps) & (tau > where_now)
@@ -311,13 +352,24 @@ def _maxpool_step(state: _State, graph: Graph, index: int, step: Step, merge_tol
 
         def pooled_rows(old: torch.Tensor, new: torch.Tensor):
             new4 = new.reshape(new.shape[0], C, H, W)
-            out = F.max_pool2d(new4, pool["kernel_size"], pool["stride"], pool["padding"], pool["dilation"], pool["ceil_mode"])
-            return pooled.reshape(out_shape), out.reshape((new.shape[0],) + out_shape[1:])
+            out = F.max_pool2d(
+                new4,
+                pool["kernel_size"],
+                pool["stride"],
+                pool["padding"],
+                pool["dilation"],
+                pool["ceil_mode"],
+            )
+            return pooled.reshape(out_shape), out.reshape(
+                (new.shape[0],) + out_shape[1:]
+            )
 
         state.insert(seg, frac, index, live, {name: pooled_rows}, {name: step.name})
     else:
         state.insert(seg, frac, index, live)
-        state.env[step.name] = step.fn(*_evaluate(step.args, state.env), **_evaluate(step.kwargs, state.env))
+        state.env[step.name] = step.fn(
+            *_evaluate(step.args, state.env), **_evaluate(step.kwargs, state.env)
+        )
 
 
 #: a convolution whose dense matrix has at most this many entries runs as one matrix product
@@ -335,20 +387,34 @@ def _affine(step: Step, env: dict, cache: dict) -> Any:
         if key not in cache:
             cache[key] = None
             n_in = X[0].numel()
-            out_shape = torch.nn.functional.conv2d(X[:1], m.weight, None, m.stride, m.padding, m.dilation, m.groups).shape[1:]
+            out_shape = torch.nn.functional.conv2d(
+                X[:1], m.weight, None, m.stride, m.padding, m.dilation, m.groups
+            ).shape[1:]
             if n_in * out_shape.numel() <= DENSE_CONV_ENTRIES:
                 # the matrix of the convolution without bias: its entries are the weights exactly
-                basis = torch.eye(n_in, dtype=X.dtype).reshape((n_in,) + tuple(X.shape[1:]))
-                M = F.conv2d(basis, m.weight, None, m.stride, m.padding, m.dilation, m.groups).reshape(n_in, -1)
-                bias = torch.zeros(out_shape, dtype=X.dtype) if m.bias is None else m.bias.reshape(-1, 1, 1).expand(out_shape)
+                basis = torch.eye(n_in, dtype=X.dtype).reshape(
+                    (n_in,) + tuple(X.shape[1:])
+                )
+                M = F.conv2d(
+                    basis, m.weight, None, m.stride, m.padding, m.dilation, m.groups
+                ).reshape(n_in, -1)
+                bias = (
+                    torch.zeros(out_shape, dtype=X.dtype)
+                    if m.bias is None
+                    else m.bias.reshape(-1, 1, 1).expand(out_shape)
+                )
                 cache[key] = (M, bias.reshape(-1).contiguous(), out_shape)
         if cache[key] is not None:
             M, bias, out_shape = cache[key]
-            return torch.addmm(bias, X.reshape(X.shape[0], -1), M).reshape((X.shape[0],) + tuple(out_shape))
+            return torch.addmm(bias, X.reshape(X.shape[0], -1), M).reshape(
+                (X.shape[0],) + tuple(out_shape)
+            )
     return m(*_evaluate(step.args, env), **_evaluate(step.kwargs, env))
 
 
-def _frozen_slopes(graph: Graph, x: torch.Tensor, d: torch.Tensor, cache: dict) -> torch.Tensor:
+def _frozen_slopes(
+    graph: Graph, x: torch.Tensor, d: torch.Tensor, cache: dict
+) -> torch.Tensor:
     """Output slopes along ``d`` of the linear regions containing the points ``x`` (batch).
 
     The network with every ReLU mask and max-pool argmax frozen at ``x`` is the region's affine
@@ -361,18 +427,34 @@ def _frozen_slopes(graph: Graph, x: torch.Tensor, d: torch.Tensor, cache: dict) 
         if step.kind == "relu":
             X = env[step.args[0]]
             active = X[:n] > 0
-            factor = active.to(X.dtype) if step.negative_slope == 0.0 else torch.where(active, 1.0, step.negative_slope).to(X.dtype)
+            factor = (
+                active.to(X.dtype)
+                if step.negative_slope == 0.0
+                else torch.where(active, 1.0, step.negative_slope).to(X.dtype)
+            )
             env[step.name] = X * torch.cat([factor, factor])
         elif step.kind == "maxpool":
             X = env[step.args[0]]
-            X4 = X if X.dim() == 4 else X.reshape(X.shape[0], -1, X.shape[-2], X.shape[-1])
+            X4 = (
+                X
+                if X.dim() == 4
+                else X.reshape(X.shape[0], -1, X.shape[-2], X.shape[-1])
+            )
             p = step.pool
             pooled, arg = F.max_pool2d(
-                X4[:n], p["kernel_size"], p["stride"], p["padding"], p["dilation"], p["ceil_mode"], return_indices=True
+                X4[:n],
+                p["kernel_size"],
+                p["stride"],
+                p["padding"],
+                p["dilation"],
+                p["ceil_mode"],
+                return_indices=True,
             )
             flat = X4.reshape(2 * n, X4.shape[1], -1)
             idx = arg.reshape(n, X4.shape[1], -1)
-            out = flat.gather(2, torch.cat([idx, idx])).reshape((2 * n,) + pooled.shape[1:])
+            out = flat.gather(2, torch.cat([idx, idx])).reshape(
+                (2 * n,) + pooled.shape[1:]
+            )
             env[step.name] = out.reshape((2 * n,) + X.shape[1:-2] + pooled.shape[-2:])
         else:
             env[step.name] = _affine(step, env, cache)
@@ -382,7 +464,12 @@ def _frozen_slopes(graph: Graph, x: torch.Tensor, d: torch.Tensor, cache: dict) 
 
 
 def trace_pieces(
-    graph: Graph, x0: torch.Tensor, d: torch.Tensor, merge_tol: float, jump_rtol: float, progress: bool = False
+    graph: Graph,
+    x0: torch.Tensor,
+    d: torch.Tensor,
+    merge_tol: float,
+    jump_rtol: float,
+    progress: bool = False,
 ) -> list[LinePieces]:
     """Every breakpoint of every line ``x0[l] + t d[l]`` through the compiled ``graph``.
 
@@ -394,10 +481,14 @@ def trace_pieces(
     state.env[graph.input] = state.first_input
     windows: dict[int, _Windows] = {}
     dense: dict = {}  # dense matrices of small convolutions
-    vertexwise = {graph.input}  # values with one row per vertex (not parameters, not shapes)
+    vertexwise = {
+        graph.input
+    }  # values with one row per vertex (not parameters, not shapes)
     state.vertexwise = vertexwise
     with torch.no_grad():
-        for index, step in enumerate(tqdm(graph.steps, disable=not progress, desc="trace layers")):
+        for index, step in enumerate(
+            tqdm(graph.steps, disable=not progress, desc="trace layers")
+        ):
             if step.kind == "relu":
                 _relu_step(state, graph, index, step)
             elif step.kind == "maxpool":
@@ -409,11 +500,17 @@ def trace_pieces(
             if _reads(step.args, vertexwise) or _reads(step.kwargs, vertexwise):
                 vertexwise.add(step.name)
             # free what no later step reads
-            for n in [n for n in state.env if graph.last_use.get(n, -1) <= index and n != step.name]:
+            for n in [
+                n
+                for n in state.env
+                if graph.last_use.get(n, -1) <= index and n != step.name
+            ]:
                 del state.env[n]
         out = _evaluate(graph.output, state.env)
     if not isinstance(out, torch.Tensor):
-        raise TypeError(f"trace: the model must return one tensor, got {type(out).__name__}")
+        raise TypeError(
+            f"trace: the model must return one tensor, got {type(out).__name__}"
+        )
     Y = out.reshape(out.shape[0], -1)
     with torch.no_grad():
         return _assemble(state, Y, graph, x0, d, merge_tol, jump_rtol, dense)

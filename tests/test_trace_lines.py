@@ -8,6 +8,7 @@ checked against the brute force and against the network's own outputs and forwar
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -56,7 +57,7 @@ def _init(model: nn.Module, seed: int, bias_std: float = 0.1) -> nn.Module:
 
 def mlp(widths, seed, leaky=False):
     layers: list[nn.Module] = []
-    for a, b in zip(widths[:-2], widths[1:-1]):
+    for a, b in itertools.pairwise(widths[:-1]):
         layers += [nn.Linear(a, b), nn.LeakyReLU(0.2) if leaky else nn.ReLU()]
     layers.append(nn.Linear(widths[-2], widths[-1]))
     return _init(nn.Sequential(*layers), seed)
@@ -99,7 +100,10 @@ class BasicBlock(nn.Module):
         if stride == 1 and c_in == c_out:
             self.shortcut: nn.Module = nn.Identity()
         else:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(c_out),
+            )
         self.relu2 = nn.ReLU(inplace=inplace)
 
     def forward(self, x):
@@ -113,7 +117,9 @@ class ResNet(nn.Module):
 
     def __init__(self, inplace: bool = False):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2)
+        )
         self.block1 = BasicBlock(4, 4, 1, inplace)
         self.block2 = BasicBlock(4, 6, 2, inplace)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -146,7 +152,10 @@ CASES = {
     "mlp-5-16-16-3": (lambda: mlp([5, 16, 16, 3], 1), (5,)),
     "mlp-8-12x4-2": (lambda: mlp([8, 12, 12, 12, 12, 2], 2), (8,)),
     "mlp-leaky": (lambda: mlp([6, 20, 20, 1], 3, leaky=True), (6,)),
-    **{f"cnn-{k}": (lambda pool=pool, i=i: cnn(pool, 10 + i), (1, 10, 10)) for i, (k, pool) in enumerate(POOLS.items())},
+    **{
+        f"cnn-{k}": (lambda pool=pool, i=i: cnn(pool, 10 + i), (1, 10, 10))
+        for i, (k, pool) in enumerate(POOLS.items())
+    },
 }
 
 
@@ -167,7 +176,9 @@ def test_agrees_with_walker_and_brute_force(name):
         # ~1e-16 / 1e-5 of the slope scale, the walker's forward-mode slopes ~1e-15)
         assert _jump_gap(tr.jumps, walk.jumps) < 1e-9, (name, i)
         np.testing.assert_array_equal(tr.n_pieces, walk.n_pieces)
-        np.testing.assert_allclose(tr.values, walk.values, rtol=0, atol=1e-12 * np.abs(walk.values).max())
+        np.testing.assert_allclose(
+            tr.values, walk.values, rtol=0, atol=1e-12 * np.abs(walk.values).max()
+        )
     # grid step 5e-5: on these small nets no unit crosses twice within one grid interval (the
     # brute force is slow: one segment of the three)
     brute = T.brute_force_breakpoints(net, x0[0], d[0], n_grid=20_001)
@@ -195,8 +206,12 @@ def test_trace_line_is_the_one_segment_form():
         # equal up to rounding: a matrix product sums in a different order for another batch size
         assert len(one.t) == len(both[i].t) > 0
         np.testing.assert_allclose(one.t, both[i].t, rtol=0, atol=1e-13)
-        np.testing.assert_allclose(one.jumps, both[i].jumps, rtol=0, atol=1e-11 * np.abs(one.jumps).max())
-        np.testing.assert_allclose(one.values, both[i].values, rtol=0, atol=1e-13 * np.abs(one.values).max())
+        np.testing.assert_allclose(
+            one.jumps, both[i].jumps, rtol=0, atol=1e-11 * np.abs(one.jumps).max()
+        )
+        np.testing.assert_allclose(
+            one.values, both[i].values, rtol=0, atol=1e-13 * np.abs(one.values).max()
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -214,15 +229,24 @@ def test_residual_network_against_brute_force(seed):
         assert len(brute) == len(tr.t)
         # the knots reproduce the network (rounding only: ~1e-16 per operation)
         t = np.random.default_rng(seed).uniform(0, 1, 1000)
-        x = torch.as_tensor(x0[i])[None] + torch.as_tensor(t).reshape(-1, 1, 1, 1) * torch.as_tensor(d[i])[None]
+        x = (
+            torch.as_tensor(x0[i])[None]
+            + torch.as_tensor(t).reshape(-1, 1, 1, 1) * torch.as_tensor(d[i])[None]
+        )
         with torch.no_grad():
             y = net(x).numpy()
         assert np.abs(T.evaluate(tr, t) - y).max() < 1e-12 * np.abs(y).max()
         # region slopes equal torch's forward-mode derivative at the regions' midpoints
         mids = 0.5 * (tr.knots[:-1] + tr.knots[1:])
-        xm = torch.as_tensor(x0[i])[None] + torch.as_tensor(mids).reshape(-1, 1, 1, 1) * torch.as_tensor(d[i])[None]
+        xm = (
+            torch.as_tensor(x0[i])[None]
+            + torch.as_tensor(mids).reshape(-1, 1, 1, 1) * torch.as_tensor(d[i])[None]
+        )
         _, jvp = torch.func.jvp(net, (xm,), (torch.as_tensor(d[i]).expand_as(xm),))
-        assert np.abs(jvp.detach().numpy() - tr.slopes).max() < 1e-10 * np.abs(tr.slopes).max()
+        assert (
+            np.abs(jvp.detach().numpy() - tr.slopes).max()
+            < 1e-10 * np.abs(tr.slopes).max()
+        )
 
 
 def test_residual_in_place_relu_and_sum_leave_the_skip_alone():
@@ -231,7 +255,9 @@ def test_residual_in_place_relu_and_sum_leave_the_skip_alone():
     a = T.trace_lines(resnet(2, inplace=False), x0, d)[0]
     b = T.trace_lines(resnet(2, inplace=True), x0, d)[0]
     np.testing.assert_array_equal(a.t, b.t)
-    np.testing.assert_allclose(a.jumps, b.jumps, rtol=0, atol=1e-12 * np.abs(a.jumps).max())
+    np.testing.assert_allclose(
+        a.jumps, b.jumps, rtol=0, atol=1e-12 * np.abs(a.jumps).max()
+    )
 
 
 def test_functional_activations_and_pooling():
@@ -254,7 +280,10 @@ def test_functional_activations_and_pooling():
     x0, d = segments((1, 6, 6), seeds=[4])
     tr = T.trace_lines(net, x0, d)[0]
     t = np.linspace(0, 1, 20_001)
-    x = torch.as_tensor(x0[0])[None] + torch.as_tensor(t).reshape(-1, 1, 1, 1) * torch.as_tensor(d[0])[None]
+    x = (
+        torch.as_tensor(x0[0])[None]
+        + torch.as_tensor(t).reshape(-1, 1, 1, 1) * torch.as_tensor(d[0])[None]
+    )
     with torch.no_grad():
         y = net(x).numpy()
     assert len(tr.t) >= 10
@@ -272,18 +301,31 @@ def test_functional_activations_and_pooling():
 
 
 def test_breakpoint_counts_equal_regioncam():
-    regioncam = pytest.importorskip("regioncam", reason="regioncam (pip install regioncam) is a test-only dependency")
+    regioncam = pytest.importorskip(
+        "regioncam",
+        reason="regioncam (pip install regioncam) is a test-only dependency",
+    )
     body = networks.dense_net(20, 16, 3, seed=0)
-    net = nn.Sequential(body, networks.dense_net(16, 1, 1, seed=1)[0]).eval().to(torch.float32)
+    net = (
+        nn.Sequential(body, networks.dense_net(16, 1, 1, seed=1)[0])
+        .eval()
+        .to(torch.float32)
+    )
     x0, d = segments((20,), seeds=range(5))
-    x0, d = x0.astype(np.float32), d.astype(np.float32)  # both tools on the same segments
+    x0, d = (
+        x0.astype(np.float32),
+        d.astype(np.float32),
+    )  # both tools on the same segments
     counts = []
     for i in range(len(x0)):
         rc = regioncam.Regioncam1D((0.0, 1.0))
         rc.linear(d[i][None, :], x0[i])  # t -> x0 + t d
         rc.add(net)
         counts.append(rc.num_vertices - 2)
-    ours = [len(tr.t) for tr in T.trace_lines(net, x0.astype(np.float64), d.astype(np.float64))]
+    ours = [
+        len(tr.t)
+        for tr in T.trace_lines(net, x0.astype(np.float64), d.astype(np.float64))
+    ]
     assert min(ours) >= 10
     assert ours == counts
 
@@ -293,7 +335,6 @@ def test_breakpoint_counts_equal_regioncam():
 
 
 def test_float32_model_traced_in_float64():
-    net64 = mlp([5, 16, 16, 3], 6)
     net32 = mlp([5, 16, 16, 3], 6).to(torch.float32)
     x0, d = segments((5,), seeds=[2])
     tr32 = T.trace_lines(net32, x0.astype(np.float32), d.astype(np.float32))[0]
@@ -301,7 +342,11 @@ def test_float32_model_traced_in_float64():
     assert tr32.values.dtype == np.float64 and tr32.jumps.dtype == np.float64
     # the float64 trace of the float32 weights: the float64 net rounded to float32 is a different
     # network, so compare with a float64 copy of the float32 one
-    tr64 = T.trace_lines(net32.to(F64), torch.as_tensor(x0.astype(np.float32)), torch.as_tensor(d.astype(np.float32)))[0]
+    tr64 = T.trace_lines(
+        net32.to(F64),
+        torch.as_tensor(x0.astype(np.float32)),
+        torch.as_tensor(d.astype(np.float32)),
+    )[0]
     np.testing.assert_array_equal(tr32.t, tr64.t)
     assert len(tr32.t) > 0
 
