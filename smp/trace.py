@@ -1,5 +1,14 @@
 """The exact kink tracer: every breakpoint of a piecewise-linear torch model along a line segment.
 
+Two engines compute the same :class:`Trace`.  :func:`trace_lines` (and its one-segment form
+:func:`trace_line`) is the layer-wise engine of :mod:`smp._trace_pieces`: the pieces of many
+segments go through each layer together (a ReLU splits every piece where one of its inputs changes
+sign, a max pooling where a window's argmax changes, affine layers map the pieces' end points), and
+models are read with ``torch.fx`` (:mod:`smp._trace_graph`), so residual networks are traced too.
+:func:`trace_line_walk` is the event walker described below, one forward pass per breakpoint, kept
+as the reference implementation the layer-wise engine is tested against.  Both share the
+tolerances and the merging rule below.
+
 Along the segment ``x(t) = x0 + t d``, ``t in [0, 1]``, a network built from affine layers
 (``Linear``, ``Conv2d``, ``AvgPool2d``, ``Flatten``, ``BatchNorm`` in eval mode) and piecewise-linear
 ones (``ReLU``, ``LeakyReLU``, ``MaxPool2d``) is piecewise affine in ``t``: inside an interval where
@@ -92,6 +101,9 @@ DEFAULT_MERGE_TOL = 1e-12
 #: output slope jumps smaller than this times the output's largest |slope| are rounding noise.
 DEFAULT_JUMP_RTOL = 1e-10
 
+#: leaf layers both engines trace; the layer-wise engine (:func:`trace_lines`) also reads any
+#: forward that ``torch.fx`` resolves into them, sums of tensors and ReLU/LeakyReLU/max-pool
+#: functions (residual networks)
 SUPPORTED_LAYERS = (
     nn.Linear,
     nn.Conv2d,
@@ -109,7 +121,7 @@ SUPPORTED_LAYERS = (
 
 
 class Trace(NamedTuple):
-    """Result of :func:`trace_line`.
+    """Result of :func:`trace_line` (one per segment from :func:`trace_lines`).
 
     Attributes
     ----------
@@ -132,8 +144,9 @@ class Trace(NamedTuple):
     slopes : ndarray, shape (n_events + 1, n_outputs)
         the outputs' slopes in every region.
     layer : ndarray of int, shape (n_events,)
-        index (in :func:`flatten_layers` order) of the piecewise-linear layer whose unit triggered
-        each breakpoint (the earliest of a merged group).
+        index (in :func:`flatten_layers` order; for other models, in the order of the
+        ``torch.fx`` graph's operations) of the piecewise-linear layer whose unit triggered each
+        breakpoint (the earliest of a merged group).
     """
 
     t: np.ndarray
