@@ -190,7 +190,8 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
     seg, unit = torch.nonzero(negative[1:] != negative[:-1], as_tuple=True)
     if seg.numel():
         a, b = flat[seg, unit], flat[seg + 1, unit]
-        keep = state.pieces()[seg] & (a != 0) & (b != 0)
+        # strictly opposite signs (a zero end excluded), both ends on the same line
+        keep = (a * b < 0) & (state.line[seg] == state.line[seg + 1])
         seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
     # the input read by no later step: apply the activation in place, fused with the insertion
     in_place = (
@@ -295,9 +296,11 @@ def _maxpool_step(
     )
     out_shape = X.shape[:-2] + pooled.shape[-2:]
     arg = arg.reshape(V, -1)
-    todo = torch.nonzero(state.pieces(), as_tuple=True)[0]
-    # shorter pieces are merged into a neighbour at the end
-    todo = todo[state.t[todo + 1] - state.t[todo] > merge_tol]
+    # pieces on one line, longer than merge_tol (shorter ones are merged into a neighbour at the
+    # end), whose ends have different argmaxes in some window
+    todo = torch.nonzero(
+        state.pieces() & (state.t[1:] - state.t[:-1] > merge_tol), as_tuple=True
+    )[0]
     piece, window = torch.nonzero(arg[todo] != arg[todo + 1], as_tuple=True)
     dead = graph.last_use.get(name, -1) == index
     if not piece.numel():
