@@ -473,9 +473,9 @@ def trace_lines(
             Trace(
                 t=p.t,
                 jumps=p.jumps,
-                smp=np.abs(p.jumps).sum(axis=0),
+                smp=p.smp,
                 n_regions=len(p.t) + 1,
-                n_pieces=1 + np.count_nonzero(p.jumps, axis=0),
+                n_pieces=p.n_pieces,
                 knots=np.concatenate([[0.0], p.t, [1.0]]),
                 values=p.values,
                 slopes=p.slopes,
