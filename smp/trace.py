@@ -427,7 +427,8 @@ def trace_lines(
     directions : tensor or array, shape (n_lines, *sample_shape)
         segment ``i`` ends at ``x0[i] + directions[i]``.
     merge_tol, jump_rtol, max_events, threads, progress
-        as in :func:`trace_line` (``max_events`` per segment; ``progress`` shows a bar over layers).
+        as in :func:`trace_line` (``max_events`` per segment, checked once all layers are done;
+        ``progress`` shows a bar over the layers).
 
     Returns
     -------
@@ -459,8 +460,8 @@ def trace_lines(
     d = _as_sample("directions", directions)
     if x0.shape != d.shape:
         raise ValueError(f"directions must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}")
-    if x0.dim() < 2:
-        raise ValueError(f"x0 must be a batch of samples (n_lines, *sample_shape), got shape {tuple(x0.shape)}")
+    if x0.dim() < 2 or x0.shape[0] == 0:
+        raise ValueError(f"x0 must be a non-empty batch of samples (n_lines, *sample_shape), got shape {tuple(x0.shape)}")
     _check_tolerances(merge_tol, jump_rtol, max_events)
     graph = compiled_graph(model)
     with _torch_threads(threads):
