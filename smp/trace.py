@@ -1,5 +1,14 @@
 """The exact kink tracer: every breakpoint of a piecewise-linear torch model along a line segment.
 
+Two engines compute the same :class:`Trace`.  :func:`trace_lines` (and its one-segment form
+:func:`trace_line`) is the layer-wise engine of :mod:`smp._trace_pieces`: the pieces of many
+segments go through each layer together (a ReLU splits every piece where one of its inputs changes
+sign, a max pooling where a window's argmax changes, affine layers map the pieces' end points), and
+models are read with ``torch.fx`` (:mod:`smp._trace_graph`), so residual networks are traced too.
+:func:`trace_line_walk` is the event walker described below, one forward pass per breakpoint, kept
+as the reference implementation the layer-wise engine is tested against.  Both share the
+tolerances and the merging rule below.
+
 Along the segment ``x(t) = x0 + t d``, ``t in [0, 1]``, a network built from affine layers
 (``Linear``, ``Conv2d``, ``AvgPool2d``, ``Flatten``, ``BatchNorm`` in eval mode) and piecewise-linear
 ones (``ReLU``, ``LeakyReLU``, ``MaxPool2d``) is piecewise affine in ``t``: inside an interval where
@@ -63,6 +72,8 @@ from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ip
 __all__ = [
     "Trace",
     "trace_line",
+    "trace_lines",
+    "trace_line_walk",
     "evaluate",
     "flatten_layers",
     "activation_patterns",
@@ -78,6 +89,9 @@ DEFAULT_MERGE_TOL = 1e-12
 #: output slope jumps smaller than this times the output's largest |slope| are rounding noise.
 DEFAULT_JUMP_RTOL = 1e-10
 
+#: leaf layers both engines trace; the layer-wise engine (:func:`trace_lines`) also reads any
+#: forward that ``torch.fx`` resolves into them, sums of tensors and ReLU/LeakyReLU/max-pool
+#: functions (residual networks)
 SUPPORTED_LAYERS = (
     nn.Linear,
     nn.Conv2d,
@@ -85,6 +99,7 @@ SUPPORTED_LAYERS = (
     nn.LeakyReLU,
     nn.MaxPool2d,
     nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
     nn.Flatten,
     nn.BatchNorm1d,
     nn.BatchNorm2d,
@@ -94,7 +109,7 @@ SUPPORTED_LAYERS = (
 
 
 class Trace(NamedTuple):
-    """Result of :func:`trace_line`.
+    """Result of :func:`trace_line` (one per segment from :func:`trace_lines`).
 
     Attributes
     ----------
@@ -117,8 +132,9 @@ class Trace(NamedTuple):
     slopes : ndarray, shape (n_events + 1, n_outputs)
         the outputs' slopes in every region.
     layer : ndarray of int, shape (n_events,)
-        index (in :func:`flatten_layers` order) of the piecewise-linear layer whose unit triggered
-        each breakpoint (the earliest of a merged group).
+        index (in :func:`flatten_layers` order; for other models, in the order of the
+        ``torch.fx`` graph's operations) of the piecewise-linear layer whose unit triggered each
+        breakpoint (the earliest of a merged group).
     """
 
     t: np.ndarray
@@ -329,7 +345,7 @@ def _build_ops(layers: list[nn.Module]) -> list[Callable]:
             ops.append(_conv_op(m))
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             ops.append(_batchnorm_op(m, i))
-        elif isinstance(m, (nn.AvgPool2d, nn.Flatten)):
+        elif isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)):
             ops.append(_linear_module_op(m, i))
         elif isinstance(m, (nn.Identity, nn.Dropout)):
             ops.append(_identity_op(m, i))
@@ -369,6 +385,95 @@ def _forward(ops: list[Callable], x: torch.Tensor, d: torch.Tensor, tau: float) 
     return X.reshape(2, -1), best, where
 
 
+def trace_lines(
+    model: nn.Module,
+    x0: Any,
+    directions: Any,
+    *,
+    merge_tol: float = DEFAULT_MERGE_TOL,
+    jump_rtol: float = DEFAULT_JUMP_RTOL,
+    max_events: int = 1_000_000,
+    threads: int | None = 1,
+    progress: bool = False,
+) -> list[Trace]:
+    """Every breakpoint of every output of ``model`` along many segments ``x0[i] + t*directions[i]``.
+
+    The layer-wise engine (:mod:`smp._trace_pieces`): the pieces of all segments go through each
+    layer together; a ReLU splits every piece where one of its inputs changes sign, a max pooling
+    where a window's argmax changes, and affine layers map the pieces' end points.  Same result,
+    tolerances and merging rule as the event walker :func:`trace_line_walk`.
+
+    Parameters
+    ----------
+    model : nn.Module
+        an ``nn.Sequential`` of the layers in :data:`SUPPORTED_LAYERS`, or any module that
+        ``torch.fx`` can trace into such layers, ReLU/LeakyReLU/max-pool functions and sums of
+        tensors (residual networks: a block's input added to its output, BatchNorm in eval mode,
+        strided 1x1 projection shortcuts).  Any float dtype: traced in float64 on a copy.
+    x0 : tensor or array, shape (n_lines, *sample_shape)
+        start points, a batch of input samples.
+    directions : tensor or array, shape (n_lines, *sample_shape)
+        segment ``i`` ends at ``x0[i] + directions[i]``.
+    merge_tol, jump_rtol, max_events, threads, progress
+        as in :func:`trace_line` (``max_events`` per segment, checked once all layers are done;
+        ``progress`` shows a bar over the layers).
+
+    Returns
+    -------
+    list of Trace
+        one per segment.
+
+    Raises
+    ------
+    TypeError
+        an unsupported layer or operation, or data-dependent control flow (named).
+    ValueError
+        shapes differ, non-finite input, bad tolerances, BatchNorm/Dropout in training mode.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from smp.trace import trace_lines
+    >>> net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+    >>> x0 = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    >>> traces = trace_lines(net, x0, -2 * x0)  # five segments through the origin
+    >>> len(traces), traces[0].n_regions == len(traces[0].t) + 1
+    (5, True)
+    """
+    from ._trace_graph import compiled_graph
+    from ._trace_pieces import trace_pieces
+
+    x0 = _as_sample("x0", x0)
+    d = _as_sample("directions", directions)
+    if x0.shape != d.shape:
+        raise ValueError(f"directions must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}")
+    if x0.dim() < 2 or x0.shape[0] == 0:
+        raise ValueError(f"x0 must be a non-empty batch of samples (n_lines, *sample_shape), got shape {tuple(x0.shape)}")
+    _check_tolerances(merge_tol, jump_rtol, max_events)
+    graph = compiled_graph(model)
+    with _torch_threads(threads):
+        lines = trace_pieces(graph, x0, d, merge_tol, jump_rtol, progress)
+    traces = []
+    for i, p in enumerate(lines):
+        if len(p.t) > max_events:
+            raise RuntimeError(f"trace: segment {i} has {len(p.t)} breakpoints, more than max_events={max_events}")
+        traces.append(
+            Trace(
+                t=p.t,
+                jumps=p.jumps,
+                smp=p.smp,
+                n_regions=len(p.t) + 1,
+                n_pieces=p.n_pieces,
+                knots=np.concatenate([[0.0], p.t, [1.0]]),
+                values=p.values,
+                slopes=p.slopes,
+                layer=p.layer,
+            )
+        )
+    return traces
+
+
 def trace_line(
     model: nn.Module,
     x0: Any,
@@ -382,7 +487,90 @@ def trace_line(
 ) -> Trace:
     """Every breakpoint of every output of ``model`` along ``x(t) = x0 + t*direction``, t in [0, 1].
 
-    Walks the line region by region (module docstring): at each breakpoint ``t_k`` the slope of
+    At each breakpoint ``t_k`` the slope of every output jumps by ``jumps[k]``; the exact SMP of
+    output ``j`` is ``sum_k |jumps[k, j]|``.  The one-segment form of :func:`trace_lines` (the
+    layer-wise engine); :func:`trace_line_walk` is the event walker of the module docstring, the
+    reference it is tested against.
+
+    Parameters
+    ----------
+    model : nn.Module
+        an ``nn.Sequential`` (nested ones allowed) of ``Linear``, ``Conv2d`` (any stride, padding,
+        dilation, groups), ``ReLU``, ``LeakyReLU``, ``MaxPool2d``, ``AvgPool2d``,
+        ``AdaptiveAvgPool2d``, ``Flatten``, ``BatchNorm1d/2d`` (eval mode), ``Identity``,
+        ``Dropout`` (eval mode); or one such layer; or a module ``torch.fx`` traces into them and
+        sums of tensors (residual networks).  Any float dtype: the tracer copies the model to
+        float64 and leaves it untouched.
+    x0 : tensor or array
+        the start point, shaped like ONE input sample without batch axis: ``(features,)`` for a
+        dense net, ``(C, H, W)`` for a CNN.
+    direction : tensor or array
+        ``d``, same shape as ``x0``; the segment ends at ``x0 + d`` (t is in units of the segment).
+    merge_tol : float
+        events closer than this in t are merged into one breakpoint (their jumps add).
+    jump_rtol : float
+        output jumps below ``jump_rtol * max_region |slope|`` of that output are set to 0.
+    max_events : int
+        limit on the number of breakpoints (``RuntimeError`` beyond it).
+    threads : int or None
+        torch intra-op threads (restored afterwards); ``None`` keeps the current setting.
+    progress : bool
+        show a tqdm bar over the layers.
+
+    Returns
+    -------
+    Trace
+        breakpoints, jumps, exact SMP, region counts, the exact output at the knots.
+
+    Raises
+    ------
+    TypeError
+        an unsupported layer (named), or non-numeric ``x0``/``direction``.
+    ValueError
+        shapes differ, non-finite input, bad tolerances, BatchNorm/Dropout in training mode.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from smp.trace import trace_line
+    >>> net = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1))
+    >>> _ = [p.data.fill_(1.0) for p in net.parameters()]  # y = 2 relu(x + 1) + 1
+    >>> tr = trace_line(net, np.array([-2.0]), np.array([2.0]))  # x from -2 to 0
+    >>> tr.t, tr.jumps  # the kink at x = -1, slope 0 -> 4 (dy/dt = 2 * dx/dt)
+    (array([0.5]), array([[4.]]))
+    """
+    x0 = _as_sample("x0", x0)
+    d = _as_sample("direction", direction)
+    if x0.shape != d.shape:
+        raise ValueError(f"direction must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}")
+    return trace_lines(
+        model,
+        x0[None],
+        d[None],
+        merge_tol=merge_tol,
+        jump_rtol=jump_rtol,
+        max_events=max_events,
+        threads=threads,
+        progress=progress,
+    )[0]
+
+
+def trace_line_walk(
+    model: nn.Module,
+    x0: Any,
+    direction: Any,
+    *,
+    merge_tol: float = DEFAULT_MERGE_TOL,
+    jump_rtol: float = DEFAULT_JUMP_RTOL,
+    max_events: int = 1_000_000,
+    threads: int | None = 1,
+    progress: bool = False,
+) -> Trace:
+    """Every breakpoint of every output of ``model`` along ``x(t) = x0 + t*direction``, t in [0, 1].
+
+    The event walker, one forward pass per breakpoint (module docstring), kept as the reference
+    implementation that :func:`trace_line` (the layer-wise engine) is tested against.  At each breakpoint ``t_k`` the slope of
     every output jumps by ``jumps[k]``; the exact SMP of output ``j`` is ``sum_k |jumps[k, j]|``.
 
     Parameters
@@ -429,6 +617,12 @@ def trace_line(
     d = _as_sample("direction", direction)
     if x0.shape != d.shape:
         raise ValueError(f"direction must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}")
+    _check_tolerances(merge_tol, jump_rtol, max_events)
+    with _torch_threads(threads):
+        return _walk(ops, x0, d, merge_tol, jump_rtol, max_events, progress)
+
+
+def _check_tolerances(merge_tol: float, jump_rtol: float, max_events: int) -> None:
     for name, val in (("merge_tol", merge_tol), ("jump_rtol", jump_rtol)):
         if not isinstance(val, numbers.Real) or not (0 <= val < 1e-3):
             raise ValueError(f"{name} must be a small non-negative number (< 1e-3), got {val!r}")
@@ -436,9 +630,6 @@ def trace_line(
         raise ValueError(f"merge_tol must be > 0 (it guarantees progress), got {merge_tol!r}")
     if not isinstance(max_events, numbers.Integral) or max_events < 0:
         raise ValueError(f"max_events must be a non-negative integer, got {max_events!r}")
-
-    with _torch_threads(threads):
-        return _walk(ops, x0, d, merge_tol, jump_rtol, max_events, progress)
 
 
 def _walk(ops: list[Callable], x0: torch.Tensor, d: torch.Tensor, merge_tol: float, jump_rtol: float, max_events: int, progress: bool) -> Trace:

@@ -1,0 +1,592 @@
+"""The layer-wise tracer: all pieces of all lines pushed through each layer at once.
+
+State.  The lines ``x_l(t) = x0_l + t d_l``, ``t in [0, 1]``, are cut into *pieces* by vertices,
+kept sorted by (line, t); every line starts with its two end points.  For each vertex the engine
+holds its line, its ``t``, the step that created it, and the values at that vertex of every tensor
+of the network that is still needed (the current layer's input, and e.g. a residual block's input
+until the block's sum).  Invariant: on every piece, every tensor computed so far is affine in ``t``
+(the pieces refine the linear regions of the layers passed so far).
+
+Per step (:mod:`smp._trace_graph` order):
+
+* affine steps (Linear, Conv2d, BatchNorm, pooling by average, Flatten, sums of tensors) run the
+  real torch operation on the values at all vertices at once: an affine map of affine functions is
+  affine, so the pieces need no change;
+* ReLU / LeakyReLU: its input is affine on each piece, so unit ``u`` changes sign inside the piece
+  ``(a, b)`` iff its values at the ends have strictly opposite signs, at the fraction
+  ``f = a_u / (a_u - b_u)`` of the piece (exact up to rounding: linear interpolation of an affine
+  function).  All crossings of all units of all pieces are found in one vectorised step and
+  inserted as new vertices whose values are the linear interpolation of every live tensor (exact
+  for the same reason), the crossing unit set to exactly 0.  Then the activation runs on all
+  vertices;
+* MaxPool2d (any kernel, stride, padding, dilation, ceil_mode): on a piece every window element is
+  affine, ``v + s f``; the argmax just after the piece's start is the argmax of
+  ``v + s * merge_tol / length`` (ties go to the larger slope), and the window's first switch is the
+  smallest ``(v_a - v_j) / (s_j - s_a)`` over elements climbing faster than the argmax ``a``.  Every
+  window's first switch in every piece is inserted at once; the pieces after a new vertex are
+  examined again, until no piece has a switch (at most ``k*k - 1`` rounds per window: the upper
+  envelope of ``k*k`` lines has at most that many breaks).  Then the real max pooling runs.
+
+New vertices are merged into their lines without a global re-sort: only the new crossings are
+sorted (by piece, then fraction), and every old vertex moves down by the number of vertices
+inserted before it (one cumulative sum), every new one to ``piece + rank + 1``.
+
+At the end, vertices closer than ``merge_tol`` (in t) to their predecessor on the same line are
+merged into it (the same rule as the event walker: events closer than ``merge_tol`` form one
+breakpoint whose slope jump is the sum of theirs).  The output slope of each region is the
+difference quotient of the output values at its ends when the region is longer than
+:data:`SLOPE_BY_DIFFERENCE`; shorter regions, where rounding of the values would dominate, get the
+slope of the region's own affine map: the network with the masks and argmaxes frozen at the
+region's midpoint, evaluated one unit of t apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ._trace_graph import Graph, Step
+
+#: regions at least this long (in t) get their slope as a difference quotient of the output values
+#: at their ends, whose rounding error is about ``1e-16 |y| / length``: measured at most 3e-11 of
+#: the slope scale on 784-256-256-256-1 MLPs (1e-11 on 784-64x3), below the jump tolerance
+#: ``DEFAULT_JUMP_RTOL = 1e-10``.  Shorter regions (about 1 % of them on those MLPs) get the slope
+#: of their own affine map (:func:`_frozen_slopes`).
+SLOPE_BY_DIFFERENCE = 1e-5
+
+
+class LinePieces(NamedTuple):
+    """Raw result for one line (arrays; :func:`smp.trace.trace_lines` wraps them in ``Trace``)."""
+
+    t: np.ndarray  # (n_events,)
+    values: np.ndarray  # (n_events + 2, n_outputs): outputs at 0, the events, 1
+    slopes: np.ndarray  # (n_events + 1, n_outputs)
+    jumps: np.ndarray  # (n_events, n_outputs), rounding noise set to 0
+    layer: np.ndarray  # (n_events,) step index that created each event
+    smp: np.ndarray  # (n_outputs,) sum of |jumps|
+    n_pieces: np.ndarray  # (n_outputs,) 1 + number of nonzero jumps
+
+
+class _State:
+    """Vertices of all lines, sorted by (line, t), and the live tensors at them."""
+
+    def __init__(self, x0: torch.Tensor, d: torch.Tensor):
+        n_lines = x0.shape[0]
+        self.t = torch.tensor([0.0, 1.0], dtype=torch.float64).repeat(n_lines)
+        self.line = torch.arange(n_lines).repeat_interleave(2)
+        self.src = torch.full((2 * n_lines,), -1, dtype=torch.int64)
+        ends = torch.stack([x0, x0 + d], dim=1)  # (L, 2, ...)
+        self.first_input = ends.reshape((2 * n_lines,) + x0.shape[1:])
+        self.env: dict[str, Any] = {}
+        self.vertexwise: set[str] = set()
+
+    def pieces(self) -> torch.Tensor:
+        """Boolean (V-1,): vertex i and i+1 are on the same line (a piece, not a gap between lines)."""
+        return self.line[1:] == self.line[:-1]
+
+    def insert(
+        self,
+        seg: torch.Tensor,
+        frac: torch.Tensor,
+        step: int,
+        live: list[str],
+        transform: dict | None = None,
+        rename: dict | None = None,
+    ) -> torch.Tensor:
+        """Insert vertices at fraction ``frac`` of the pieces ``seg`` (sorted by (seg, frac)).
+
+        Every live tensor gets the linear interpolation of its values at the piece's ends (exact:
+        the tensor is affine on the piece).  ``transform[name](old, new)`` may rewrite a tensor's
+        old and new rows before they are merged (in place, to save a pass), and the result is
+        stored under ``rename.get(name, name)``.  Returns the new vertices' positions.
+        """
+        V, K = self.t.shape[0], seg.shape[0]
+        counts = torch.bincount(seg, minlength=V)
+        before = (
+            torch.cumsum(counts, 0) - counts
+        )  # new vertices inserted before old vertex i
+        pos_old = torch.arange(V) + before
+        pos_new = seg + torch.arange(K) + 1
+
+        after = seg + 1
+
+        def merged(X: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+            out = X.new_empty((V + K,) + X.shape[1:])
+            out[pos_old] = X
+            out[pos_new] = new
+            return out
+
+        def lerp(X: torch.Tensor) -> torch.Tensor:
+            w = frac.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
+            return torch.lerp(X.index_select(0, seg), X.index_select(0, after), w)
+
+        self.t = merged(self.t, lerp(self.t))
+        self.line = merged(self.line, self.line[seg])
+        self.src = merged(self.src, torch.full((K,), step, dtype=torch.int64))
+        for name in live:
+            X = self.env[name]
+            new = lerp(X)
+            if transform and name in transform:
+                X, new = transform[name](X, new)
+            if rename and name in rename:
+                del self.env[name]
+                name = rename[name]
+            self.env[name] = merged(X, new)
+        return pos_new
+
+
+def _sorted_by_piece(seg: torch.Tensor, frac: torch.Tensor, *extra: torch.Tensor):
+    """Order crossings by piece, then by fraction within the piece (two stable sorts)."""
+    order = torch.sort(frac, stable=True).indices
+    order = order[torch.sort(seg[order], stable=True).indices]
+    return (seg[order], frac[order]) + tuple(e[order] for e in extra)
+
+
+def _evaluate(arg: Any, env: dict) -> Any:
+    if isinstance(arg, str) and arg in env:
+        return env[arg]
+    if isinstance(arg, (tuple, list)):
+        return type(arg)(_evaluate(a, env) for a in arg)
+    if isinstance(arg, dict):
+        return {k: _evaluate(v, env) for k, v in arg.items()}
+    return arg
+
+
+def _reads(arg: Any, names: set[str]) -> bool:
+    if isinstance(arg, str):
+        return arg in names
+    if isinstance(arg, (tuple, list)):
+        return any(_reads(a, names) for a in arg)
+    if isinstance(arg, dict):
+        return any(_reads(a, names) for a in arg.values())
+    return False
+
+
+def _live(graph: Graph, index: int, env: dict, vertexwise: set[str]) -> list[str]:
+    """Tensors read by step ``index`` or later (the ones new vertices need values for)."""
+    return [
+        n
+        for n, X in env.items()
+        if n in vertexwise
+        and isinstance(X, torch.Tensor)
+        and graph.last_use.get(n, -1) >= index
+    ]
+
+
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
+    name = step.args[0]
+    X = state.env[name]
+    V = X.shape[0]
+    flat = X.reshape(V, -1)
+    # strict sign change between the ends of a piece; a unit exactly 0 at an end has its kink (if
+    # any) at that vertex already, so zeros are filtered out below
+    negative = torch.signbit(flat)
+    seg, unit = torch.nonzero(negative[1:] != negative[:-1], as_tuple=True)
+    if seg.numel():
+        a, b = flat[seg, unit], flat[seg + 1, unit]
+        # strictly opposite signs (a zero end excluded), both ends on the same line
+        keep = (a * b < 0) & (state.line[seg] == state.line[seg + 1])
+        seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
+    # the input read by no later step: apply the activation in place, fused with the insertion
+    in_place = (
+        graph.last_use.get(name, -1) == index
+        and X.is_contiguous()
+        and not any(
+            _shares_memory(X, T)
+            for n, T in state.env.items()
+            if n != name and isinstance(T, torch.Tensor)
+        )
+    )
+    slope = step.negative_slope
+
+    def activate(T: torch.Tensor) -> torch.Tensor:
+        return T.clamp_(min=0.0) if slope == 0.0 else F.leaky_relu_(T, slope)
+
+    if seg.numel():
+        frac = a / (a - b)
+        seg, frac, unit = _sorted_by_piece(seg, frac, unit)
+        rows = torch.arange(seg.numel())
+
+        def at_kink(old: torch.Tensor, new: torch.Tensor):
+            new.reshape(new.shape[0], -1)[rows, unit] = (
+                0.0  # the crossing unit is exactly at its kink
+            )
+            return (activate(old), activate(new)) if in_place else (old, new)
+
+        state.insert(
+            seg,
+            frac,
+            index,
+            _live(graph, index, state.env, state.vertexwise),
+            {name: at_kink},
+        )
+    out = state.env.pop(name) if in_place else state.env[name]
+    if in_place and not seg.numel():
+        activate(out)
+    elif not in_place:
+        # functional, never the module: an nn.ReLU(inplace=True) would overwrite a live tensor
+        out = out.clamp(min=0.0) if slope == 0.0 else F.leaky_relu(out, slope)
+    state.env[step.name] = out
+
+
+class _Windows:
+    """The elements of every max-pool window as flat indices into the ``H*W`` plane (-1: padding)."""
+
+    def __init__(self, pool: dict):
+        self.pool = pool
+        self.cache: dict = {}
+
+    def indices(self, H: int, W: int) -> torch.Tensor:
+        """(n_windows, k*k) int64, windows in the pooling output's row-major order."""
+        if (H, W) not in self.cache:
+            p = self.pool
+            k, st, pd, dl = p["kernel_size"], p["stride"], p["padding"], p["dilation"]
+            Ho, Wo = F.max_pool2d(
+                torch.zeros(1, 1, H, W), k, st, pd, dl, p["ceil_mode"]
+            ).shape[-2:]
+            # the padded extent unfold needs for exactly Ho x Wo windows (ceil_mode adds some);
+            # a negative extra crops
+            extra_h = (Ho - 1) * st[0] + dl[0] * (k[0] - 1) + 1 - H - pd[0]
+            extra_w = (Wo - 1) * st[1] + dl[1] * (k[1] - 1) + 1 - W - pd[1]
+            plane = torch.arange(H * W, dtype=torch.float64).reshape(1, 1, H, W)
+            padded = F.pad(plane, (pd[1], extra_w, pd[0], extra_h), value=-1.0)
+            U = F.unfold(padded, k, dilation=dl, stride=st)[0]  # (k*k, Ho*Wo)
+            self.cache[(H, W)] = U.T.contiguous().to(torch.int64)
+        return self.cache[(H, W)]
+
+
+def _maxpool_step(
+    state: _State,
+    graph: Graph,
+    index: int,
+    step: Step,
+    merge_tol: float,
+    windows: _Windows,
+) -> None:
+    """Split every piece where a window's argmax changes, then pool.
+
+    The window's maximum is the upper envelope of its elements, affine on the piece: a convex
+    function, so an element that is maximal at both ends of the piece is maximal all along it.
+    Only windows whose argmax (torch's, at the vertices) differs between the ends of a piece are
+    examined.  For them the whole envelope is walked at once on the piece (the input is affine on
+    the original piece, so every new vertex is an interpolation of its ends): from the argmax just
+    after the current point (ties go to the larger slope), the next switch is the first element
+    climbing faster than the argmax to reach it; slopes increase along the envelope, so at most
+    ``k*k - 1`` switches per window.  All switches of all windows are inserted in one merge.
+    """
+    name = step.args[0]
+    X = state.env[name]
+    X4 = X if X.dim() == 4 else X.reshape(X.shape[0], -1, X.shape[-2], X.shape[-1])
+    V, C, H, W = X4.shape
+    pool = step.pool
+    pooled, arg = F.max_pool2d(
+        X4,
+        pool["kernel_size"],
+        pool["stride"],
+        pool["padding"],
+        pool["dilation"],
+        pool["ceil_mode"],
+        return_indices=True,
+    )
+    out_shape = X.shape[:-2] + pooled.shape[-2:]
+    arg = arg.reshape(V, -1)
+    # pieces on one line, longer than merge_tol (shorter ones are merged into a neighbour at the
+    # end), whose ends have different argmaxes in some window
+    todo = torch.nonzero(
+        state.pieces() & (state.t[1:] - state.t[:-1] > merge_tol), as_tuple=True
+    )[0]
+    piece, window = torch.nonzero(arg[todo] != arg[todo + 1], as_tuple=True)
+    dead = graph.last_use.get(name, -1) == index
+    if not piece.numel():
+        state.env[step.name] = pooled.reshape(out_shape)
+        return
+    seg = todo[piece]
+    elems = windows.indices(H, W)  # (P, K)
+    n_windows = elems.shape[0]
+    channel, p = window // n_windows, window % n_windows
+    e = elems[p]  # (M, K)
+    pad = e < 0
+    flat = X4.reshape(V, C, H * W)
+    rows, chans, cols = seg[:, None], channel[:, None], e.clamp(min=0)
+    v = flat[rows, chans, cols].masked_fill(
+        pad, -torch.inf
+    )  # values at the start of the piece
+    s = (flat[rows + 1, chans, cols] - flat[rows, chans, cols]).masked_fill(
+        pad, 0.0
+    )  # change over it
+    eps = merge_tol / (state.t[seg + 1] - state.t[seg])
+    where_now = torch.zeros_like(eps)
+    walking = torch.ones_like(eps, dtype=torch.bool)
+    found_seg, found_frac = [], []
+    for _ in range(e.shape[1]):
+        a = (v + s * (where_now + eps)[:, None]).argmax(
+            dim=1, keepdim=True
+        )  # argmax just after now
+        va, sa = v.gather(1, a), s.gather(1, a)
+        climbing = s > sa
+        tau = torch.where(
+            climbing, (va - v) / torch.where(climbing, s - sa, 1.0), torch.inf
+        ).amin(dim=1)
+        # a switch within merge_tol of the piece's end belongs to the end vertex; tau > now
+        # guards against rounding sending the walk back
+        walking = walking & (tau < 1 - eps) & (tau > where_now)
+        if not walking.any():
+            break
+        found_seg.append(seg[walking])
+        found_frac.append(tau[walking])
+        where_now = torch.where(walking, tau, where_now)
+    if not found_seg:
+        state.env[step.name] = pooled.reshape(out_shape)
+        return
+    seg, frac = _sorted_by_piece(torch.cat(found_seg), torch.cat(found_frac))
+    # overlapping windows share elements, so several windows can switch at the same point
+    fresh = torch.ones_like(seg, dtype=torch.bool)
+    fresh[1:] = (seg[1:] != seg[:-1]) | (frac[1:] != frac[:-1])
+    seg, frac = seg[fresh], frac[fresh]
+    live = _live(graph, index, state.env, state.vertexwise)
+    if dead:
+        # the input is read by no later step: merge the pooled values instead of the input
+
+        def pooled_rows(old: torch.Tensor, new: torch.Tensor):
+            new4 = new.reshape(new.shape[0], C, H, W)
+            out = F.max_pool2d(
+                new4,
+                pool["kernel_size"],
+                pool["stride"],
+                pool["padding"],
+                pool["dilation"],
+                pool["ceil_mode"],
+            )
+            return pooled.reshape(out_shape), out.reshape(
+                (new.shape[0],) + out_shape[1:]
+            )
+
+        state.insert(seg, frac, index, live, {name: pooled_rows}, {name: step.name})
+    else:
+        state.insert(seg, frac, index, live)
+        state.env[step.name] = step.fn(
+            *_evaluate(step.args, state.env), **_evaluate(step.kwargs, state.env)
+        )
+
+
+#: a convolution whose dense matrix has at most this many entries runs as one matrix product
+#: (8 MB in float64): on small feature maps a float64 matmul is far faster than torch's float64
+#: convolution (measured 5-10x on the chapter-8 CNN), on large ones the convolution wins.
+DENSE_CONV_ENTRIES = 2**20
+
+
+def _affine(step: Step, env: dict, cache: dict) -> Any:
+    """Run an affine step; small convolutions as a dense matrix product (built once per shape)."""
+    m = step.fn
+    if isinstance(m, torch.nn.Conv2d) and m.padding_mode == "zeros":
+        X = env[step.args[0]]
+        key = (step.name, tuple(X.shape[1:]))
+        if key not in cache:
+            cache[key] = None
+            n_in = X[0].numel()
+            out_shape = torch.nn.functional.conv2d(
+                X[:1], m.weight, None, m.stride, m.padding, m.dilation, m.groups
+            ).shape[1:]
+            if n_in * out_shape.numel() <= DENSE_CONV_ENTRIES:
+                # the matrix of the convolution without bias: its entries are the weights exactly
+                basis = torch.eye(n_in, dtype=X.dtype).reshape(
+                    (n_in,) + tuple(X.shape[1:])
+                )
+                M = F.conv2d(
+                    basis, m.weight, None, m.stride, m.padding, m.dilation, m.groups
+                ).reshape(n_in, -1)
+                bias = (
+                    torch.zeros(out_shape, dtype=X.dtype)
+                    if m.bias is None
+                    else m.bias.reshape(-1, 1, 1).expand(out_shape)
+                )
+                cache[key] = (M, bias.reshape(-1).contiguous(), out_shape)
+        if cache[key] is not None:
+            M, bias, out_shape = cache[key]
+            return torch.addmm(bias, X.reshape(X.shape[0], -1), M).reshape(
+                (X.shape[0],) + tuple(out_shape)
+            )
+    return m(*_evaluate(step.args, env), **_evaluate(step.kwargs, env))
+
+
+def _frozen_slopes(
+    graph: Graph, x: torch.Tensor, d: torch.Tensor, cache: dict
+) -> torch.Tensor:
+    """Output slopes along ``d`` of the linear regions containing the points ``x`` (batch).
+
+    The network with every ReLU mask and max-pool argmax frozen at ``x`` is the region's affine
+    map; it is evaluated at ``x`` and ``x + d`` and the outputs subtracted (a difference over a
+    unit step in t: rounding ~1e-16 of the outputs, however short the region).
+    """
+    n = x.shape[0]
+    env: dict[str, Any] = {graph.input: torch.cat([x, x + d])}
+    for step in graph.steps:
+        if step.kind == "relu":
+            X = env[step.args[0]]
+            active = X[:n] > 0
+            factor = (
+                active.to(X.dtype)
+                if step.negative_slope == 0.0
+                else torch.where(active, 1.0, step.negative_slope).to(X.dtype)
+            )
+            env[step.name] = X * torch.cat([factor, factor])
+        elif step.kind == "maxpool":
+            X = env[step.args[0]]
+            X4 = (
+                X
+                if X.dim() == 4
+                else X.reshape(X.shape[0], -1, X.shape[-2], X.shape[-1])
+            )
+            p = step.pool
+            pooled, arg = F.max_pool2d(
+                X4[:n],
+                p["kernel_size"],
+                p["stride"],
+                p["padding"],
+                p["dilation"],
+                p["ceil_mode"],
+                return_indices=True,
+            )
+            flat = X4.reshape(2 * n, X4.shape[1], -1)
+            idx = arg.reshape(n, X4.shape[1], -1)
+            out = flat.gather(2, torch.cat([idx, idx])).reshape(
+                (2 * n,) + pooled.shape[1:]
+            )
+            env[step.name] = out.reshape((2 * n,) + X.shape[1:-2] + pooled.shape[-2:])
+        else:
+            env[step.name] = _affine(step, env, cache)
+    Y = _evaluate(graph.output, env)
+    Y = Y.reshape(2 * n, -1)
+    return Y[n:] - Y[:n]
+
+
+def trace_pieces(
+    graph: Graph,
+    x0: torch.Tensor,
+    d: torch.Tensor,
+    merge_tol: float,
+    jump_rtol: float,
+    progress: bool = False,
+) -> list[LinePieces]:
+    """Every breakpoint of every line ``x0[l] + t d[l]`` through the compiled ``graph``.
+
+    ``x0``, ``d``: float64 tensors of shape ``(n_lines, *sample_shape)``.  Returns one
+    :class:`LinePieces` per line, with merged events, exact region slopes and their jumps (those
+    below ``jump_rtol`` times the line's largest slope magnitude of that output set to 0).
+    """
+    state = _State(x0, d)
+    state.env[graph.input] = state.first_input
+    windows: dict[int, _Windows] = {}
+    dense: dict = {}  # dense matrices of small convolutions
+    vertexwise = {
+        graph.input
+    }  # values with one row per vertex (not parameters, not shapes)
+    state.vertexwise = vertexwise
+    with torch.no_grad():
+        for index, step in enumerate(
+            tqdm(graph.steps, disable=not progress, desc="trace layers")
+        ):
+            if step.kind == "relu":
+                _relu_step(state, graph, index, step)
+            elif step.kind == "maxpool":
+                if index not in windows:
+                    windows[index] = _Windows(step.pool)
+                _maxpool_step(state, graph, index, step, merge_tol, windows[index])
+            else:
+                state.env[step.name] = _affine(step, state.env, dense)
+            if _reads(step.args, vertexwise) or _reads(step.kwargs, vertexwise):
+                vertexwise.add(step.name)
+            # free what no later step reads
+            for n in [
+                n
+                for n in state.env
+                if graph.last_use.get(n, -1) <= index and n != step.name
+            ]:
+                del state.env[n]
+        out = _evaluate(graph.output, state.env)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(
+            f"trace: the model must return one tensor, got {type(out).__name__}"
+        )
+    Y = out.reshape(out.shape[0], -1)
+    with torch.no_grad():
+        return _assemble(state, Y, graph, x0, d, merge_tol, jump_rtol, dense)
+
+
+def _assemble(
+    state: _State,
+    Y: torch.Tensor,
+    graph: Graph,
+    x0: torch.Tensor,
+    d: torch.Tensor,
+    merge_tol: float,
+    jump_rtol: float,
+    dense: dict,
+) -> list[LinePieces]:
+    t, line, src = state.t, state.line, state.src
+    V = t.shape[0]
+    first = torch.ones(V, dtype=torch.bool)
+    first[1:] = line[1:] != line[:-1]
+    last = torch.ones(V, dtype=torch.bool)
+    last[:-1] = line[1:] != line[:-1]
+    gap = torch.zeros(V, dtype=torch.float64)
+    gap[1:] = t[1:] - t[:-1]
+    # merge: a vertex within merge_tol of its predecessor joins it (the end point always stays)
+    keep = first | last | (gap > merge_tol)
+    kept = torch.nonzero(keep, as_tuple=True)[0]
+    # the slope of the region ending at a kept vertex is that of its last raw piece (the earlier,
+    # merged ones are shorter than merge_tol)
+    ends = kept[~first[kept]]
+    starts = ends - 1
+    length = t[ends] - t[starts]
+    slopes = (Y[ends] - Y[starts]) / length[:, None]
+    short = torch.nonzero(length < SLOPE_BY_DIFFERENCE, as_tuple=True)[0]
+    if short.numel():
+        mid = 0.5 * (t[starts[short]] + t[ends[short]])
+        ln = line[ends[short]]
+        shape = (-1,) + (1,) * (x0.dim() - 1)
+        x_mid = x0[ln] + mid.reshape(shape) * d[ln]
+        slopes[short] = _frozen_slopes(graph, x_mid, d[ln], dense)
+    kept_line = line[kept].numpy()
+    n_lines = x0.shape[0]
+    n_kept = np.bincount(kept_line, minlength=n_lines)
+    slopes_np = slopes.numpy()
+    # jumps of consecutive regions of the same line; rounding noise below jump_rtol times the
+    # line's largest |slope| of that output set to 0
+    region_line = line[ends].numpy()
+    jumps = slopes_np[1:] - slopes_np[:-1]
+    scale = np.zeros((n_lines, slopes_np.shape[1]))
+    np.maximum.at(scale, region_line, np.abs(slopes_np))
+    jumps[np.abs(jumps) <= jump_rtol * scale[region_line[1:]]] = 0.0
+    same_line = region_line[1:] == region_line[:-1]
+    jumps = jumps[same_line]
+    jump_line = region_line[1:][same_line]
+    # exact SMP and affine pieces of every output of every line, summed over its jumps
+    smp = np.zeros((n_lines, jumps.shape[1]))
+    np.add.at(smp, jump_line, np.abs(jumps))
+    n_pieces = np.ones((n_lines, jumps.shape[1]), dtype=np.int64)
+    np.add.at(n_pieces, jump_line, (jumps != 0).astype(np.int64))
+    # plain slices (np.split costs more than the rest of this function)
+    v_end = np.cumsum(n_kept)
+    v_start = v_end - n_kept
+    values, t_kept, src_kept = Y[kept].numpy(), t[kept].numpy(), src[kept].numpy()
+    return [
+        LinePieces(
+            t=t_kept[a + 1 : b - 1],
+            values=values[a:b],
+            slopes=slopes_np[a - i : b - i - 1],
+            jumps=jumps[a - 2 * i : b - 2 * i - 2],
+            layer=src_kept[a + 1 : b - 1],
+            smp=smp[i],
+            n_pieces=n_pieces[i],
+        )
+        for i, (a, b) in enumerate(zip(v_start.tolist(), v_end.tolist()))
+    ]
