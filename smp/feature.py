@@ -70,7 +70,12 @@ __all__ = [
     "roughness",
     "detection_limit",
     "Peaks",
+    "SMPWarning",
     "DenseKinksWarning",
+    "RoundingLimitWarning",
+    "DiscontinuityWarning",
+    "CloseKinksWarning",
+    "UnderSampledWarning",
     "DEFAULT_KAPPA",
     "DEFAULT_WINDOW",
     "DEFAULT_FLOOR_EPS",
@@ -78,20 +83,87 @@ __all__ = [
 
 DEFAULT_KAPPA = 10.0
 DEFAULT_WINDOW = 41
-DEFAULT_FLOOR_EPS = 64.0
+#: the floor is ``DEFAULT_FLOOR_EPS`` units in the last place (ulp, in the input's dtype) of the
+#: largest |y| under a block's stencils: values rounded to their dtype carry at most ulp/2 each,
+#: so ``D = y[n+1] - 2 y[n] + y[n-1]`` carries at most ``(1 + 2 + 1) * ulp/2 = 2 ulp`` (measured on
+#: uniform rounding errors: median 0.52 ulp, 99.9th percentile 1.82 ulp); 3 ulp is 1.5x that bound
+DEFAULT_FLOOR_EPS = 4.0
 #: a signal whose core peak samples exceed this fraction triggers :class:`DenseKinksWarning`;
 #: past it, kink samples start to fill the blocks' medians (half a block would blind them).
 DENSE_FRACTION = 0.25
 #: :func:`roughness` above this triggers :class:`DenseKinksWarning` (smooth signals measure <= 0.25
 #: down to 10 samples per length-scale; noise-dominated or densely kinked ones 1.2-1.8)
 ROUGHNESS_LIMIT = 0.5
-#: roughness ignores samples below this multiple of the floor, and signals with fewer such pairs
+#: :func:`roughness` above this (and up to ROUGHNESS_LIMIT) triggers :class:`UnderSampledWarning`
+UNDERSAMPLED_ROUGHNESS = 0.3
+#: roughness ignores samples below ROUGHNESS_FLOOR_FACTOR times ROUGHNESS_FLOOR_EPS/16 eps max|y|
+#: (the old global floor of 64 eps max|y|, kept so that the dense-kink flags do not move), and
+#: signals with fewer than ROUGHNESS_MIN_PAIRS such pairs
 ROUGHNESS_FLOOR_FACTOR = 16.0
+ROUGHNESS_FLOOR_EPS = 64.0
 ROUGHNESS_MIN_PAIRS = 8
+#: a block whose smooth level is at most this many ulp is pure rounding of exact values (expected
+#: 0.52 ulp for one block, a little more for the largest of three): its threshold is the floor
+PURE_ROUNDING_LEVEL = 1.0
+#: :class:`UnderSampledWarning` when core samples barely above a curvature-set threshold carry
+#: more than this share of SMP
+CURVATURE_SHARE_LIMIT = 0.05
+#: :class:`UnderSampledWarning` when the curvature-set detection limit exceeds this share of the
+#: slope's standard deviation (smooth Gaussian processes measure 2.0, 1.0, 0.58, 0.25, 0.10 at
+#: 20, 40, 80, 160, 320 samples per length-scale: the warning fires below about 80; a signal whose kinks are all below the limit
+#: shows no peaks at all, so only this bound can tell)
+UNDERSAMPLED_LIMIT_RATIO = 0.5
+#: a pure-rounding block has at most this many samples of |D| above 1.5 ulp (expected 0.8 of 41)
+PURE_ROUNDING_EXCESS = 4
+#: median |D| of values carrying independent uniform rounding errors of at most ulp/2 (measured)
+PURE_ROUNDING_MEDIAN = 0.52
+#: :class:`RoundingLimitWarning` also when the rms rounding noise over the peak samples is more than
+#: this share of SMP (each measured jump is then that uncertain)
+ROUNDING_ERROR_LIMIT = 0.01
+#: a block's threshold is "set by rounding" when it is pure rounding, or when D between peaks is
+#: jagged (roughness > ROUGHNESS_LIMIT: noise, not curvature) and kappa times its level is at most
+#: this many ulp: rounding accumulated through the computation that made the values
+ROUNDING_LEVEL_ULP = 1024.0
+#: core samples within this factor of a rounding-set threshold are "marginal" ...
+MARGINAL_FACTOR = 2.0
+#: ... and :class:`RoundingLimitWarning` is raised when they carry more than this share of SMP
+ROUNDING_SHARE_LIMIT = 0.05
+#: below this many samples of D a block median cannot stand for the smooth level (a kink's two
+#: samples would be most of it): the level is taken as 0 and UnderSampledWarning raised
+MIN_LEVEL_SAMPLES = 5
+#: peaks closer than this many samples on average trigger :class:`CloseKinksWarning`: kinks
+#: placed at random (N(0, 1) jumps) lose CLOSE_LOSS / spacing of SMP on average (measured: 10.6,
+#: 4.5, 2.4, 1.1, 0.66 % at 5, 10, 20, 40, 80 samples per kink), 1 % at 45
+CLOSE_SPACING = 45.0
+CLOSE_LOSS = 0.45
+#: a step's two samples cancel to within this share, and its neighbours are this small
+STEP_BALANCE = 0.25
 
 
-class DenseKinksWarning(UserWarning):
+class SMPWarning(UserWarning):
+    """The data cannot support an accurate SMP; the subclass says why and what to do."""
+
+
+class DenseKinksWarning(SMPWarning):
     """Kinks too dense for the grid, or noise: ``D`` between peaks is not smooth; SMP is underestimated."""
+
+
+class RoundingLimitWarning(SMPWarning):
+    """Kinks' peaks ``dt*|Ds|`` reach down to the rounding noise of ``D``: smaller ones are lost.
+
+    Sample more coarsely (a peak grows like ``dt``) or compute the signal in float64."""
+
+
+class DiscontinuityWarning(SMPWarning):
+    """A step in ``y`` (or two opposite kinks within two samples): its SMP grows like ``1/dt``."""
+
+
+class CloseKinksWarning(SMPWarning):
+    """Kinks closer than the grid separates: opposite ones within a grid step cancel; sample finer."""
+
+
+class UnderSampledWarning(SMPWarning):
+    """The smooth part changes within a few samples (or the signal is too short): sample finer."""
 
 
 class Peaks(NamedTuple):
@@ -135,7 +207,9 @@ def _as_float_array(y: Any, name: str = "y") -> tuple[np.ndarray, np.dtype, bool
             f"{name} must be a real numeric array (integer or float), got dtype {arr.dtype}"
         )
     source_dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
-    return arr.astype(np.float64, copy=False), source_dtype, is_torch
+    # float32 and float64 stay as they are (the detector converts a chunk at a time to float64)
+    keep = arr.dtype in (np.float32, np.float64)
+    return (arr if keep else arr.astype(np.float64)), source_dtype, is_torch
 
 
 def _check_dt(dt: Any) -> float:
@@ -176,55 +250,286 @@ def _prepare(y: Any, axis: int) -> tuple[np.ndarray, np.dtype, bool]:
 
 
 def second_difference(y: np.ndarray) -> np.ndarray:
-    """``D[n] = y[n+1] - 2 y[n] + y[n-1]`` along the last axis (length N-2)."""
+    """``D[n] = y[n+1] - 2 y[n] + y[n-1]`` along the last axis (length N-2), in float64.
+
+    Example
+    -------
+    >>> second_difference(np.array([0.0, 1.0, 2.0, 4.0]))
+    array([0., 1.])
+    """
+    y = np.asarray(y, dtype=np.float64)
     return (y[..., 2:] + y[..., :-2]) - 2.0 * y[..., 1:-1]
 
 
-def _blocks_of_abs(d: np.ndarray, window: int) -> np.ndarray:
-    """``|D|`` laid out as (..., n_blocks, window) blocks, padded so the last block holds the last
-    ``window`` samples (overlapping its neighbour); ``result.reshape(...)[..., :m]`` is ``|D|``."""
-    m = d.shape[-1]
-    n_blocks = max(-(-m // window), 1)
-    padded = np.empty(d.shape[:-1] + (n_blocks * window,))
-    np.abs(d, out=padded[..., :m])
-    pad = n_blocks * window - m
+#: rows of a batch are processed in chunks of about this many samples: the working set of one
+#: chunk stays in cache, and the extra memory is a few chunks, not a few copies of the batch
+_CHUNK_SAMPLES = 1 << 17
+
+
+def _n_blocks(m: int, window: int) -> int:
+    return max(-(-m // window), 1)
+
+
+def _pad_blocks(buf: np.ndarray, m: int, window: int) -> np.ndarray:
+    """Fill ``buf[..., m:]`` (the padding of the last block) and return the (..., blocks, window)
+    view: the last block holds the last ``window`` samples, overlapping its neighbour; fewer samples
+    than one block are repeated cyclically."""
+    total = buf.shape[-1]
+    pad = total - m
     if pad and m >= window:
-        padded[..., m:] = padded[..., m - window : m - window + pad]
-    elif pad:  # fewer samples than one block: repeat them cyclically
-        padded[..., m:] = np.take(padded[..., :m], np.arange(pad) % m, axis=-1)
-    return padded.reshape(d.shape[:-1] + (n_blocks, window))
+        buf[..., m:] = buf[..., m - window : m - window + pad]
+    elif pad:
+        buf[..., m:] = np.take(buf[..., :m], np.arange(pad) % m, axis=-1)
+    return buf.reshape(buf.shape[:-1] + (total // window, window))
 
 
-def _block_level(blocks: np.ndarray) -> np.ndarray:
-    """Per-block smooth level: max of the medians of the block and its two neighbours."""
-    window = blocks.shape[-1]
-    # partition, not sort: only the middle order statistic is needed (a copy: blocks stay intact)
-    med = np.partition(blocks, window // 2, axis=-1)[..., window // 2]
+def _block_level(abs_blocks: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """Per-block smooth level: max of the medians of ``|D|`` in the block and its two neighbours.
+
+    With ``overwrite`` the blocks are partially sorted in place (no copy)."""
+    window = abs_blocks.shape[-1]
+    if overwrite:
+        abs_blocks.partition(window // 2, axis=-1)
+        med = abs_blocks[..., window // 2].copy()
+    else:  # partition, not sort: only the middle order statistic is needed
+        med = np.partition(abs_blocks, window // 2, axis=-1)[..., window // 2]
     padded = np.concatenate([med[..., :1], med, med[..., -1:]], axis=-1)
     return np.maximum(np.maximum(padded[..., :-2], padded[..., 1:-1]), padded[..., 2:])
 
 
-def _floor(arr: np.ndarray, source_dtype: np.dtype, floor_eps: float) -> np.ndarray:
-    scale = np.maximum(arr.max(axis=-1, keepdims=True), -arr.min(axis=-1, keepdims=True))
-    return floor_eps * np.finfo(source_dtype).eps * scale
+def _local_scale(y: np.ndarray, window: int) -> np.ndarray:
+    """max |y| over the stencils of each block of ``D`` (block j: ``y[j*w : j*w + w + 2]``)."""
+    n = y.shape[-1]
+    m = n - 2
+    n_blocks = _n_blocks(m, window)
+    if m >= window:
+        full = (m // window) * window
+        centre = np.abs(y[..., 1 : 1 + full]).reshape(y.shape[:-1] + (m // window, window))
+        scale = centre.max(axis=-1)
+        if full < m:  # the last block holds the last `window` samples of D
+            tail = np.abs(y[..., 1 + m - window : 1 + m]).max(axis=-1, keepdims=True)
+            scale = np.concatenate([scale, tail], axis=-1)
+    else:
+        scale = np.abs(y[..., 1:-1]).max(axis=-1, keepdims=True)
+    # the stencils reach one sample beyond each block on either side
+    starts = np.arange(n_blocks) * window
+    left = np.abs(y[..., np.minimum(starts, n - 1)])
+    right = np.abs(y[..., np.minimum(starts + window + 1, n - 1)])
+    last_left = np.abs(y[..., max(m - window, 0)])[..., None]
+    left[..., -1:] = np.maximum(left[..., -1:], last_left)
+    return np.maximum(scale, np.maximum(left, right))
 
 
-def _core_and_peaks(
-    arr: np.ndarray, source_dtype: np.dtype, kappa: float, window: int, floor_eps: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return (D, |D|, core mask, widened peak mask, floor), along the last axis."""
-    d = second_difference(arr)
+def _add_split_kinks(
+    d: np.ndarray,
+    core: np.ndarray,
+    smooth_threshold: np.ndarray,
+    floor: np.ndarray,
+    floor_bound: np.ndarray,
+    window: int,
+) -> None:
+    """Where the rounding floor (not the smooth level) sets the threshold, also count a kink split
+    over two samples: both of one sign, each above the smooth threshold, their sum above the floor.
+
+    A kink puts ``dt*|Ds|`` into two adjacent samples in a proportion set by its position, so the
+    larger may be only half of it; rounding of values (at most ulp/2 each) bounds both a sample and
+    the sum of two adjacent ones by 2 ulp, so the floor holds for the pair as it does for a sample.
+    Updates ``core`` in place."""
+    rows = np.flatnonzero(floor_bound.any(axis=-1))
     m = d.shape[-1]
-    blocks = _blocks_of_abs(d, window)
-    floor = _floor(arr, source_dtype, floor_eps)
-    threshold = np.maximum(kappa * _block_level(blocks), floor)
-    # compare block by block: no per-sample threshold array is ever built
-    core = (blocks > threshold[..., None]).reshape(d.shape[:-1] + (-1,))[..., :m]
-    abs_d = blocks.reshape(d.shape[:-1] + (-1,))[..., :m]
-    peak = core.copy()
-    peak[..., 1:] |= core[..., :-1]
-    peak[..., :-1] |= core[..., 1:]
-    return d, abs_d, core, peak, floor
+    sub = d[rows]
+    per_sample = lambda a: np.repeat(a[rows], window, axis=-1)[:, :m]  # noqa: E731
+    smooth, fl = per_sample(smooth_threshold), per_sample(floor)
+    left, right = sub[:, :-1], sub[:, 1:]
+    pair = (
+        (left * right > 0)
+        & (np.abs(left + right) > np.maximum(fl[:, :-1], fl[:, 1:]))
+        & (np.abs(left) > smooth[:, :-1])
+        & (np.abs(right) > smooth[:, 1:])
+    )
+    if pair.any():
+        added = np.zeros_like(pair, shape=(rows.size, m))
+        added[:, :-1] |= pair
+        added[:, 1:] |= pair
+        core[rows] |= added
+
+
+def _count_steps(d: np.ndarray, core: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the number of step marks in ``D``, and of other adjacent opposite-sign core pairs
+    (two kinks of opposite sign sharing a sample of ``D``: partly cancelled).
+
+    Step marks: two adjacent core samples of opposite sign that
+    nearly cancel (``|D[n] + D[n+1]| <= STEP_BALANCE * max``) while their outer neighbours are
+    small (``<= STEP_BALANCE * min``).  A step S between samples puts exactly ``+S, -S`` there;
+    two kinks of opposite sign in one grid interval do the same (and cannot be told from it);
+    two kinks a couple of samples apart spread over four samples and do not match."""
+    steps = np.zeros(d.shape[0], dtype=np.int64)
+    close = np.zeros(d.shape[0], dtype=np.int64)
+    pairs = core[:, :-1] & core[:, 1:]
+    if not pairs.any():
+        return steps, close
+    r, c = np.nonzero(pairs)
+    a, b = d[r, c], d[r, c + 1]
+    small = STEP_BALANCE * np.minimum(np.abs(a), np.abs(b))
+    before = np.abs(d[r, np.maximum(c - 1, 0)]) * (c > 0)
+    after = np.abs(d[r, np.minimum(c + 2, d.shape[1] - 1)]) * (c + 2 < d.shape[1])
+    step = (
+        (a * b < 0)
+        & (np.abs(a + b) <= STEP_BALANCE * np.maximum(np.abs(a), np.abs(b)))
+        & (before <= small)
+        & (after <= small)
+    )
+    np.add.at(steps, r[step], 1)
+    np.add.at(close, r[(a * b < 0) & ~step], 1)
+    return steps, close
+
+
+class _Analysis(NamedTuple):
+    """Per-signal results of the detector (arrays over the batch), and optionally the masks."""
+
+    total: np.ndarray  # sum of |D| over peak samples
+    fraction: np.ndarray  # share of core samples
+    roughness: np.ndarray
+    limit: np.ndarray  # median over blocks of the threshold (units of D)
+    rounding_share: np.ndarray  # share of the peak mass in samples barely above a rounding floor
+    rounding_error: np.ndarray  # rms rounding noise over the peak samples / peak mass
+    curvature_share: np.ndarray  # share of the peak mass barely above a curvature-set threshold
+    limit_ratio: np.ndarray  # curvature-set detection limit / standard deviation of the slope
+    rounding_limit: np.ndarray  # median threshold over rounding-limited blocks (units of D), or 0
+    steps: np.ndarray  # step marks (balanced opposite-sign pairs): count per signal
+    close: np.ndarray  # other adjacent opposite-sign core pairs: count per signal
+    spacing: np.ndarray  # samples of D per peak
+    few_samples: bool
+    d: np.ndarray | None = None
+    core: np.ndarray | None = None
+    peak: np.ndarray | None = None
+    threshold: np.ndarray | None = None
+
+
+def _analyse_chunk(
+    y: np.ndarray, dtype: np.dtype, kappa: float, window: int, floor_eps: float, keep: bool
+) -> _Analysis:
+    """The detector on a 2-D chunk ``(rows, N)`` of signals (any float dtype), D in float64."""
+    rows, n = y.shape
+    m = n - 2
+    n_blocks = _n_blocks(m, window)
+    y64 = np.ascontiguousarray(y, dtype=np.float64)
+    # D straight into the padded block buffer (no separate D array)
+    d_buf = np.empty((rows, n_blocks * window))
+    d = d_buf[:, :m]
+    np.add(y64[:, 2:], y64[:, :-2], out=d)
+    np.subtract(d, y64[:, 1:-1], out=d)
+    np.subtract(d, y64[:, 1:-1], out=d)
+    d_blocks = _pad_blocks(d_buf, m, window)
+    abs_buf = np.abs(d_buf)
+    abs_blocks = abs_buf.reshape(d_blocks.shape)
+    few_samples = m < MIN_LEVEL_SAMPLES
+    if few_samples:  # too few samples for a median to stand for the smooth level
+        level = np.zeros((rows, n_blocks))
+    else:
+        level = _block_level(abs_blocks, overwrite=True)
+        np.abs(d_buf, out=abs_buf)  # restore |D| after the in-place partition
+    # the unit in the last place of the largest |y| under each block's stencils, in the input's
+    # dtype: values rounded to it carry at most ulp/2 each, and D at most 2 ulp
+    scale = np.maximum(np.abs(y64.max(axis=-1)), np.abs(y64.min(axis=-1)))
+    rounding = np.spacing(scale.astype(dtype)).astype(np.float64)[:, None]
+    rounding = np.broadcast_to(rounding, (rows, n_blocks))
+    smooth_threshold = kappa * level
+    threshold = np.maximum(smooth_threshold, floor_eps * rounding)
+    core_blocks = abs_blocks > threshold[..., None]
+    core = core_blocks.reshape(rows, -1)[:, :m]
+    floor_bound = floor_eps * rounding > smooth_threshold
+    if floor_bound.any():
+        _add_split_kinks(d, core, smooth_threshold, floor_eps * rounding, floor_bound, window)
+    peak_buf = np.zeros((rows, n_blocks * window), dtype=bool)
+    peak = peak_buf[:, :m]
+    peak |= core
+    peak[:, 1:] |= core[:, :-1]
+    peak[:, :-1] |= core[:, 1:]
+    fraction = core.mean(axis=-1)
+    steps, close = _count_steps(d, core)
+    n_peaks = peak[:, 0] + (peak[:, 1:] & ~peak[:, :-1]).sum(axis=-1)
+    with np.errstate(divide="ignore"):
+        spacing = np.where(n_peaks > 0, m / np.maximum(n_peaks, 1), np.inf)
+    # the threshold is set by the data's rounding where D between peaks is jagged (noise, not
+    # curvature: the curvature of a resolved smooth part changes little from sample to sample) and
+    # its level is within ROUNDING_LEVEL_EPS of eps * |y|
+    left, right = d_blocks[..., 0 : window - 1 : 4], d_blocks[..., 1:window:4]
+    calm = ~(core_blocks[..., 0 : window - 1 : 4] | core_blocks[..., 1:window:4])
+    jag = (np.abs(right - left) * calm).sum(axis=-1)
+    size = (np.abs(right) * calm).sum(axis=-1)
+    limited = (jag > ROUGHNESS_LIMIT * size) & (smooth_threshold <= ROUNDING_LEVEL_ULP * rounding)
+    # core samples barely above their threshold (within MARGINAL_FACTOR), found sparsely: a
+    # population of kinks reaching down to the limit continues below it, unseen
+    r_c, b_c, w_c = np.nonzero(core_blocks)
+    values = abs_blocks[r_c, b_c, w_c]
+    is_marginal = values <= MARGINAL_FACTOR * threshold[r_c, b_c]
+    on_rounding = limited[r_c, b_c]
+    marginal_mass = np.bincount(r_c, values * (is_marginal & on_rounding), minlength=rows)
+    curvature_mass = np.bincount(r_c, values * (is_marginal & ~on_rounding), minlength=rows)
+    if limited.any():
+        # rounding noise per sample of D: the block's level, at least that of pure rounding
+        noise = np.where(limited, np.maximum(level, PURE_ROUNDING_MEDIAN * rounding), 0.0)
+        n_peak = peak_buf.reshape(rows, n_blocks, window).sum(axis=-1)
+        noise_rms = np.sqrt((n_peak * noise**2).sum(axis=-1))
+        lim_thr = np.where(limited, threshold, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # rows without limited blocks: NaN
+            rounding_limit = np.nan_to_num(np.nanmedian(lim_thr, axis=-1), nan=0.0)
+    else:
+        noise_rms = np.zeros(rows)
+        rounding_limit = np.zeros(rows)
+    # the typical slope change between samples (every 4th first difference is enough for a scale)
+    slope_scale = np.std(y64[:, 1::4] - y64[:, 0:-1:4], axis=-1) if n > 4 else np.zeros(rows)
+    curvature_limit = np.median(np.where(limited, 0.0, threshold), axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        limit_ratio = np.where(slope_scale > 0, 2.0 * curvature_limit / slope_scale, 0.0)
+    eps = float(np.finfo(dtype).eps)
+    rough_floor = ROUGHNESS_FLOOR_EPS * eps * np.abs(y64).max(axis=-1, keepdims=True)
+    rough = roughness(d, peak, rough_floor)
+    np.multiply(abs_buf[:, :m], peak, out=abs_buf[:, :m])
+    total = abs_buf[:, :m].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, marginal_mass / total, 0.0)
+        noise_share = np.where(total > 0, noise_rms / total, 0.0)
+        curvature_share = np.where(total > 0, curvature_mass / total, 0.0)
+    limit = np.median(threshold, axis=-1)
+    if not keep:
+        return _Analysis(total, fraction, rough, limit, share, noise_share, curvature_share, limit_ratio,
+        rounding_limit, steps, close, spacing,
+        few_samples)
+    per_sample = np.repeat(threshold, window, axis=-1)[:, :m]
+    return _Analysis(
+        total, fraction, rough, limit, share, noise_share, curvature_share, limit_ratio,
+        rounding_limit, steps, close, spacing,
+        few_samples,
+        d.copy(), core, peak, per_sample,
+    )
+
+
+def _analyse(
+    arr: np.ndarray, source_dtype: np.dtype, kappa: float, window: int, floor_eps: float,
+    keep: bool = False,
+) -> _Analysis:
+    """Run the detector over a batch (signal axis last), chunk by chunk over the rows."""
+    batch_shape, n = arr.shape[:-1], arr.shape[-1]
+    rows = arr.reshape(-1, n)
+    step = max(1, _CHUNK_SAMPLES // n)
+    parts = [
+        _analyse_chunk(rows[i : i + step], source_dtype, kappa, window, floor_eps, keep)
+        for i in range(0, rows.shape[0], step)
+    ]
+    fields = []
+    for k, name in enumerate(_Analysis._fields):
+        values = [p[k] for p in parts]
+        if name == "few_samples":
+            fields.append(values[0])
+        elif values[0] is None:
+            fields.append(None)
+        else:
+            joined = np.concatenate(values, axis=0)
+            fields.append(joined.reshape(batch_shape + joined.shape[1:]))
+    return _Analysis(*fields)
 
 
 def roughness(d: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> np.ndarray:
@@ -233,11 +538,12 @@ def roughness(d: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> np.ndarray:
     Between peaks ``D ~ h**2 y''`` varies slowly, so the ratio is ``O(h |y'''| / |y''|)``: measured
     on Gaussian processes 0.001 with 2000 samples per length-scale, 0.06 with 40, 0.24 with 10 and
     0.45-0.64 with 4.  Noise or kinks too dense to be told apart make ``D`` jagged and the ratio
-    about 1.2-1.8.  Only samples above ``16 * floor`` count: the rounding noise of a signal computed
-    through a network (a float64 sum of many terms) can exceed the detector's floor, and between the
-    kinks of an exactly piecewise-linear signal ``D`` is nothing but that noise.  Signals with fewer
-    than 8 such pairs (exactly piecewise linear, constant) give 0.  Only every 4th pair ``(n, n+1)``
-    is used: a ratio of sums needs no more, at a quarter of the cost.
+    about 1.2-1.8.  Only samples above ``16 * floor`` count (``floor`` is
+    ``ROUGHNESS_FLOOR_EPS / 16 * eps * max|y|`` in :func:`smp`): the rounding noise of a signal
+    computed through a network (a float64 sum of many terms) can exceed the detector's floor, and
+    between the kinks of an exactly piecewise-linear signal ``D`` is nothing but that noise.
+    Signals with fewer than 8 such pairs (exactly piecewise linear, constant) give 0.  Only every
+    4th pair ``(n, n+1)`` is used: a ratio of sums needs no more, at a quarter of the cost.
     """
     left, right = d[..., :-1:4], d[..., 1::4]
     level = ROUGHNESS_FLOOR_FACTOR * floor
@@ -249,49 +555,169 @@ def roughness(d: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> np.ndarray:
 
 
 class Diagnosis(NamedTuple):
-    """Per-signal reliability of the SMP estimate (see :func:`diagnose`)."""
+    """Per-signal reliability of the SMP estimate (see :func:`diagnose`).
+
+    Attributes
+    ----------
+    peak_fraction : share of samples of ``D`` that are core peak samples.
+    roughness : :func:`roughness` of ``D`` between peaks.
+    unreliable : ``peak_fraction > DENSE_FRACTION`` or ``roughness > ROUGHNESS_LIMIT``: the
+        condition of :class:`DenseKinksWarning`.
+    detection_limit : smallest slope jump the detector sees (units of y per unit t, with ``dt``):
+        ``2 * median threshold / dt``.
+    rounding_limit : the same bound over the stretches where the data's rounding (not the smooth
+        curvature) sets the threshold; 0 where there are none.
+    rounding_share : share of SMP in peak samples within a factor ``MARGINAL_FACTOR`` of a rounding
+        threshold (:class:`RoundingLimitWarning` above ``ROUNDING_SHARE_LIMIT``): smaller kinks,
+        below the limit, are lost.
+    rounding_error : root-mean-square rounding noise summed over the peak samples, relative to SMP
+        (:class:`RoundingLimitWarning` above ``ROUNDING_ERROR_LIMIT``): the rounding error of SMP.
+    curvature_share : share of SMP in peak samples within a factor ``MARGINAL_FACTOR`` of a
+        threshold set by the smooth curvature (:class:`UnderSampledWarning` above
+        ``CURVATURE_SHARE_LIMIT``): kinks reach down to the curvature carpet, smaller ones are lost.
+    limit_ratio : the detection limit where curvature sets it, over the standard deviation of the
+        signal's slope (:class:`UnderSampledWarning` above ``UNDERSAMPLED_LIMIT_RATIO``): kinks
+        smaller than this share of the typical slope are invisible at this grid step.
+    steps : number of adjacent peak-sample pairs of opposite sign (:class:`DiscontinuityWarning`).
+    close_kinks : whether kinks are closer than the grid separates (:class:`CloseKinksWarning`):
+        two adjacent peak samples of opposite sign that are not a step mark, or peaks closer than
+        ``CLOSE_SPACING`` samples on average.
+    peak_spacing : samples of ``D`` per peak (inf without peaks).
+    undersampled : ``roughness > UNDERSAMPLED_ROUGHNESS`` or ``curvature_share >
+        CURVATURE_SHARE_LIMIT`` (and not :attr:`unreliable`), or fewer than
+        ``MIN_LEVEL_SAMPLES + 2`` samples (:class:`UnderSampledWarning`).
+    """
 
     peak_fraction: np.ndarray
     roughness: np.ndarray
     unreliable: np.ndarray
+    detection_limit: np.ndarray
+    rounding_limit: np.ndarray
+    rounding_share: np.ndarray
+    rounding_error: np.ndarray
+    curvature_share: np.ndarray
+    limit_ratio: np.ndarray
+    steps: np.ndarray
+    close_kinks: np.ndarray
+    peak_spacing: np.ndarray
+    undersampled: np.ndarray
 
 
-def _diagnosis(d: np.ndarray, core: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> Diagnosis:
-    fraction = core.mean(axis=-1)
-    rough = roughness(d, peak, floor)
-    return Diagnosis(fraction, rough, (fraction > DENSE_FRACTION) | (rough > ROUGHNESS_LIMIT))
+def _diagnosis(a: _Analysis, dt: float) -> Diagnosis:
+    dense = (a.fraction > DENSE_FRACTION) | (a.roughness > ROUGHNESS_LIMIT)
+    under = (
+        (a.roughness > UNDERSAMPLED_ROUGHNESS)
+        | (a.curvature_share > CURVATURE_SHARE_LIMIT)
+        | (a.limit_ratio > UNDERSAMPLED_LIMIT_RATIO)
+    ) & ~dense
+    if a.few_samples:
+        under = np.ones_like(dense)
+    return Diagnosis(
+        a.fraction, a.roughness, dense, 2.0 * a.limit / dt, 2.0 * a.rounding_limit / dt,
+        a.rounding_share, a.rounding_error, a.curvature_share, a.limit_ratio, a.steps, (a.close > 0) | (a.spacing < CLOSE_SPACING),
+        a.spacing, under,
+    )
 
 
-def _warn_if_unreliable(diagnosis: Diagnosis) -> None:
-    fraction, rough, unreliable = diagnosis
-    if np.any(unreliable):
+def _warn(diagnosis: Diagnosis, dtype: np.dtype) -> None:
+    """Raise the specific warning of every failure present in the batch."""
+    n = diagnosis.unreliable.size
+    dense = diagnosis.unreliable
+    if np.any(dense):
         warnings.warn(
-            f"kinks too dense for the grid, or noise: in {int(unreliable.sum())} of {unreliable.size} "
-            f"signal(s) the second difference between peaks is not smooth (roughness up to "
-            f"{float(rough.max()):.2f} > {ROUGHNESS_LIMIT}) or peaks cover more than {DENSE_FRACTION:.0%} "
-            f"of the samples (up to {float(fraction.max()):.0%}). Kinks below detection_limit(y, dt) are "
-            "missed and SMP is underestimated: sample the path more finely (kinks several samples "
-            "apart) or reduce the noise.",
+            f"kinks too dense for the grid, or noise: in {int(dense.sum())} of {n} signal(s) the "
+            "second difference between peaks is not smooth (roughness up to "
+            f"{float(diagnosis.roughness.max()):.2f} > {ROUGHNESS_LIMIT}) or peaks cover more than "
+            f"{DENSE_FRACTION:.0%} of the samples (up to {float(diagnosis.peak_fraction.max()):.0%})."
+            " Kinks below detection_limit(y, dt) are missed and SMP is underestimated: sample the "
+            "path more finely (kinks several samples apart) or reduce the noise.",
             DenseKinksWarning,
+            stacklevel=3,
+        )
+    rounding = (diagnosis.rounding_share > ROUNDING_SHARE_LIMIT) | (
+        diagnosis.rounding_error > ROUNDING_ERROR_LIMIT
+    )
+    if np.any(rounding):
+        limit = float(np.max(diagnosis.rounding_limit[rounding]))
+        warnings.warn(
+            f"the data's rounding ({np.dtype(dtype).name}) limits SMP: in {int(rounding.sum())} of "
+            f"{n} signal(s) up to {float(diagnosis.rounding_share.max()):.1%} of SMP sits in peaks "
+            "barely above the rounding noise of the second difference (smaller kinks are lost) "
+            f"and the rounding error of SMP is up to {float(diagnosis.rounding_error.max()):.1%}. "
+            f"Slope jumps below about {limit:.3g} (y per unit t, with the true dt) are not seen: "
+            "sample more coarsely (a kink's peak grows like dt, the rounding does not) or compute "
+            "y in float64.",
+            RoundingLimitWarning,
+            stacklevel=3,
+        )
+    steps = diagnosis.steps > 0
+    if np.any(steps):
+        warnings.warn(
+            f"a discontinuity, not a kink: in {int(steps.sum())} of {n} signal(s) two adjacent "
+            "samples of the second difference stand out with opposite signs, the mark of a step in "
+            "y (or of two kinks of opposite sign less than two samples apart). A step adds "
+            "2 |step| / dt to SMP, which grows as the grid is refined: remove the step, or sample "
+            "more finely to tell the two apart.",
+            DiscontinuityWarning,
+            stacklevel=3,
+        )
+    close = diagnosis.close_kinks & ~dense
+    if np.any(close):
+        spacing = float(np.min(diagnosis.peak_spacing[close]))
+        warnings.warn(
+            f"kinks closer than the grid separates: in {int(close.sum())} of {n} signal(s) peaks "
+            f"come every {spacing:.0f} samples (or two of opposite sign share a sample of the "
+            "second difference). Kinks placed independently fall within one grid step of each "
+            "other often enough that opposite ones cancel: measured on random kinks, SMP is "
+            f"about {CLOSE_LOSS:.2f} / spacing short on average ({CLOSE_LOSS / spacing:.1%} here) "
+            "and up to 10 % for some signals even at 80 samples per kink. Sample more finely.",
+            CloseKinksWarning,
+            stacklevel=3,
+        )
+    under = diagnosis.undersampled
+    if np.any(under):
+        warnings.warn(
+            f"the smooth part is under-sampled: in {int(under.sum())} of {n} signal(s) the second "
+            "difference between peaks changes from sample to sample (roughness up to "
+            f"{float(diagnosis.roughness.max()):.2f} > {UNDERSAMPLED_ROUGHNESS}; fewer than about "
+            "8 samples per length-scale of the signal), or the signal has fewer than "
+            f"{MIN_LEVEL_SAMPLES + 2} samples, so curvature and kinks are not told apart and SMP "
+            "may be off by 10 % or more: sample the path more finely.",
+            UnderSampledWarning,
             stacklevel=3,
         )
 
 
 def diagnose(
     y: Any,
+    dt: float = 1.0,
     *,
     axis: int = -1,
     kappa: float = DEFAULT_KAPPA,
     window: int = DEFAULT_WINDOW,
     floor_eps: float = DEFAULT_FLOOR_EPS,
 ) -> Diagnosis:
-    """Why :func:`smp` would warn, per signal: the fraction of core peak samples, the
-    :func:`roughness` of ``D`` between peaks, and whether either passes its limit
-    (``DENSE_FRACTION = 0.25``, ``ROUGHNESS_LIMIT = 0.5``)."""
+    """Why :func:`smp` would warn, per signal, and the smallest slope jump it can see.
+
+    Returns a :class:`Diagnosis`: the fraction of core peak samples, the :func:`roughness` of ``D``
+    between peaks, whether either passes its limit (``DENSE_FRACTION = 0.25``,
+    ``ROUGHNESS_LIMIT = 0.5``), the detection limit (slope units with the true ``dt``), the limit
+    set by the data's rounding, the share of SMP barely above it, the count of step-like
+    opposite-sign pairs, and whether the smooth part is under-sampled.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> t = np.linspace(0.0, 1.0, 4001)
+    >>> y = (1000.0 + np.abs(t - 0.3)).astype(np.float32)  # one kink, slope jump 2
+    >>> report = diagnose(y, dt=t[1])
+    >>> bool(report.detection_limit < 2.0), int(report.steps)
+    (True, 0)
+    """
+    dt = _check_dt(dt)
     _check_options(kappa, window, floor_eps)
     arr, source_dtype, _ = _prepare(y, axis)
-    d, _, core, peak, floor = _core_and_peaks(arr, source_dtype, kappa, window, floor_eps)
-    return _diagnosis(d, core, peak, floor)
+    return _diagnosis(_analyse(arr, source_dtype, kappa, window, floor_eps), dt)
 
 
 def peak_mask(
@@ -308,7 +734,7 @@ def peak_mask(
     """
     _check_options(kappa, window, floor_eps)
     arr, source_dtype, _ = _prepare(y, axis)
-    return _core_and_peaks(arr, source_dtype, kappa, window, floor_eps)[3]
+    return _analyse(arr, source_dtype, kappa, window, floor_eps, keep=True).peak
 
 
 def smp(
@@ -324,13 +750,15 @@ def smp(
     """Sum of the magnitude of peaks of the second difference of every signal in ``y``.
 
     ``SMP(y) = (1/dt) * sum over peak samples n of |y[n+1] - 2 y[n] + y[n-1]|``, where peak samples
-    are those standing ``kappa`` times above the local median level (see the module docstring).
+    are those standing ``kappa`` times above the local median level and above the local rounding
+    floor ``floor_eps * eps * max|y|`` (see the module docstring).
 
     Parameters
     ----------
     y : array_like or torch.Tensor
         signals sampled on a uniform grid along ``axis``; any other axes are a batch.  Integers and
-        floats; computed in float64 whatever the input dtype (the floor uses the input's eps).
+        floats; ``D`` is computed in float64 whatever the input dtype (the floor uses the input's
+        eps).
     dt : float
         grid step in units of t.  With the true step, SMP is the total absolute slope jump in
         units of y per unit t; with ``dt=1`` it is the raw sum of the peaks of ``D``.
@@ -338,7 +766,8 @@ def smp(
         the sample axis.
     kappa, window, floor_eps : detector options, see the module docstring.
     warn : bool
-        raise :class:`DenseKinksWarning` when kinks are too dense for the grid.
+        raise the :class:`SMPWarning` subclass of each failure found (dense kinks or noise,
+        rounding, a step, an under-sampled smooth part).
 
     Returns
     -------
@@ -352,14 +781,22 @@ def smp(
         ``y`` is not real numeric; ``dt`` is not a number.
     ValueError
         NaN or inf in ``y``, fewer than 3 samples, ``dt <= 0``, bad detector options.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> t = np.linspace(0.0, 1.0, 4001)
+    >>> y = 1000.0 + np.abs(t - 0.3)  # one kink of slope jump 2, on an offset
+    >>> round(float(smp(y, dt=t[1])), 6)
+    2.0
     """
     dt = _check_dt(dt)
     _check_options(kappa, window, floor_eps)
     arr, source_dtype, is_torch = _prepare(y, axis)
-    d, abs_d, core, peak, floor = _core_and_peaks(arr, source_dtype, kappa, window, floor_eps)
+    analysis = _analyse(arr, source_dtype, kappa, window, floor_eps)
     if warn:
-        _warn_if_unreliable(_diagnosis(d, core, peak, floor))
-    total = np.einsum("...i,...i->...", abs_d, peak.astype(np.float64)) / dt
+        _warn(_diagnosis(analysis, dt), source_dtype)
+    total = analysis.total / dt
     out_dtype = source_dtype
     if is_torch:
         return torch.from_numpy(np.ascontiguousarray(total)).to(
@@ -392,9 +829,11 @@ def peaks(
     arr, source_dtype, _ = _prepare(y, -1)
     if arr.ndim != 1:
         raise ValueError(f"peaks takes one 1-D signal, got y with shape {arr.shape}; use smp() for batches")
-    d, abs_d, core, peak, floor = _core_and_peaks(arr, source_dtype, kappa, window, floor_eps)
+    analysis = _analyse(arr, source_dtype, kappa, window, floor_eps, keep=True)
     if warn:
-        _warn_if_unreliable(_diagnosis(d, core, peak, floor))
+        _warn(_diagnosis(analysis, dt), source_dtype)
+    d, peak = analysis.d, analysis.peak
+    abs_d = np.abs(d)
     edges = np.diff(np.concatenate([[0], peak.astype(np.int8), [0]]))
     starts = np.flatnonzero(edges == 1)
     stops = np.flatnonzero(edges == -1)
@@ -420,17 +859,14 @@ def threshold(
     window: int = DEFAULT_WINDOW,
     floor_eps: float = DEFAULT_FLOOR_EPS,
 ) -> np.ndarray:
-    """Per-sample detection threshold ``max(kappa * level[n], floor)`` on ``|D[n]|`` (for figures).
+    """Per-sample detection threshold ``max(kappa * level[n], floor[n])`` on ``|D[n]|`` (for figures).
 
     Same layout as :func:`peak_mask`: length N-2 along the last axis, entry k for ``D`` centred on
     sample k+1.  Core peak samples are those where ``|D|`` exceeds it.
     """
     _check_options(kappa, window, floor_eps)
     arr, source_dtype, _ = _prepare(y, axis)
-    m = arr.shape[-1] - 2
-    blocks = _blocks_of_abs(second_difference(arr), window)
-    block_threshold = np.maximum(kappa * _block_level(blocks), _floor(arr, source_dtype, floor_eps))
-    return np.repeat(block_threshold, blocks.shape[-1], axis=-1)[..., :m]
+    return _analyse(arr, source_dtype, kappa, window, floor_eps, keep=True).threshold
 
 
 def detection_limit(
@@ -446,12 +882,7 @@ def detection_limit(
 
     A kink of slope jump ``Ds`` puts ``dt*|Ds|`` into (at most) two samples of ``D``; its larger
     sample is at least ``dt*|Ds|/2`` and must exceed ``max(kappa*level, floor)``.  The bound
-    ``2 * median over blocks of max(kappa*level, floor) / dt`` (units of y per unit t) rises with noise and
-    with curvature at coarse resolution.
+    ``2 * median over blocks of max(kappa*level, floor) / dt`` (units of y per unit t) rises with
+    noise, with the data's rounding and with curvature at coarse resolution.
     """
-    dt = _check_dt(dt)
-    _check_options(kappa, window, floor_eps)
-    arr, source_dtype, _ = _prepare(y, axis)
-    blocks = _blocks_of_abs(second_difference(arr), window)
-    threshold = np.maximum(kappa * _block_level(blocks), _floor(arr, source_dtype, floor_eps))
-    return 2.0 * np.median(threshold, axis=-1) / dt
+    return diagnose(y, dt, axis=axis, kappa=kappa, window=window, floor_eps=floor_eps).detection_limit
