@@ -29,21 +29,42 @@ The detector (all options are keyword arguments of :func:`smp` and :func:`peaks`
     of three neighbouring block medians keeps the active side's level at the edge of a zero stretch.
     Chapter 2 sweeps it: blocks of 11 or fewer samples lose kinks that crowd by chance (a kink every
     12 samples on average), blocks of 81 or more stop following a ReLU output's zero stretches.
-``floor_eps`` (default 64)
-    core samples must also exceed ``floor_eps * eps * max|y|`` (``eps`` of the input's dtype): the
-    rounding noise of ``D`` is a few ``eps * |y|``, and an exactly piecewise-linear signal has a
-    smooth level of pure rounding noise.
+``floor_eps`` (default 4)
+    core samples must also exceed ``floor_eps`` units in the last place (ulp, in the input's dtype)
+    of the signal's largest ``|y|``.  Values rounded to their dtype carry at most ulp/2 each, so
+    ``D`` carries at most ``(1 + 2 + 1) ulp/2 = 2 ulp`` of rounding; 4 ulp leaves room for values
+    computed with a few roundings more.  ``D`` itself is computed in float64 whatever the input's
+    dtype, so float32 data lose nothing beyond their own rounding.  Where this floor (not the
+    smooth level) sets the threshold, a kink split over two samples of one sign is counted when
+    their sum clears the floor (the larger half of a kink can be only half of ``dt*|Ds|``).
 
 Each core sample is widened by one sample on both sides, because a kink close to a grid point puts
 almost all of its jump in one sample and a tiny remainder in its neighbour, which may fall below the
 threshold.  The widening adds at most ``2 dt**2 |y''|`` of smooth curvature per kink, a relative
 error ``O(dt |y''| / |Ds|)`` that vanishes with resolution.
 
-Limits: kinks closer than about 4 samples on average fill the blocks' medians and are no longer
-told from the smooth part; a :class:`DenseKinksWarning` is raised when more than a quarter of a
-signal's samples are core peak samples, or when ``D`` between peaks is jagged (:func:`roughness`
-above 0.5: dense kinks, or noise); a slope jump smaller than
-``kappa * level / dt`` is invisible (:func:`detection_limit` returns that bound per signal).
+Limits, each with its own warning (subclasses of :class:`SMPWarning`; :func:`diagnose` gives the
+numbers behind them per signal, and the smallest slope jump the detector sees):
+
+- :class:`DenseKinksWarning`: kinks closer than about 4 samples on average fill the blocks'
+  medians; raised when more than a quarter of a signal's samples are core peak samples, or when
+  ``D`` between peaks is jagged (:func:`roughness` above 0.5: dense kinks, or noise).  Sample
+  finer, or reduce the noise.
+- :class:`CloseKinksWarning`: kinks placed independently fall within one grid step of each other
+  and opposite ones cancel; raised when two adjacent peak samples have opposite signs, or peaks
+  come every ``CLOSE_SPACING`` (45) samples or closer.  Sample finer.
+- :class:`RoundingLimitWarning`: the kinks' peaks reach down to the rounding noise of ``D``
+  (float32 data sampled finely, or carrying a large offset): smaller kinks are lost, and each
+  measured jump carries about ``ulp / (dt |Ds|)`` of rounding.  Sample more coarsely, or compute
+  in float64.
+- :class:`UnderSampledWarning`: the smooth part's curvature hides slope jumps smaller than half
+  the slope's standard deviation, or ``D`` between peaks changes from sample to sample, or the
+  signal is shorter than 7 samples.  Sample finer.
+- :class:`DiscontinuityWarning`: a step in ``y`` puts ``+S, -S`` into two adjacent samples of
+  ``D`` and adds ``2|S|/dt``, which grows as the grid is refined; SMP measures kinks, not steps.
+
+A slope jump smaller than ``2 * max(kappa * level, floor) / dt`` is invisible
+(:func:`detection_limit` returns that bound per signal).
 """
 
 from __future__ import annotations
@@ -297,29 +318,6 @@ def _block_level(abs_blocks: np.ndarray, overwrite: bool = False) -> np.ndarray:
     return np.maximum(np.maximum(padded[..., :-2], padded[..., 1:-1]), padded[..., 2:])
 
 
-def _local_scale(y: np.ndarray, window: int) -> np.ndarray:
-    """max |y| over the stencils of each block of ``D`` (block j: ``y[j*w : j*w + w + 2]``)."""
-    n = y.shape[-1]
-    m = n - 2
-    n_blocks = _n_blocks(m, window)
-    if m >= window:
-        full = (m // window) * window
-        centre = np.abs(y[..., 1 : 1 + full]).reshape(y.shape[:-1] + (m // window, window))
-        scale = centre.max(axis=-1)
-        if full < m:  # the last block holds the last `window` samples of D
-            tail = np.abs(y[..., 1 + m - window : 1 + m]).max(axis=-1, keepdims=True)
-            scale = np.concatenate([scale, tail], axis=-1)
-    else:
-        scale = np.abs(y[..., 1:-1]).max(axis=-1, keepdims=True)
-    # the stencils reach one sample beyond each block on either side
-    starts = np.arange(n_blocks) * window
-    left = np.abs(y[..., np.minimum(starts, n - 1)])
-    right = np.abs(y[..., np.minimum(starts + window + 1, n - 1)])
-    last_left = np.abs(y[..., max(m - window, 0)])[..., None]
-    left[..., -1:] = np.maximum(left[..., -1:], last_left)
-    return np.maximum(scale, np.maximum(left, right))
-
-
 def _add_split_kinks(
     d: np.ndarray,
     core: np.ndarray,
@@ -354,33 +352,40 @@ def _add_split_kinks(
         core[rows] |= added
 
 
-def _count_steps(d: np.ndarray, core: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _count_steps(
+    d: np.ndarray, core: np.ndarray, r_c: np.ndarray, c_c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the number of step marks in ``D``, and of other adjacent opposite-sign core pairs
     (two kinks of opposite sign sharing a sample of ``D``: partly cancelled).
 
-    Step marks: two adjacent core samples of opposite sign that
-    nearly cancel (``|D[n] + D[n+1]| <= STEP_BALANCE * max``) while their outer neighbours are
-    small (``<= STEP_BALANCE * min``).  A step S between samples puts exactly ``+S, -S`` there;
-    two kinks of opposite sign in one grid interval do the same (and cannot be told from it);
-    two kinks a couple of samples apart spread over four samples and do not match."""
-    steps = np.zeros(d.shape[0], dtype=np.int64)
-    close = np.zeros(d.shape[0], dtype=np.int64)
-    pairs = core[:, :-1] & core[:, 1:]
-    if not pairs.any():
+    Step marks: two adjacent core samples of opposite sign that nearly cancel
+    (``|D[n] + D[n+1]| <= STEP_BALANCE * max``) while their outer neighbours are small
+    (``<= STEP_BALANCE * min``).  A step S between samples puts exactly ``+S, -S`` there; two
+    kinks of opposite sign in one grid interval do the same (and cannot be told from it); two kinks
+    a couple of samples apart spread over four samples and do not match.  ``r_c, c_c`` are the
+    rows and columns of the core samples."""
+    rows, m = d.shape
+    steps = np.zeros(rows, dtype=np.int64)
+    close = np.zeros(rows, dtype=np.int64)
+    has_next = c_c + 1 < m
+    r, c = r_c[has_next], c_c[has_next]
+    pair = core[r, c + 1]
+    r, c = r[pair], c[pair]
+    if r.size == 0:
         return steps, close
-    r, c = np.nonzero(pairs)
     a, b = d[r, c], d[r, c + 1]
     small = STEP_BALANCE * np.minimum(np.abs(a), np.abs(b))
     before = np.abs(d[r, np.maximum(c - 1, 0)]) * (c > 0)
-    after = np.abs(d[r, np.minimum(c + 2, d.shape[1] - 1)]) * (c + 2 < d.shape[1])
+    after = np.abs(d[r, np.minimum(c + 2, m - 1)]) * (c + 2 < m)
+    opposite = a * b < 0
     step = (
-        (a * b < 0)
+        opposite
         & (np.abs(a + b) <= STEP_BALANCE * np.maximum(np.abs(a), np.abs(b)))
         & (before <= small)
         & (after <= small)
     )
     np.add.at(steps, r[step], 1)
-    np.add.at(close, r[(a * b < 0) & ~step], 1)
+    np.add.at(close, r[opposite & ~step], 1)
     return steps, close
 
 
@@ -406,63 +411,121 @@ class _Analysis(NamedTuple):
     threshold: np.ndarray | None = None
 
 
+class _Chunk(NamedTuple):
+    """What one chunk of rows hands back: per-row sums, per-block thresholds, optional masks."""
+
+    total: np.ndarray
+    fraction: np.ndarray
+    roughness: np.ndarray
+    marginal_mass: np.ndarray
+    curvature_mass: np.ndarray
+    noise_rms: np.ndarray
+    slope_scale: np.ndarray
+    steps: np.ndarray
+    close: np.ndarray
+    n_peaks: np.ndarray
+    threshold: np.ndarray  # (rows, blocks)
+    limited: np.ndarray  # (rows, blocks)
+    d: np.ndarray | None
+    core: np.ndarray | None
+    peak: np.ndarray | None
+
+
+def _buffers(rows: int, n: int, window: int) -> dict[str, np.ndarray]:
+    """Work arrays for chunks of ``rows`` signals, allocated once and reused: fresh memory for every
+    chunk costs more (page faults) than the arithmetic."""
+    width = _n_blocks(n - 2, window) * window
+    return {
+        "y": np.empty((rows, n)),
+        "first": np.empty((rows, n - 1)),
+        "d": np.empty((rows, width)),
+        "abs": np.empty((rows, width)),
+        "core": np.empty((rows, width), dtype=bool),
+        "peak": np.empty((rows, width), dtype=bool),
+    }
+
+
 def _analyse_chunk(
-    y: np.ndarray, dtype: np.dtype, kappa: float, window: int, floor_eps: float, keep: bool
-) -> _Analysis:
+    y: np.ndarray,
+    dtype: np.dtype,
+    kappa: float,
+    window: int,
+    floor_eps: float,
+    keep: bool,
+    buffers: dict[str, np.ndarray],
+) -> _Chunk:
     """The detector on a 2-D chunk ``(rows, N)`` of signals (any float dtype), D in float64."""
     rows, n = y.shape
     m = n - 2
     n_blocks = _n_blocks(m, window)
-    y64 = np.ascontiguousarray(y, dtype=np.float64)
-    # D straight into the padded block buffer (no separate D array)
-    d_buf = np.empty((rows, n_blocks * window))
+    if y.dtype != np.float64:  # one cast into a reused buffer: mixed-type arithmetic is slower
+        y = np.copyto(buffers["y"][:rows], y) or buffers["y"][:rows]
+    first = buffers["first"][:rows]
+    np.subtract(y[:, 1:], y[:, :-1], out=first)
+    # D as the difference of first differences, straight into the padded block buffer
+    d_buf = buffers["d"][:rows]
     d = d_buf[:, :m]
-    np.add(y64[:, 2:], y64[:, :-2], out=d)
-    np.subtract(d, y64[:, 1:-1], out=d)
-    np.subtract(d, y64[:, 1:-1], out=d)
+    np.subtract(first[:, 1:], first[:, :-1], out=d)
     d_blocks = _pad_blocks(d_buf, m, window)
-    abs_buf = np.abs(d_buf)
+    abs_buf = np.abs(d_buf, out=buffers["abs"][:rows])
     abs_blocks = abs_buf.reshape(d_blocks.shape)
-    few_samples = m < MIN_LEVEL_SAMPLES
-    if few_samples:  # too few samples for a median to stand for the smooth level
+    if m < MIN_LEVEL_SAMPLES:  # too few samples for a median to stand for the smooth level
         level = np.zeros((rows, n_blocks))
     else:
         level = _block_level(abs_blocks, overwrite=True)
         np.abs(d_buf, out=abs_buf)  # restore |D| after the in-place partition
-    # the unit in the last place of the largest |y| under each block's stencils, in the input's
-    # dtype: values rounded to it carry at most ulp/2 each, and D at most 2 ulp
-    scale = np.maximum(np.abs(y64.max(axis=-1)), np.abs(y64.min(axis=-1)))
-    rounding = np.spacing(scale.astype(dtype)).astype(np.float64)[:, None]
-    rounding = np.broadcast_to(rounding, (rows, n_blocks))
+    # the unit in the last place (in the input's dtype) of the signal's largest |y|: values
+    # rounded to it carry at most ulp/2 each, and D at most 2 ulp.  Global, not local: a value
+    # near zero computed from larger terms carries the rounding of the terms (measured: spikes of
+    # 2-4 ulp of max|y| at the zero crossings of float64 piecewise-linear test signals)
+    scale = np.maximum(np.abs(y.max(axis=-1)), np.abs(y.min(axis=-1))).astype(np.float64)
+    ulp = np.spacing(scale.astype(dtype)).astype(np.float64)
+    rounding = np.broadcast_to(ulp[:, None], (rows, n_blocks))
     smooth_threshold = kappa * level
-    threshold = np.maximum(smooth_threshold, floor_eps * rounding)
-    core_blocks = abs_blocks > threshold[..., None]
-    core = core_blocks.reshape(rows, -1)[:, :m]
-    floor_bound = floor_eps * rounding > smooth_threshold
+    floor = floor_eps * rounding
+    threshold = np.maximum(smooth_threshold, floor)
+    core_flat = buffers["core"][:rows]
+    core_blocks = core_flat.reshape(d_blocks.shape)
+    np.greater(abs_blocks, threshold[..., None], out=core_blocks)
+    core = core_flat[:, :m]
+    floor_bound = floor > smooth_threshold
     if floor_bound.any():
-        _add_split_kinks(d, core, smooth_threshold, floor_eps * rounding, floor_bound, window)
-    peak_buf = np.zeros((rows, n_blocks * window), dtype=bool)
-    peak = peak_buf[:, :m]
-    peak |= core
-    peak[:, 1:] |= core[:, :-1]
-    peak[:, :-1] |= core[:, 1:]
-    fraction = core.mean(axis=-1)
-    steps, close = _count_steps(d, core)
-    n_peaks = peak[:, 0] + (peak[:, 1:] & ~peak[:, :-1]).sum(axis=-1)
-    with np.errstate(divide="ignore"):
-        spacing = np.where(n_peaks > 0, m / np.maximum(n_peaks, 1), np.inf)
+        _add_split_kinks(d, core, smooth_threshold, floor, floor_bound, window)
+    width = core_flat.shape[1]
+    core_flat[:, m:] = False  # the padding repeats samples: count each once
+    core_at = np.flatnonzero(core_flat)  # core samples are few: work on their positions
+    r_c, c_c = np.divmod(core_at, width)
+    b_c = c_c // window
+    fraction = np.bincount(r_c, minlength=rows) / m
+    peak_flat = buffers["peak"][:rows]
+    np.copyto(peak_flat, core_flat)
+    peak_flat[:, 1:] |= core_flat[:, :-1]
+    peak_flat[:, :-1] |= core_flat[:, 1:]
+    peak_flat[:, m:] = False
+    peak = peak_flat[:, :m]
+    steps, close = _count_steps(d, core, r_c, c_c)
+    # peaks are runs of the widened core: a new one starts where the previous core sample of the
+    # row is more than 3 samples back (closer ones merge once widened)
+    new_run = np.ones(r_c.size, dtype=bool)
+    new_run[1:] = (r_c[1:] != r_c[:-1]) | (c_c[1:] - c_c[:-1] > 3)
+    n_peaks = np.bincount(r_c[new_run], minlength=rows)
+    # every 4th pair (n, n+1) of D, gathered once: the jaggedness ratios below need no more
+    left, right = d[:, 0 : m - 1 : 4].copy(), d[:, 1:m:4].copy()
+    step_change = np.abs(right - left)
+    np.abs(right, out=right)
+    np.abs(left, out=left)
     # the threshold is set by the data's rounding where D between peaks is jagged (noise, not
     # curvature: the curvature of a resolved smooth part changes little from sample to sample) and
-    # its level is within ROUNDING_LEVEL_EPS of eps * |y|
-    left, right = d_blocks[..., 0 : window - 1 : 4], d_blocks[..., 1:window:4]
-    calm = ~(core_blocks[..., 0 : window - 1 : 4] | core_blocks[..., 1:window:4])
-    jag = (np.abs(right - left) * calm).sum(axis=-1)
-    size = (np.abs(right) * calm).sum(axis=-1)
+    # kappa * level is within ROUNDING_LEVEL_ULP ulp
+    calm = ~(core[:, 0 : m - 1 : 4] | core[:, 1:m:4])
+    starts = -(-np.arange(n_blocks) * window // 4)  # first pair of each block
+    starts = np.minimum(starts, left.shape[1] - 1)
+    jag = np.add.reduceat(step_change * calm, starts, axis=-1)
+    size = np.add.reduceat(right * calm, starts, axis=-1)
     limited = (jag > ROUGHNESS_LIMIT * size) & (smooth_threshold <= ROUNDING_LEVEL_ULP * rounding)
-    # core samples barely above their threshold (within MARGINAL_FACTOR), found sparsely: a
-    # population of kinks reaching down to the limit continues below it, unseen
-    r_c, b_c, w_c = np.nonzero(core_blocks)
-    values = abs_blocks[r_c, b_c, w_c]
+    # core samples barely above their threshold (within MARGINAL_FACTOR): a population of kinks
+    # reaching down to the limit continues below it, unseen
+    values = abs_buf[r_c, c_c]
     is_marginal = values <= MARGINAL_FACTOR * threshold[r_c, b_c]
     on_rounding = limited[r_c, b_c]
     marginal_mass = np.bincount(r_c, values * (is_marginal & on_rounding), minlength=rows)
@@ -470,40 +533,30 @@ def _analyse_chunk(
     if limited.any():
         # rounding noise per sample of D: the block's level, at least that of pure rounding
         noise = np.where(limited, np.maximum(level, PURE_ROUNDING_MEDIAN * rounding), 0.0)
-        n_peak = peak_buf.reshape(rows, n_blocks, window).sum(axis=-1)
+        n_peak = np.count_nonzero(peak_flat.reshape(d_blocks.shape), axis=-1)
         noise_rms = np.sqrt((n_peak * noise**2).sum(axis=-1))
-        lim_thr = np.where(limited, threshold, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # rows without limited blocks: NaN
-            rounding_limit = np.nan_to_num(np.nanmedian(lim_thr, axis=-1), nan=0.0)
     else:
         noise_rms = np.zeros(rows)
-        rounding_limit = np.zeros(rows)
-    # the typical slope change between samples (every 4th first difference is enough for a scale)
-    slope_scale = np.std(y64[:, 1::4] - y64[:, 0:-1:4], axis=-1) if n > 4 else np.zeros(rows)
-    curvature_limit = np.median(np.where(limited, 0.0, threshold), axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        limit_ratio = np.where(slope_scale > 0, 2.0 * curvature_limit / slope_scale, 0.0)
+    # the spread of the slope (every 16th first difference is enough for a scale)
+    slope_scale = np.std(first[:, ::16], axis=-1)
     eps = float(np.finfo(dtype).eps)
-    rough_floor = ROUGHNESS_FLOOR_EPS * eps * np.abs(y64).max(axis=-1, keepdims=True)
-    rough = roughness(d, peak, rough_floor)
-    np.multiply(abs_buf[:, :m], peak, out=abs_buf[:, :m])
-    total = abs_buf[:, :m].sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, marginal_mass / total, 0.0)
-        noise_share = np.where(total > 0, noise_rms / total, 0.0)
-        curvature_share = np.where(total > 0, curvature_mass / total, 0.0)
-    limit = np.median(threshold, axis=-1)
-    if not keep:
-        return _Analysis(total, fraction, rough, limit, share, noise_share, curvature_share, limit_ratio,
-        rounding_limit, steps, close, spacing,
-        few_samples)
-    per_sample = np.repeat(threshold, window, axis=-1)[:, :m]
-    return _Analysis(
-        total, fraction, rough, limit, share, noise_share, curvature_share, limit_ratio,
-        rounding_limit, steps, close, spacing,
-        few_samples,
-        d.copy(), core, peak, per_sample,
+    # roughness (see the public function: the same sums, on the gathered pairs)
+    floor_r = (ROUGHNESS_FLOOR_FACTOR * ROUGHNESS_FLOOR_EPS * eps * scale)[:, None]
+    pair = ~(peak[:, 0 : m - 1 : 4] | peak[:, 1:m:4]) & (left > floor_r) & (right > floor_r)
+    weight = pair.astype(np.float64)
+    rough_jag = np.einsum("rk,rk->r", step_change, weight)
+    rough_size = np.einsum("rk,rk->r", right, weight)
+    enough = np.count_nonzero(pair, axis=-1) >= ROUGHNESS_MIN_PAIRS
+    rough = np.divide(
+        rough_jag, rough_size, out=np.zeros(rows), where=enough & (rough_size > 0)
+    )
+    # SMP: |D| summed over the peak samples, gathered sparsely (they are few)
+    peak_at = np.flatnonzero(peak_flat)
+    total = np.bincount(peak_at // width, abs_buf.ravel()[peak_at], minlength=rows)
+    masks = (d.copy(), core.copy(), peak.copy()) if keep else (None, None, None)
+    return _Chunk(
+        total, fraction, rough, marginal_mass, curvature_mass, noise_rms, slope_scale, steps,
+        close, n_peaks, threshold, limited, *masks,
     )
 
 
@@ -513,23 +566,40 @@ def _analyse(
 ) -> _Analysis:
     """Run the detector over a batch (signal axis last), chunk by chunk over the rows."""
     batch_shape, n = arr.shape[:-1], arr.shape[-1]
+    m = n - 2
     rows = arr.reshape(-1, n)
-    step = max(1, _CHUNK_SAMPLES // n)
+    step = max(1, min(_CHUNK_SAMPLES // n, rows.shape[0]))
+    buffers = _buffers(step, n, window)
     parts = [
-        _analyse_chunk(rows[i : i + step], source_dtype, kappa, window, floor_eps, keep)
+        _analyse_chunk(rows[i : i + step], source_dtype, kappa, window, floor_eps, keep, buffers)
         for i in range(0, rows.shape[0], step)
     ]
-    fields = []
-    for k, name in enumerate(_Analysis._fields):
-        values = [p[k] for p in parts]
-        if name == "few_samples":
-            fields.append(values[0])
-        elif values[0] is None:
-            fields.append(None)
-        else:
-            joined = np.concatenate(values, axis=0)
-            fields.append(joined.reshape(batch_shape + joined.shape[1:]))
-    return _Analysis(*fields)
+    c = _Chunk(*[None if p[0] is None else np.concatenate(p) for p in zip(*parts)])
+    # per-signal bounds from the per-block thresholds, once for the whole batch
+    limit = np.median(c.threshold, axis=-1)
+    limited_thr = np.where(c.limited, c.threshold, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # signals without such blocks: NaN
+        rounding_limit = np.nan_to_num(np.nanmedian(limited_thr, axis=-1), nan=0.0)
+    curvature_limit = np.median(np.where(c.limited, 0.0, c.threshold), axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        limit_ratio = np.where(c.slope_scale > 0, 2.0 * curvature_limit / c.slope_scale, 0.0)
+        positive = c.total > 0
+        safe_total = np.where(positive, c.total, 1.0)
+        share = np.where(positive, c.marginal_mass / safe_total, 0.0)
+        noise_share = np.where(positive, c.noise_rms / safe_total, 0.0)
+        curvature_share = np.where(positive, c.curvature_mass / safe_total, 0.0)
+    spacing = np.where(c.n_peaks > 0, m / np.maximum(c.n_peaks, 1), np.inf)
+    per_sample = np.repeat(c.threshold, window, axis=-1)[:, :m] if keep else None
+    values = [
+        c.total, c.fraction, c.roughness, limit, share, noise_share, curvature_share,
+        limit_ratio, rounding_limit, c.steps, c.close, spacing,
+    ]
+    shaped = [v.reshape(batch_shape) for v in values]
+    masks = [None if v is None else v.reshape(batch_shape + (m,)) for v in (c.d, c.core, c.peak)]
+    if per_sample is not None:
+        per_sample = per_sample.reshape(batch_shape + (m,))
+    return _Analysis(*shaped, m < MIN_LEVEL_SAMPLES, *masks, per_sample)
 
 
 def roughness(d: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> np.ndarray:
