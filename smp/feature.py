@@ -105,9 +105,11 @@ __all__ = [
 DEFAULT_KAPPA = 10.0
 DEFAULT_WINDOW = 41
 #: the floor is ``DEFAULT_FLOOR_EPS`` units in the last place (ulp, in the input's dtype) of the
-#: largest |y| under a block's stencils: values rounded to their dtype carry at most ulp/2 each,
-#: so ``D = y[n+1] - 2 y[n] + y[n-1]`` carries at most ``(1 + 2 + 1) * ulp/2 = 2 ulp`` (measured on
-#: uniform rounding errors: median 0.52 ulp, 99.9th percentile 1.82 ulp); 3 ulp is 1.5x that bound
+#: signal's largest |y|: values rounded to their dtype carry at most ulp/2 each, so
+#: ``D = y[n+1] - 2 y[n] + y[n-1]`` carries at most ``(1 + 2 + 1) * ulp/2 = 2 ulp`` (measured on
+#: uniform rounding errors: median 0.52 ulp, 99.9th percentile 1.82 ulp); 4 ulp is twice that
+#: bound, for values computed with a few roundings more (float64 test signals built from O(1)
+#: terms show spikes of 4 ulp at their zero crossings)
 DEFAULT_FLOOR_EPS = 4.0
 #: a signal whose core peak samples exceed this fraction triggers :class:`DenseKinksWarning`;
 #: past it, kink samples start to fill the blocks' medians (half a block would blind them).
@@ -117,37 +119,38 @@ DENSE_FRACTION = 0.25
 ROUGHNESS_LIMIT = 0.5
 #: :func:`roughness` above this (and up to ROUGHNESS_LIMIT) triggers :class:`UnderSampledWarning`
 UNDERSAMPLED_ROUGHNESS = 0.3
-#: roughness ignores samples below ROUGHNESS_FLOOR_FACTOR times ROUGHNESS_FLOOR_EPS/16 eps max|y|
-#: (the old global floor of 64 eps max|y|, kept so that the dense-kink flags do not move), and
+#: roughness ignores samples below ROUGHNESS_FLOOR_FACTOR * ROUGHNESS_FLOOR_EPS * eps * max|y|
+#: (16 times the old floor of 64 eps max|y|, kept so that the dense-kink flags do not move), and
 #: signals with fewer than ROUGHNESS_MIN_PAIRS such pairs
 ROUGHNESS_FLOOR_FACTOR = 16.0
 ROUGHNESS_FLOOR_EPS = 64.0
 ROUGHNESS_MIN_PAIRS = 8
-#: a block whose smooth level is at most this many ulp is pure rounding of exact values (expected
-#: 0.52 ulp for one block, a little more for the largest of three): its threshold is the floor
-PURE_ROUNDING_LEVEL = 1.0
 #: :class:`UnderSampledWarning` when core samples barely above a curvature-set threshold carry
 #: more than this share of SMP
 CURVATURE_SHARE_LIMIT = 0.05
 #: :class:`UnderSampledWarning` when the curvature-set detection limit exceeds this share of the
 #: slope's standard deviation (smooth Gaussian processes measure 2.0, 1.0, 0.58, 0.25, 0.10 at
-#: 20, 40, 80, 160, 320 samples per length-scale: the warning fires below about 80; a signal whose kinks are all below the limit
-#: shows no peaks at all, so only this bound can tell)
+#: 20, 40, 80, 160, 320 samples per length-scale: the warning fires below about 80).  A signal
+#: whose kinks are all below the limit shows no peaks at all: only this bound can tell
 UNDERSAMPLED_LIMIT_RATIO = 0.5
-#: a pure-rounding block has at most this many samples of |D| above 1.5 ulp (expected 0.8 of 41)
-PURE_ROUNDING_EXCESS = 4
+#: :class:`RoundingLimitWarning` when the rounding-set detection limit exceeds this share of the
+#: slope's standard deviation, peaks or none (measured on chapter 2's float32 network: 0.02-0.03
+#: at 20,000 samples, where SMP is within 0.5 % of float64; 0.08-0.11 at 80,000, 1.5-2 % short)
+ROUNDING_LIMIT_RATIO = 0.05
 #: median |D| of values carrying independent uniform rounding errors of at most ulp/2 (measured)
 PURE_ROUNDING_MEDIAN = 0.52
-#: :class:`RoundingLimitWarning` also when the rms rounding noise over the peak samples is more than
-#: this share of SMP (each measured jump is then that uncertain)
+#: :class:`RoundingLimitWarning` also when the rms rounding noise over the peak samples is more
+#: than this share of SMP (each measured jump is then that uncertain)
 ROUNDING_ERROR_LIMIT = 0.01
-#: a block's threshold is "set by rounding" when it is pure rounding, or when D between peaks is
-#: jagged (roughness > ROUGHNESS_LIMIT: noise, not curvature) and kappa times its level is at most
-#: this many ulp: rounding accumulated through the computation that made the values
+#: a block's threshold is "set by rounding" when D between peaks is jagged (roughness over
+#: ROUGHNESS_LIMIT: noise, not curvature) and kappa times its level is at most this many ulp:
+#: rounding of the values, or accumulated through the computation that made them
 ROUNDING_LEVEL_ULP = 1024.0
-#: core samples within this factor of a rounding-set threshold are "marginal" ...
+#: core samples within this factor of a rounding- or curvature-set threshold are "marginal" ...
 MARGINAL_FACTOR = 2.0
-#: ... and :class:`RoundingLimitWarning` is raised when they carry more than this share of SMP
+#: ... and :class:`RoundingLimitWarning` is raised when those on rounding-set blocks carry more
+#: than this share of SMP (chapter 2's float32 network: 0.02-0.03 at 20,000 samples, within
+#: 0.5 % of float64; 0.14-0.15 at 80,000, 1.5-2 % short)
 ROUNDING_SHARE_LIMIT = 0.05
 #: below this many samples of D a block median cannot stand for the smooth level (a kink's two
 #: samples would be most of it): the level is taken as 0 and UnderSampledWarning raised
@@ -385,7 +388,11 @@ def _count_steps(
         & (after <= small)
     )
     np.add.at(steps, r[step], 1)
-    np.add.at(close, r[opposite & ~step], 1)
+    # two kinks side by side over four samples (+, +, -, -) share none: not close
+    outer_left = (c > 0) & core[r, np.maximum(c - 1, 0)] & (d[r, np.maximum(c - 1, 0)] * a > 0)
+    last = np.minimum(c + 2, m - 1)
+    outer_right = (c + 2 < m) & core[r, last] & (d[r, last] * b > 0)
+    np.add.at(close, r[opposite & ~step & ~(outer_left & outer_right)], 1)
     return steps, close
 
 
@@ -400,6 +407,7 @@ class _Analysis(NamedTuple):
     rounding_error: np.ndarray  # rms rounding noise over the peak samples / peak mass
     curvature_share: np.ndarray  # share of the peak mass barely above a curvature-set threshold
     limit_ratio: np.ndarray  # curvature-set detection limit / standard deviation of the slope
+    rounding_ratio: np.ndarray  # rounding-set detection limit / standard deviation of the slope
     rounding_limit: np.ndarray  # median threshold over rounding-limited blocks (units of D), or 0
     steps: np.ndarray  # step marks (balanced opposite-sign pairs): count per signal
     close: np.ndarray  # other adjacent opposite-sign core pairs: count per signal
@@ -518,10 +526,13 @@ def _analyse_chunk(
     # curvature: the curvature of a resolved smooth part changes little from sample to sample) and
     # kappa * level is within ROUNDING_LEVEL_ULP ulp
     calm = ~(core[:, 0 : m - 1 : 4] | core[:, 1:m:4])
-    starts = -(-np.arange(n_blocks) * window // 4)  # first pair of each block
-    starts = np.minimum(starts, left.shape[1] - 1)
-    jag = np.add.reduceat(step_change * calm, starts, axis=-1)
-    size = np.add.reduceat(right * calm, starts, axis=-1)
+    if left.shape[1]:
+        starts = -(-np.arange(n_blocks) * window // 4)  # first gathered pair of each block
+        starts = np.minimum(starts, left.shape[1] - 1)
+        jag = np.add.reduceat(step_change * calm, starts, axis=-1)
+        size = np.add.reduceat(right * calm, starts, axis=-1)
+    else:  # a single sample of D
+        jag = size = np.zeros((rows, n_blocks))
     limited = (jag > ROUGHNESS_LIMIT * size) & (smooth_threshold <= ROUNDING_LEVEL_ULP * rounding)
     # core samples barely above their threshold (within MARGINAL_FACTOR): a population of kinks
     # reaching down to the limit continues below it, unseen
@@ -584,6 +595,7 @@ def _analyse(
     curvature_limit = np.median(np.where(c.limited, 0.0, c.threshold), axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         limit_ratio = np.where(c.slope_scale > 0, 2.0 * curvature_limit / c.slope_scale, 0.0)
+        rounding_ratio = np.where(c.slope_scale > 0, 2.0 * rounding_limit / c.slope_scale, 0.0)
         positive = c.total > 0
         safe_total = np.where(positive, c.total, 1.0)
         share = np.where(positive, c.marginal_mass / safe_total, 0.0)
@@ -593,7 +605,7 @@ def _analyse(
     per_sample = np.repeat(c.threshold, window, axis=-1)[:, :m] if keep else None
     values = [
         c.total, c.fraction, c.roughness, limit, share, noise_share, curvature_share,
-        limit_ratio, rounding_limit, c.steps, c.close, spacing,
+        limit_ratio, rounding_ratio, rounding_limit, c.steps, c.close, spacing,
     ]
     shaped = [v.reshape(batch_shape) for v in values]
     masks = [None if v is None else v.reshape(batch_shape + (m,)) for v in (c.d, c.core, c.peak)]
@@ -648,6 +660,8 @@ class Diagnosis(NamedTuple):
     limit_ratio : the detection limit where curvature sets it, over the standard deviation of the
         signal's slope (:class:`UnderSampledWarning` above ``UNDERSAMPLED_LIMIT_RATIO``): kinks
         smaller than this share of the typical slope are invisible at this grid step.
+    rounding_ratio : ``rounding_limit`` over the standard deviation of the slope
+        (:class:`RoundingLimitWarning` above ``ROUNDING_LIMIT_RATIO``, with or without peaks).
     steps : number of adjacent peak-sample pairs of opposite sign (:class:`DiscontinuityWarning`).
     close_kinks : whether kinks are closer than the grid separates (:class:`CloseKinksWarning`):
         two adjacent peak samples of opposite sign that are not a step mark, or peaks closer than
@@ -667,6 +681,7 @@ class Diagnosis(NamedTuple):
     rounding_error: np.ndarray
     curvature_share: np.ndarray
     limit_ratio: np.ndarray
+    rounding_ratio: np.ndarray
     steps: np.ndarray
     close_kinks: np.ndarray
     peak_spacing: np.ndarray
@@ -684,7 +699,8 @@ def _diagnosis(a: _Analysis, dt: float) -> Diagnosis:
         under = np.ones_like(dense)
     return Diagnosis(
         a.fraction, a.roughness, dense, 2.0 * a.limit / dt, 2.0 * a.rounding_limit / dt,
-        a.rounding_share, a.rounding_error, a.curvature_share, a.limit_ratio, a.steps, (a.close > 0) | (a.spacing < CLOSE_SPACING),
+        a.rounding_share, a.rounding_error, a.curvature_share, a.limit_ratio,
+        a.rounding_ratio, a.steps, (a.close > 0) | (a.spacing < CLOSE_SPACING),
         a.spacing, under,
     )
 
@@ -704,8 +720,10 @@ def _warn(diagnosis: Diagnosis, dtype: np.dtype) -> None:
             DenseKinksWarning,
             stacklevel=3,
         )
-    rounding = (diagnosis.rounding_share > ROUNDING_SHARE_LIMIT) | (
-        diagnosis.rounding_error > ROUNDING_ERROR_LIMIT
+    rounding = (
+        (diagnosis.rounding_share > ROUNDING_SHARE_LIMIT)
+        | (diagnosis.rounding_error > ROUNDING_ERROR_LIMIT)
+        | (diagnosis.rounding_ratio > ROUNDING_LIMIT_RATIO)
     )
     if np.any(rounding):
         limit = float(np.max(diagnosis.rounding_limit[rounding]))
@@ -734,13 +752,18 @@ def _warn(diagnosis: Diagnosis, dtype: np.dtype) -> None:
     close = diagnosis.close_kinks & ~dense
     if np.any(close):
         spacing = float(np.min(diagnosis.peak_spacing[close]))
+        crowded = diagnosis.peak_spacing[close] < CLOSE_SPACING
+        reason = (
+            f"peaks come every {spacing:.0f} samples on average"
+            if crowded.any()
+            else "two peak samples of opposite sign touch"
+        )
         warnings.warn(
-            f"kinks closer than the grid separates: in {int(close.sum())} of {n} signal(s) peaks "
-            f"come every {spacing:.0f} samples (or two of opposite sign share a sample of the "
-            "second difference). Kinks placed independently fall within one grid step of each "
-            "other often enough that opposite ones cancel: measured on random kinks, SMP is "
-            f"about {CLOSE_LOSS:.2f} / spacing short on average ({CLOSE_LOSS / spacing:.1%} here) "
-            "and up to 10 % for some signals even at 80 samples per kink. Sample more finely.",
+            f"kinks closer than the grid separates: in {int(close.sum())} of {n} signal(s) "
+            f"{reason}. Kinks of opposite sign within one grid step share a sample of the second "
+            "difference and cancel: measured on kinks placed at random, SMP is about "
+            f"{CLOSE_LOSS:.2f} / (samples per kink) short on average (1 % at "
+            f"{CLOSE_SPACING:.0f}), more on some signals. Sample more finely.",
             CloseKinksWarning,
             stacklevel=3,
         )
