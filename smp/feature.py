@@ -144,8 +144,9 @@ PURE_ROUNDING_MEDIAN = 0.52
 ROUNDING_ERROR_LIMIT = 0.01
 #: a block's threshold is "set by rounding" when D between peaks is jagged (roughness over
 #: ROUGHNESS_LIMIT: noise, not curvature) and kappa times its level is at most this many ulp:
-#: rounding of the values, or accumulated through the computation that made them
-ROUNDING_LEVEL_ULP = 1024.0
+#: rounding of the values, or accumulated through the computation that made them (chapter 2's
+#: float32 network: about 20 ulp of its largest output; 128 leaves a factor 6)
+ROUNDING_LEVEL_ULP = 128.0
 #: core samples within this factor of a rounding- or curvature-set threshold are "marginal" ...
 MARGINAL_FACTOR = 2.0
 #: ... and :class:`RoundingLimitWarning` is raised when those on rounding-set blocks carry more
@@ -160,6 +161,8 @@ MIN_LEVEL_SAMPLES = 5
 #: 4.5, 2.4, 1.1, 0.66 % at 5, 10, 20, 40, 80 samples per kink), 1 % at 45
 CLOSE_SPACING = 45.0
 CLOSE_LOSS = 0.45
+#: ... or when touching opposite-sign pairs may have cancelled more than this share of SMP
+CLOSE_SHARE_LIMIT = 0.01
 #: a step's two samples cancel to within this share, and its neighbours are this small
 STEP_BALANCE = 0.25
 
@@ -369,7 +372,7 @@ def _count_steps(
     rows and columns of the core samples."""
     rows, m = d.shape
     steps = np.zeros(rows, dtype=np.int64)
-    close = np.zeros(rows, dtype=np.int64)
+    close = np.zeros(rows)
     has_next = c_c + 1 < m
     r, c = r_c[has_next], c_c[has_next]
     pair = core[r, c + 1]
@@ -392,7 +395,9 @@ def _count_steps(
     outer_left = (c > 0) & core[r, np.maximum(c - 1, 0)] & (d[r, np.maximum(c - 1, 0)] * a > 0)
     last = np.minimum(c + 2, m - 1)
     outer_right = (c + 2 < m) & core[r, last] & (d[r, last] * b > 0)
-    np.add.at(close, r[opposite & ~step & ~(outer_left & outer_right)], 1)
+    touching = opposite & ~step & ~(outer_left & outer_right)
+    # what the pair can have lost: the smaller side, twice (it may have cancelled as much)
+    np.add.at(close, r[touching], 2 * np.minimum(np.abs(a), np.abs(b))[touching])
     return steps, close
 
 
@@ -410,7 +415,7 @@ class _Analysis(NamedTuple):
     rounding_ratio: np.ndarray  # rounding-set detection limit / standard deviation of the slope
     rounding_limit: np.ndarray  # median threshold over rounding-limited blocks (units of D), or 0
     steps: np.ndarray  # step marks (balanced opposite-sign pairs): count per signal
-    close: np.ndarray  # other adjacent opposite-sign core pairs: count per signal
+    close: np.ndarray  # mass of D that touching opposite-sign pairs may have cancelled / SMP mass
     spacing: np.ndarray  # samples of D per peak
     few_samples: bool
     d: np.ndarray | None = None
@@ -602,10 +607,11 @@ def _analyse(
         noise_share = np.where(positive, c.noise_rms / safe_total, 0.0)
         curvature_share = np.where(positive, c.curvature_mass / safe_total, 0.0)
     spacing = np.where(c.n_peaks > 0, m / np.maximum(c.n_peaks, 1), np.inf)
+    close_share = np.where(c.total > 0, c.close / np.where(c.total > 0, c.total, 1.0), 0.0)
     per_sample = np.repeat(c.threshold, window, axis=-1)[:, :m] if keep else None
     values = [
         c.total, c.fraction, c.roughness, limit, share, noise_share, curvature_share,
-        limit_ratio, rounding_ratio, rounding_limit, c.steps, c.close, spacing,
+        limit_ratio, rounding_ratio, rounding_limit, c.steps, close_share, spacing,
     ]
     shaped = [v.reshape(batch_shape) for v in values]
     masks = [None if v is None else v.reshape(batch_shape + (m,)) for v in (c.d, c.core, c.peak)]
@@ -664,7 +670,8 @@ class Diagnosis(NamedTuple):
         (:class:`RoundingLimitWarning` above ``ROUNDING_LIMIT_RATIO``, with or without peaks).
     steps : number of adjacent peak-sample pairs of opposite sign (:class:`DiscontinuityWarning`).
     close_kinks : whether kinks are closer than the grid separates (:class:`CloseKinksWarning`):
-        two adjacent peak samples of opposite sign that are not a step mark, or peaks closer than
+        adjacent peak samples of opposite sign (not a step mark) whose smaller sides, doubled,
+        exceed ``CLOSE_SHARE_LIMIT`` of SMP (what they may have cancelled), or peaks closer than
         ``CLOSE_SPACING`` samples on average.
     peak_spacing : samples of ``D`` per peak (inf without peaks).
     undersampled : ``roughness > UNDERSAMPLED_ROUGHNESS`` or ``curvature_share >
@@ -700,7 +707,7 @@ def _diagnosis(a: _Analysis, dt: float) -> Diagnosis:
     return Diagnosis(
         a.fraction, a.roughness, dense, 2.0 * a.limit / dt, 2.0 * a.rounding_limit / dt,
         a.rounding_share, a.rounding_error, a.curvature_share, a.limit_ratio,
-        a.rounding_ratio, a.steps, (a.close > 0) | (a.spacing < CLOSE_SPACING),
+        a.rounding_ratio, a.steps, (a.close > CLOSE_SHARE_LIMIT) | (a.spacing < CLOSE_SPACING),
         a.spacing, under,
     )
 
@@ -756,7 +763,7 @@ def _warn(diagnosis: Diagnosis, dtype: np.dtype) -> None:
         reason = (
             f"peaks come every {spacing:.0f} samples on average"
             if crowded.any()
-            else "two peak samples of opposite sign touch"
+            else "peak samples of opposite sign touch (kinks sharing a sample)"
         )
         warnings.warn(
             f"kinks closer than the grid separates: in {int(close.sum())} of {n} signal(s) "
