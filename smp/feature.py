@@ -471,8 +471,11 @@ def _analyse_chunk(
     rows, n = y.shape
     m = n - 2
     n_blocks = _n_blocks(m, window)
-    if y.dtype != np.float64:  # one cast into a reused buffer: mixed-type arithmetic is slower
-        y = np.copyto(buffers["y"][:rows], y) or buffers["y"][:rows]
+    if y.dtype != np.float64 or not y.flags.c_contiguous:
+        # one cast (or gather, for a sample axis that was not last) into a reused buffer:
+        # mixed-type and strided arithmetic are slower
+        np.copyto(buffers["y"][:rows], y)
+        y = buffers["y"][:rows]
     first = buffers["first"][:rows]
     np.subtract(y[:, 1:], y[:, :-1], out=first)
     # D as the difference of first differences, straight into the padded block buffer
