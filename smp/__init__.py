@@ -9,7 +9,34 @@ Modules: ``feature`` (SMP and peaks), ``signals`` (paths and synthetic inputs), 
 torch models), ``plotting`` (the book's figure style).
 """
 
-from .feature import DenseKinksWarning, Peaks, detection_limit, peaks, smp
+from .feature import (
+    CloseKinksWarning,
+    DenseKinksWarning,
+    Diagnosis,
+    DiscontinuityWarning,
+    Peaks,
+    RoundingLimitWarning,
+    SMPWarning,
+    UnderSampledWarning,
+    detection_limit,
+    diagnose,
+    peaks,
+    smp,
+)
 
-__all__ = ["smp", "peaks", "detection_limit", "Peaks", "DenseKinksWarning", "__version__"]
+__all__ = [
+    "smp",
+    "peaks",
+    "diagnose",
+    "detection_limit",
+    "Peaks",
+    "Diagnosis",
+    "SMPWarning",
+    "DenseKinksWarning",
+    "RoundingLimitWarning",
+    "CloseKinksWarning",
+    "DiscontinuityWarning",
+    "UnderSampledWarning",
+    "__version__",
+]
 __version__ = "0.1.0"

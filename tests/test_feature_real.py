@@ -1,0 +1,252 @@
+"""SMP on real outputs (issue 12): float32 networks, offsets, and every failure warns.
+
+Each "Also silent" case of the issue has a test: either the answer is right (with the tolerance's
+reason) or a specific :class:`smp.SMPWarning` subclass is raised.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import smp
+from smp import networks, signals
+
+
+def _caught(fn):
+    """Run ``fn``; return its result and the set of SMPWarning classes raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", smp.SMPWarning)
+        result = fn()
+    return result, {w.category for w in caught if issubclass(w.category, smp.SMPWarning)}
+
+
+def _network():
+    """The issue's network: input 24, three hidden ReLU layers of 64, 2 outputs (float64)."""
+    body = networks.dense_net(24, width=64, depth=3, seed=0)
+    head = torch.nn.Linear(64, 2, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(2, 64, generator=gen, dtype=torch.float64) / 8)
+        head.bias.zero_()
+    return torch.nn.Sequential(*body, head).eval()
+
+
+@pytest.fixture(scope="module")
+def network_outputs():
+    torch.set_num_threads(1)
+    net = _network()
+    net32 = copy.deepcopy(net).float()
+
+    def outputs(n_samples):
+        _, h, x = signals.great_circle((24,), n_samples, seed=2)
+        with torch.no_grad():
+            y64 = net(torch.from_numpy(x)).numpy()
+            y32 = net32(torch.from_numpy(x).float()).numpy()
+        return h, y64, y32
+
+    return outputs
+
+
+def test_float32_network_within_one_percent(network_outputs):
+    # measured 0.17 % and 0.42 % (the 1 % of the issue); before issue 12: 2.2 % and 5.0 % low
+    h, y64, y32 = network_outputs(20_000)
+    s64 = smp.smp(y64, h, axis=0, warn=False)
+    s32 = smp.smp(y32, h, axis=0, warn=False)
+    assert s32.dtype == np.float32
+    assert np.all(np.abs(s32 / s64 - 1) < 0.01)
+    assert not (smp.diagnose(y32, h, axis=0).rounding_ratio > 0.05).any()
+
+
+def test_float32_network_with_offset_warns(network_outputs):
+    # An offset of 1e3 times the output scale leaves float32 values an ulp of 1.2e-4, so D carries
+    # up to 2.4e-4 of rounding while a kink of slope jump 1 puts 3.1e-4 into D at this step: most
+    # of the network's kinks (median jump 0.15) are below the data's own rounding, and no
+    # estimator can find them (measured: SMP 100 % low).  It must say so, naming the limit.
+    h, y64, y32 = network_outputs(20_000)
+    offset = (1e3 * np.abs(y64).max(axis=0)).astype(np.float32)
+    got, raised = _caught(lambda: smp.smp(y32 + offset, h, axis=0))
+    assert smp.RoundingLimitWarning in raised
+    report = smp.diagnose(y32 + offset, h, axis=0)
+    assert np.all(report.rounding_limit > 1.0)  # slope jumps below ~1 are invisible
+    # a modest offset (1 x scale) costs nothing: within 1 % as without offset (measured 0.44 %)
+    small = (np.abs(y64).max(axis=0)).astype(np.float32)
+    s64 = smp.smp(y64, h, axis=0, warn=False)
+    assert np.all(np.abs(smp.smp(y32 + small, h, axis=0, warn=False) / s64 - 1) < 0.01)
+
+
+def test_float32_network_too_fine_warns(network_outputs):
+    # at 160,000 samples a kink's peak (jump x 3.9e-5) drowns in the float32 noise of D: measured
+    # 7 % and 12 % low; the warning must fire and name the smallest visible jump
+    h, y64, y32 = network_outputs(160_000)
+    got, raised = _caught(lambda: smp.smp(y32, h, axis=0))
+    s64 = smp.smp(y64, h, axis=0, warn=False)
+    assert np.all(got < 0.97 * s64)  # the loss is real ...
+    assert smp.RoundingLimitWarning in raised  # ... and announced
+    with pytest.warns(smp.RoundingLimitWarning, match=r"below about \d"):
+        smp.smp(y32, h, axis=0)
+    # float64 at the same N is fine: the limit is the dtype's
+    np.testing.assert_allclose(smp.smp(y64, h, axis=0, warn=False), s64)
+
+
+@pytest.mark.parametrize("t_kink", [0.3, 0.31234, 0.5, 0.7777])
+def test_single_kink_on_offset_float32(t_kink):
+    # y = 1000 + |t - t*| (slope jump 2), float32, 4001 samples: the kink's peak in D is
+    # 2 h = 5e-4 = 8.2 ulp of 1000 (6.1e-5), and D is an integer number of ulps.  Before issue 12
+    # SMP was 0; now the kink is found at every position.  Its value carries the rounding of the
+    # 2-4 peak samples, each up to 2 ulp: +-1-2 ulp of 8.2, measured -2.3 % or +22 %.  The issue's
+    # 1e-3 is out of reach of any sum of D samples on these values (it would need slope fits
+    # over ~60 samples either side), so the warning says how uncertain the jump is.
+    t = np.linspace(0.0, 1.0, 4001)
+    h = t[1]
+    y = (1000.0 + np.abs(t - t_kink)).astype(np.float32)
+    got, raised = _caught(lambda: smp.smp(y, h))
+    assert 2.0 * (1 - 0.25) < got < 2.0 * (1 + 0.25)  # 2 ulp / 8.2 ulp per side
+    assert smp.RoundingLimitWarning in raised
+    # the same signal in float64 is exact to rounding
+    assert smp.smp(1000.0 + np.abs(t - t_kink), h) == pytest.approx(2.0, rel=1e-9)
+
+
+def test_affine_invariance_float32_within_rounding_or_warns():
+    # SMP(y + b) for float32 y: each peak sample of D moves by at most 2 ulp(max|y + b|), so
+    # |SMP(y + b) - SMP(y)| <= (peak samples) * 2 ulp / h while every kink stays detected.  With
+    # h = 5e-3 and jumps >= 0.5 a kink puts >= 2.5e-3 into D: 10 ulp of the largest offset
+    # (1e3 x a scale of ~4: ulp 2.4e-4), below the threshold of 10 x a level of 1 ulp there.
+    # So: at b = 0 and 10 x scale every signal is within the bound; at 1e3 x scale each signal
+    # is within it or flagged by the rounding diagnosis (RoundingLimitWarning).
+    pl = signals.piecewise_linear(20, 201, 6, min_separation=10.0, seed=3)
+    jumps = np.sign(pl.slope_jumps) * (0.5 + np.abs(pl.slope_jumps))
+    y = np.zeros_like(pl.y)
+    for k in range(jumps.shape[1]):
+        y += jumps[:, k : k + 1] * np.maximum(pl.t - pl.kink_times[:, k : k + 1], 0)
+    scale = np.abs(y).max()
+    reference = smp.smp(y, pl.h, warn=False)
+    for b in (0.0, 10.0 * scale, 1e3 * scale):
+        shifted = (y + b).astype(np.float32)
+        n_peak = smp.feature.peak_mask(shifted).sum(axis=-1)
+        bound = n_peak * 2 * np.spacing(np.float32(np.abs(shifted).max())) / pl.h
+        got = smp.smp(shifted, pl.h, warn=False)
+        within = np.abs(got - reference) <= bound
+        report = smp.diagnose(shifted, pl.h)
+        flagged = (
+            (report.rounding_ratio > smp.feature.ROUNDING_LIMIT_RATIO)
+            | (report.rounding_share > smp.feature.ROUNDING_SHARE_LIMIT)
+            | (report.rounding_error > smp.feature.ROUNDING_ERROR_LIMIT)
+        )
+        if b < 100 * scale:
+            assert within.all(), b
+        else:
+            assert (within | flagged).all()
+            assert flagged.any()
+
+
+@pytest.mark.parametrize("spacing", [5, 10, 20, 40, 80])
+def test_random_kink_placement(spacing):
+    # kinks at uniform random times (no minimum spacing): opposite kinks within one grid step
+    # cancel.  Measured mean deficit 10.6 / 4.5 / 2.4 / 1.1 / 0.66 % at 5 / 10 / 20 / 40 / 80
+    # samples per kink.  Signals are flagged (dense or close kinks) when opposite peak samples
+    # touch or peaks come every 45 samples or closer (1 % expected loss); the signals left
+    # unflagged lose less than 1 % on average (a signal here and there loses more: two kinks
+    # within a fraction of a step look like none, which no grid can tell).
+    n = 2001
+    pl = signals.piecewise_linear(200, n, int((n - 5) / spacing), min_separation=1e-6, seed=3)
+    got, raised = _caught(lambda: smp.smp(pl.y, pl.h))
+    deficit = 1 - got / np.abs(pl.slope_jumps).sum(axis=-1)
+    report = smp.diagnose(pl.y, pl.h)
+    flagged = report.unreliable | report.close_kinks
+    if spacing <= 20:
+        assert raised & {smp.DenseKinksWarning, smp.CloseKinksWarning}
+        assert flagged.mean() > 0.95
+    if not flagged.all():
+        assert deficit[~flagged].mean() < 0.01
+
+
+@pytest.mark.parametrize("per_scale", [4, 5, 6, 10, 20])
+def test_under_sampled_smooth_part_warns(per_scale):
+    # a smooth part with length-scale 0.1 sampled at 4-20 samples per length-scale, plus 3 kinks
+    # of jumps ~ N(0, 10^2) (as large as the slope's spread): the curvature hides most kinks
+    # (median loss 50-100 %, measured).  Flagged: 100 % of the signals at 4-10 samples per
+    # length-scale, 98 % at 20 (the two missed lose 17 and 25 %: their detection limit is just
+    # under half the slope's rms, the warning's line; a known miss, asserted as >= 95 %).
+    sk = signals.smooth_plus_kinks(
+        100, 10 * per_scale + 1, 3, dstd=10.0, jump_std=10.0, min_separation=3.0, seed=4
+    )
+    _, raised = _caught(lambda: smp.smp(sk.y, sk.h))
+    report = smp.diagnose(sk.y, sk.h)
+    assert smp.UnderSampledWarning in raised
+    assert (report.undersampled | report.unreliable).mean() >= 0.95
+
+
+def test_resolved_signals_do_not_warn():
+    # the book's standard signals at 200 samples per length-scale: no warning of any kind
+    sk = signals.smooth_plus_kinks(50, 20_001, 8, dstd=10.0, jump_std=10.0, min_separation=100.0, seed=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", smp.SMPWarning)
+        smp.smp(sk.y, sk.h)
+        smp.smp(sk.y.astype(np.float32), sk.h)
+
+
+def test_three_samples_with_a_kink():
+    # N = 3: one sample of D, no smooth level to compare with.  It used to return 0; now the
+    # sample counts (it is a kink or curvature; three samples cannot tell) and a warning says so
+    got, raised = _caught(lambda: smp.smp(np.array([1.0, 0.0, 1.0]), 0.5))
+    assert got == pytest.approx(4.0)  # |t - 1/2| scaled: slope jump 4 over h = 0.5
+    assert smp.UnderSampledWarning in raised
+
+
+def test_step_is_a_discontinuity():
+    # a step S adds 2|S|/h, growing with resolution: the warning says it is not a kink
+    values = []
+    for n in (1001, 4001):
+        t = np.linspace(0, 1, n)
+        y = np.sin(3 * t) + (t > 0.5037)
+        got, raised = _caught(lambda: smp.smp(y, t[1]))
+        assert smp.DiscontinuityWarning in raised
+        assert smp.diagnose(y, t[1]).steps == 1
+        values.append(got)
+    assert values[1] > 3 * values[0]
+
+
+def test_no_discontinuity_for_two_close_kinks():
+    # two kinks of opposite sign 2 samples apart (four samples of D, no shared one): exact, and not
+    # taken for a step
+    t = np.linspace(0, 1, 2001)
+    h = t[1]
+    y = np.maximum(t - (0.5 + 0.4 * h), 0) - np.maximum(t - (0.5 + 2.5 * h), 0)
+    assert smp.smp(y, h) == pytest.approx(2.0, rel=1e-9)
+    assert smp.diagnose(y, h).steps == 0
+
+
+def test_diagnose_reports_detection_limit():
+    # the detection limit scales like 1/dt for the same samples, and matches detection_limit()
+    gp = signals.gaussian_process(5, 10_001, dstd=10.0, seed=16)
+    report = smp.diagnose(gp.y, gp.h)
+    np.testing.assert_allclose(report.detection_limit, smp.detection_limit(gp.y, gp.h))
+    np.testing.assert_allclose(smp.diagnose(gp.y, 2 * gp.h).detection_limit, report.detection_limit / 2)
+    assert report.detection_limit.shape == (5,)
+
+
+def test_warning_classes_share_a_base():
+    for cls in (
+        smp.DenseKinksWarning,
+        smp.RoundingLimitWarning,
+        smp.CloseKinksWarning,
+        smp.DiscontinuityWarning,
+        smp.UnderSampledWarning,
+    ):
+        assert issubclass(cls, smp.SMPWarning) and issubclass(cls, UserWarning)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_chunks_agree_with_single_rows(dtype):
+    # the detector works chunk by chunk over rows: a batch larger than a chunk must give the same
+    # numbers as each row alone
+    pl = signals.smooth_plus_kinks(40, 5001, 6, min_separation=50.0, seed=18)
+    y = pl.y.astype(dtype)
+    batch = smp.smp(y, pl.h, warn=False)
+    single = np.array([smp.smp(row, pl.h, warn=False) for row in y])
+    np.testing.assert_array_equal(batch, single)
