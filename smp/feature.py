@@ -75,6 +75,34 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._detector import (  # the detector's constants, re-exported: chapters cite them
+    CLOSE_LOSS,
+    CLOSE_SHARE_LIMIT,
+    CLOSE_SPACING,
+    CURVATURE_SHARE_LIMIT,
+    DEFAULT_FLOOR_EPS,
+    DEFAULT_KAPPA,
+    DEFAULT_WINDOW,
+    DENSE_FRACTION,
+    MARGINAL_FACTOR,
+    MIN_LEVEL_SAMPLES,
+    PURE_ROUNDING_MEDIAN,
+    ROUGHNESS_FLOOR_EPS,
+    ROUGHNESS_FLOOR_FACTOR,
+    ROUGHNESS_LIMIT,
+    ROUGHNESS_MIN_PAIRS,
+    ROUNDING_ERROR_LIMIT,
+    ROUNDING_LEVEL_ULP,
+    ROUNDING_LIMIT_RATIO,
+    ROUNDING_SHARE_LIMIT,
+    STEP_BALANCE,
+    UNDERSAMPLED_LIMIT_RATIO,
+    UNDERSAMPLED_ROUGHNESS,
+    _Analysis,
+    _analyse,
+    roughness,
+)
+
 try:  # torch is a dependency, but the feature itself needs only numpy
     import torch
 except ImportError:  # pragma: no cover
@@ -100,74 +128,27 @@ __all__ = [
     "DEFAULT_KAPPA",
     "DEFAULT_WINDOW",
     "DEFAULT_FLOOR_EPS",
+    # the detector's other constants (smp._detector), each documented where it is set
+    "CLOSE_LOSS",
+    "CLOSE_SHARE_LIMIT",
+    "CLOSE_SPACING",
+    "CURVATURE_SHARE_LIMIT",
+    "DENSE_FRACTION",
+    "MARGINAL_FACTOR",
+    "MIN_LEVEL_SAMPLES",
+    "PURE_ROUNDING_MEDIAN",
+    "ROUGHNESS_FLOOR_EPS",
+    "ROUGHNESS_FLOOR_FACTOR",
+    "ROUGHNESS_LIMIT",
+    "ROUGHNESS_MIN_PAIRS",
+    "ROUNDING_ERROR_LIMIT",
+    "ROUNDING_LEVEL_ULP",
+    "ROUNDING_LIMIT_RATIO",
+    "ROUNDING_SHARE_LIMIT",
+    "STEP_BALANCE",
+    "UNDERSAMPLED_LIMIT_RATIO",
+    "UNDERSAMPLED_ROUGHNESS",
 ]
-
-DEFAULT_KAPPA = 10.0
-DEFAULT_WINDOW = 41
-#: the floor is ``DEFAULT_FLOOR_EPS`` units in the last place (ulp, in the input's dtype) of the
-#: signal's largest |y|: values rounded to their dtype carry at most ulp/2 each, so
-#: ``D = y[n+1] - 2 y[n] + y[n-1]`` carries at most ``(1 + 2 + 1) * ulp/2 = 2 ulp`` (measured on
-#: uniform rounding errors: median 0.52 ulp, 99.9th percentile 1.82 ulp); 4 ulp is twice that
-#: bound, for values computed with a few roundings more (float64 test signals built from O(1)
-#: terms show spikes of 4 ulp at their zero crossings)
-DEFAULT_FLOOR_EPS = 4.0
-#: a signal whose core peak samples exceed this fraction triggers :class:`DenseKinksWarning`;
-#: past it, kink samples start to fill the blocks' medians (half a block would blind them).
-DENSE_FRACTION = 0.25
-#: :func:`roughness` above this triggers :class:`DenseKinksWarning` (smooth signals measure <= 0.25
-#: down to 10 samples per length-scale; noise-dominated or densely kinked ones 1.2-1.8)
-ROUGHNESS_LIMIT = 0.5
-#: :func:`roughness` above this (and up to ROUGHNESS_LIMIT) triggers :class:`UnderSampledWarning`
-UNDERSAMPLED_ROUGHNESS = 0.3
-#: roughness ignores samples below ROUGHNESS_FLOOR_FACTOR * ROUGHNESS_FLOOR_EPS * eps * max|y|
-#: (16 times the old floor of 64 eps max|y|, kept so that the dense-kink flags do not move), and
-#: signals with fewer than ROUGHNESS_MIN_PAIRS such pairs
-ROUGHNESS_FLOOR_FACTOR = 16.0
-ROUGHNESS_FLOOR_EPS = 64.0
-ROUGHNESS_MIN_PAIRS = 8
-#: (reported by :func:`diagnose`, not warned on: it fired on resolved convolution outputs whose
-#: many kinks split over two samples sit near the threshold) core samples barely above a
-#: curvature-set threshold carrying more than this share of SMP
-CURVATURE_SHARE_LIMIT = 0.05
-#: :class:`UnderSampledWarning` when the curvature-set detection limit exceeds this multiple of
-#: the slope's rms (smooth Gaussian processes measure 2.0, 1.0, 0.58, 0.25, 0.10 at 20, 40, 80,
-#: 160, 320 samples per length-scale: the warning fires below about 80; the rms skips exact
-#: zeros, else a ReLU output's zero stretches shrink it and chapter 4's ReLU outputs at 100
-#: samples per length-scale, where SMP is right, were flagged).  A signal whose kinks are all
-#: below the limit shows no peaks at all: only this bound can tell
-UNDERSAMPLED_LIMIT_RATIO = 0.5
-#: :class:`RoundingLimitWarning` when the rounding-set detection limit exceeds this share of the
-#: slope's standard deviation, peaks or none (measured on chapter 2's float32 network: 0.02-0.03
-#: at 20,000 samples, where SMP is within 0.5 % of float64; 0.08-0.11 at 80,000, 1.5-2 % short)
-ROUNDING_LIMIT_RATIO = 0.05
-#: median |D| of values carrying independent uniform rounding errors of at most ulp/2 (measured)
-PURE_ROUNDING_MEDIAN = 0.52
-#: :class:`RoundingLimitWarning` also when the rms rounding noise over the peak samples is more
-#: than this share of SMP (each measured jump is then that uncertain)
-ROUNDING_ERROR_LIMIT = 0.01
-#: a block's threshold is "set by rounding" when D between peaks is jagged (roughness over
-#: ROUGHNESS_LIMIT: noise, not curvature) and kappa times its level is at most this many ulp:
-#: rounding of the values, or accumulated through the computation that made them (chapter 2's
-#: float32 network: about 20 ulp of its largest output; 128 leaves a factor 6)
-ROUNDING_LEVEL_ULP = 128.0
-#: core samples within this factor of a rounding- or curvature-set threshold are "marginal" ...
-MARGINAL_FACTOR = 2.0
-#: ... and :class:`RoundingLimitWarning` is raised when those on rounding-set blocks carry more
-#: than this share of SMP (chapter 2's float32 network: 0.02-0.03 at 20,000 samples, within
-#: 0.5 % of float64; 0.14-0.15 at 80,000, 1.5-2 % short)
-ROUNDING_SHARE_LIMIT = 0.05
-#: below this many samples of D a block median cannot stand for the smooth level (a kink's two
-#: samples would be most of it): the level is taken as 0 and UnderSampledWarning raised
-MIN_LEVEL_SAMPLES = 5
-#: peaks closer than this many samples on average trigger :class:`CloseKinksWarning`: kinks
-#: placed at random (N(0, 1) jumps) lose CLOSE_LOSS / spacing of SMP on average (measured: 10.6,
-#: 4.5, 2.4, 1.1, 0.66 % at 5, 10, 20, 40, 80 samples per kink), 1 % at 45
-CLOSE_SPACING = 45.0
-CLOSE_LOSS = 0.45
-#: ... or when touching opposite-sign pairs may have cancelled more than this share of SMP
-CLOSE_SHARE_LIMIT = 0.01
-#: a step's two samples cancel to within this share, and its neighbours are this small
-STEP_BALANCE = 0.25
 
 
 class SMPWarning(UserWarning):
@@ -289,366 +270,6 @@ def second_difference(y: np.ndarray) -> np.ndarray:
     """
     y = np.asarray(y, dtype=np.float64)
     return (y[..., 2:] + y[..., :-2]) - 2.0 * y[..., 1:-1]
-
-
-#: rows of a batch are processed in chunks of about this many samples: the working set of one
-#: chunk stays in cache, and the extra memory is a few chunks, not a few copies of the batch
-_CHUNK_SAMPLES = 1 << 17
-
-
-def _n_blocks(m: int, window: int) -> int:
-    return max(-(-m // window), 1)
-
-
-def _pad_blocks(buf: np.ndarray, m: int, window: int) -> np.ndarray:
-    """Fill ``buf[..., m:]`` (the padding of the last block) and return the (..., blocks, window)
-    view: the last block holds the last ``window`` samples, overlapping its neighbour; fewer samples
-    than one block are repeated cyclically."""
-    total = buf.shape[-1]
-    pad = total - m
-    if pad and m >= window:
-        buf[..., m:] = buf[..., m - window : m - window + pad]
-    elif pad:
-        buf[..., m:] = np.take(buf[..., :m], np.arange(pad) % m, axis=-1)
-    return buf.reshape(buf.shape[:-1] + (total // window, window))
-
-
-def _block_level(abs_blocks: np.ndarray, overwrite: bool = False) -> np.ndarray:
-    """Per-block smooth level: max of the medians of ``|D|`` in the block and its two neighbours.
-
-    With ``overwrite`` the blocks are partially sorted in place (no copy)."""
-    window = abs_blocks.shape[-1]
-    if overwrite:
-        abs_blocks.partition(window // 2, axis=-1)
-        med = abs_blocks[..., window // 2].copy()
-    else:  # partition, not sort: only the middle order statistic is needed
-        med = np.partition(abs_blocks, window // 2, axis=-1)[..., window // 2]
-    padded = np.concatenate([med[..., :1], med, med[..., -1:]], axis=-1)
-    return np.maximum(np.maximum(padded[..., :-2], padded[..., 1:-1]), padded[..., 2:])
-
-
-def _add_split_kinks(
-    d: np.ndarray,
-    core: np.ndarray,
-    smooth_threshold: np.ndarray,
-    floor: np.ndarray,
-    floor_bound: np.ndarray,
-    window: int,
-) -> None:
-    """Where the rounding floor (not the smooth level) sets the threshold, also count a kink split
-    over two samples: both of one sign, each above the smooth threshold, their sum above the floor.
-
-    A kink puts ``dt*|Ds|`` into two adjacent samples in a proportion set by its position, so the
-    larger may be only half of it; rounding of values (at most ulp/2 each) bounds both a sample and
-    the sum of two adjacent ones by 2 ulp, so the floor holds for the pair as it does for a sample.
-    Updates ``core`` in place."""
-    rows = np.flatnonzero(floor_bound.any(axis=-1))
-    m = d.shape[-1]
-    sub = d[rows]
-    per_sample = lambda a: np.repeat(a[rows], window, axis=-1)[:, :m]  # noqa: E731
-    smooth, fl = per_sample(smooth_threshold), per_sample(floor)
-    left, right = sub[:, :-1], sub[:, 1:]
-    pair = (
-        (left * right > 0)
-        & (np.abs(left + right) > np.maximum(fl[:, :-1], fl[:, 1:]))
-        & (np.abs(left) > smooth[:, :-1])
-        & (np.abs(right) > smooth[:, 1:])
-    )
-    if pair.any():
-        added = np.zeros_like(pair, shape=(rows.size, m))
-        added[:, :-1] |= pair
-        added[:, 1:] |= pair
-        core[rows] |= added
-
-
-def _count_steps(
-    d: np.ndarray, core: np.ndarray, r_c: np.ndarray, c_c: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the number of step marks in ``D``, and of other adjacent opposite-sign core pairs
-    (two kinks of opposite sign sharing a sample of ``D``: partly cancelled).
-
-    Step marks: two adjacent core samples of opposite sign that nearly cancel
-    (``|D[n] + D[n+1]| <= STEP_BALANCE * max``) while their outer neighbours are small
-    (``<= STEP_BALANCE * min``).  A step S between samples puts exactly ``+S, -S`` there; two
-    kinks of opposite sign in one grid interval do the same (and cannot be told from it); two kinks
-    a couple of samples apart spread over four samples and do not match.  ``r_c, c_c`` are the
-    rows and columns of the core samples."""
-    rows, m = d.shape
-    steps = np.zeros(rows, dtype=np.int64)
-    close = np.zeros(rows)
-    has_next = c_c + 1 < m
-    r, c = r_c[has_next], c_c[has_next]
-    pair = core[r, c + 1]
-    r, c = r[pair], c[pair]
-    if r.size == 0:
-        return steps, close
-    a, b = d[r, c], d[r, c + 1]
-    small = STEP_BALANCE * np.minimum(np.abs(a), np.abs(b))
-    before = np.abs(d[r, np.maximum(c - 1, 0)]) * (c > 0)
-    after = np.abs(d[r, np.minimum(c + 2, m - 1)]) * (c + 2 < m)
-    opposite = a * b < 0
-    step = (
-        opposite
-        & (np.abs(a + b) <= STEP_BALANCE * np.maximum(np.abs(a), np.abs(b)))
-        & (before <= small)
-        & (after <= small)
-    )
-    np.add.at(steps, r[step], 1)
-    # two kinks side by side over four samples (+, +, -, -) share none: not close
-    outer_left = (c > 0) & core[r, np.maximum(c - 1, 0)] & (d[r, np.maximum(c - 1, 0)] * a > 0)
-    last = np.minimum(c + 2, m - 1)
-    outer_right = (c + 2 < m) & core[r, last] & (d[r, last] * b > 0)
-    touching = opposite & ~step & ~(outer_left & outer_right)
-    # what the pair can have lost: the smaller side, twice (it may have cancelled as much)
-    np.add.at(close, r[touching], 2 * np.minimum(np.abs(a), np.abs(b))[touching])
-    return steps, close
-
-
-class _Analysis(NamedTuple):
-    """Per-signal results of the detector (arrays over the batch), and optionally the masks."""
-
-    total: np.ndarray  # sum of |D| over peak samples
-    fraction: np.ndarray  # share of core samples
-    roughness: np.ndarray
-    limit: np.ndarray  # median over blocks of the threshold (units of D)
-    rounding_share: np.ndarray  # share of the peak mass in samples barely above a rounding floor
-    rounding_error: np.ndarray  # rms rounding noise over the peak samples / peak mass
-    curvature_share: np.ndarray  # share of the peak mass barely above a curvature-set threshold
-    limit_ratio: np.ndarray  # curvature-set detection limit / standard deviation of the slope
-    rounding_ratio: np.ndarray  # rounding-set detection limit / standard deviation of the slope
-    rounding_limit: np.ndarray  # median threshold over rounding-limited blocks (units of D), or 0
-    steps: np.ndarray  # step marks (balanced opposite-sign pairs): count per signal
-    close: np.ndarray  # mass of D that touching opposite-sign pairs may have cancelled / SMP mass
-    spacing: np.ndarray  # samples of D per peak
-    few_samples: bool
-    d: np.ndarray | None = None
-    core: np.ndarray | None = None
-    peak: np.ndarray | None = None
-    threshold: np.ndarray | None = None
-
-
-class _Chunk(NamedTuple):
-    """What one chunk of rows hands back: per-row sums, per-block thresholds, optional masks."""
-
-    total: np.ndarray
-    fraction: np.ndarray
-    roughness: np.ndarray
-    marginal_mass: np.ndarray
-    curvature_mass: np.ndarray
-    noise_rms: np.ndarray
-    slope_scale: np.ndarray
-    steps: np.ndarray
-    close: np.ndarray
-    n_peaks: np.ndarray
-    threshold: np.ndarray  # (rows, blocks)
-    limited: np.ndarray  # (rows, blocks)
-    d: np.ndarray | None
-    core: np.ndarray | None
-    peak: np.ndarray | None
-
-
-def _buffers(rows: int, n: int, window: int) -> dict[str, np.ndarray]:
-    """Work arrays for chunks of ``rows`` signals, allocated once and reused: fresh memory for every
-    chunk costs more (page faults) than the arithmetic."""
-    width = _n_blocks(n - 2, window) * window
-    return {
-        "y": np.empty((rows, n)),
-        "first": np.empty((rows, n - 1)),
-        "d": np.empty((rows, width)),
-        "abs": np.empty((rows, width)),
-        "core": np.empty((rows, width), dtype=bool),
-        "peak": np.empty((rows, width), dtype=bool),
-    }
-
-
-def _analyse_chunk(
-    y: np.ndarray,
-    dtype: np.dtype,
-    kappa: float,
-    window: int,
-    floor_eps: float,
-    keep: bool,
-    buffers: dict[str, np.ndarray],
-) -> _Chunk:
-    """The detector on a 2-D chunk ``(rows, N)`` of signals (any float dtype), D in float64."""
-    rows, n = y.shape
-    m = n - 2
-    n_blocks = _n_blocks(m, window)
-    if y.dtype != np.float64 or not y.flags.c_contiguous:
-        # one cast (or gather, for a sample axis that was not last) into a reused buffer:
-        # mixed-type and strided arithmetic are slower
-        np.copyto(buffers["y"][:rows], y)
-        y = buffers["y"][:rows]
-    first = buffers["first"][:rows]
-    np.subtract(y[:, 1:], y[:, :-1], out=first)
-    # D as the difference of first differences, straight into the padded block buffer
-    d_buf = buffers["d"][:rows]
-    d = d_buf[:, :m]
-    np.subtract(first[:, 1:], first[:, :-1], out=d)
-    d_blocks = _pad_blocks(d_buf, m, window)
-    abs_buf = np.abs(d_buf, out=buffers["abs"][:rows])
-    abs_blocks = abs_buf.reshape(d_blocks.shape)
-    if m < MIN_LEVEL_SAMPLES:  # too few samples for a median to stand for the smooth level
-        level = np.zeros((rows, n_blocks))
-    else:
-        level = _block_level(abs_blocks, overwrite=True)
-        np.abs(d_buf, out=abs_buf)  # restore |D| after the in-place partition
-    # the unit in the last place (in the input's dtype) of the signal's largest |y|: values
-    # rounded to it carry at most ulp/2 each, and D at most 2 ulp.  Global, not local: a value
-    # near zero computed from larger terms carries the rounding of the terms (measured: spikes of
-    # 2-4 ulp of max|y| at the zero crossings of float64 piecewise-linear test signals)
-    scale = np.maximum(np.abs(y.max(axis=-1)), np.abs(y.min(axis=-1))).astype(np.float64)
-    ulp = np.spacing(scale.astype(dtype)).astype(np.float64)
-    rounding = np.broadcast_to(ulp[:, None], (rows, n_blocks))
-    smooth_threshold = kappa * level
-    floor = floor_eps * rounding
-    threshold = np.maximum(smooth_threshold, floor)
-    core_flat = buffers["core"][:rows]
-    core_blocks = core_flat.reshape(d_blocks.shape)
-    np.greater(abs_blocks, threshold[..., None], out=core_blocks)
-    core = core_flat[:, :m]
-    floor_bound = floor > smooth_threshold
-    if floor_bound.any():
-        _add_split_kinks(d, core, smooth_threshold, floor, floor_bound, window)
-    width = core_flat.shape[1]
-    core_flat[:, m:] = False  # the padding repeats samples: count each once
-    core_at = np.flatnonzero(core_flat)  # core samples are few: work on their positions
-    r_c, c_c = np.divmod(core_at, width)
-    b_c = c_c // window
-    fraction = np.bincount(r_c, minlength=rows) / m
-    peak_flat = buffers["peak"][:rows]
-    np.copyto(peak_flat, core_flat)
-    peak_flat[:, 1:] |= core_flat[:, :-1]
-    peak_flat[:, :-1] |= core_flat[:, 1:]
-    peak_flat[:, m:] = False
-    peak = peak_flat[:, :m]
-    steps, close = _count_steps(d, core, r_c, c_c)
-    # peaks are runs of the widened core: a new one starts where the previous core sample of the
-    # row is more than 3 samples back (closer ones merge once widened)
-    new_run = np.ones(r_c.size, dtype=bool)
-    new_run[1:] = (r_c[1:] != r_c[:-1]) | (c_c[1:] - c_c[:-1] > 3)
-    n_peaks = np.bincount(r_c[new_run], minlength=rows)
-    # every 4th pair (n, n+1) of D, gathered once: the jaggedness ratios below need no more
-    left, right = d[:, 0 : m - 1 : 4].copy(), d[:, 1:m:4].copy()
-    step_change = np.abs(right - left)
-    np.abs(right, out=right)
-    np.abs(left, out=left)
-    # the threshold is set by the data's rounding where D between peaks is jagged (noise, not
-    # curvature: the curvature of a resolved smooth part changes little from sample to sample) and
-    # kappa * level is within ROUNDING_LEVEL_ULP ulp
-    calm = ~(core[:, 0 : m - 1 : 4] | core[:, 1:m:4])
-    if left.shape[1]:
-        starts = -(-np.arange(n_blocks) * window // 4)  # first gathered pair of each block
-        starts = np.minimum(starts, left.shape[1] - 1)
-        jag = np.add.reduceat(step_change * calm, starts, axis=-1)
-        size = np.add.reduceat(right * calm, starts, axis=-1)
-    else:  # a single sample of D
-        jag = size = np.zeros((rows, n_blocks))
-    limited = (jag > ROUGHNESS_LIMIT * size) & (smooth_threshold <= ROUNDING_LEVEL_ULP * rounding)
-    # core samples barely above their threshold (within MARGINAL_FACTOR): a population of kinks
-    # reaching down to the limit continues below it, unseen
-    values = abs_buf[r_c, c_c]
-    is_marginal = values <= MARGINAL_FACTOR * threshold[r_c, b_c]
-    on_rounding = limited[r_c, b_c]
-    marginal_mass = np.bincount(r_c, values * (is_marginal & on_rounding), minlength=rows)
-    curvature_mass = np.bincount(r_c, values * (is_marginal & ~on_rounding), minlength=rows)
-    if limited.any():
-        # rounding noise per sample of D: the block's level, at least that of pure rounding
-        noise = np.where(limited, np.maximum(level, PURE_ROUNDING_MEDIAN * rounding), 0.0)
-        n_peak = np.count_nonzero(peak_flat.reshape(d_blocks.shape), axis=-1)
-        noise_rms = np.sqrt((n_peak * noise**2).sum(axis=-1))
-    else:
-        noise_rms = np.zeros(rows)
-    # the typical slope, root mean square over the samples where it is not exactly 0 (a ReLU
-    # output's zero stretches say nothing about the kinks' scale); every 16th is enough
-    sub = first[:, ::16]
-    moving = np.maximum(np.count_nonzero(sub, axis=-1), 1)
-    slope_scale = np.sqrt(np.einsum("rk,rk->r", sub, sub) / moving)
-    eps = float(np.finfo(dtype).eps)
-    # roughness (see the public function: the same sums, on the gathered pairs)
-    floor_r = (ROUGHNESS_FLOOR_FACTOR * ROUGHNESS_FLOOR_EPS * eps * scale)[:, None]
-    pair = ~(peak[:, 0 : m - 1 : 4] | peak[:, 1:m:4]) & (left > floor_r) & (right > floor_r)
-    weight = pair.astype(np.float64)
-    rough_jag = np.einsum("rk,rk->r", step_change, weight)
-    rough_size = np.einsum("rk,rk->r", right, weight)
-    enough = np.count_nonzero(pair, axis=-1) >= ROUGHNESS_MIN_PAIRS
-    rough = np.divide(
-        rough_jag, rough_size, out=np.zeros(rows), where=enough & (rough_size > 0)
-    )
-    # SMP: |D| summed over the peak samples, gathered sparsely (they are few)
-    peak_at = np.flatnonzero(peak_flat)
-    total = np.bincount(peak_at // width, abs_buf.ravel()[peak_at], minlength=rows)
-    masks = (d.copy(), core.copy(), peak.copy()) if keep else (None, None, None)
-    return _Chunk(
-        total, fraction, rough, marginal_mass, curvature_mass, noise_rms, slope_scale, steps,
-        close, n_peaks, threshold, limited, *masks,
-    )
-
-
-def _analyse(
-    arr: np.ndarray, source_dtype: np.dtype, kappa: float, window: int, floor_eps: float,
-    keep: bool = False,
-) -> _Analysis:
-    """Run the detector over a batch (signal axis last), chunk by chunk over the rows."""
-    batch_shape, n = arr.shape[:-1], arr.shape[-1]
-    m = n - 2
-    rows = arr.reshape(-1, n)
-    step = max(1, min(_CHUNK_SAMPLES // n, rows.shape[0]))
-    buffers = _buffers(step, n, window)
-    parts = [
-        _analyse_chunk(rows[i : i + step], source_dtype, kappa, window, floor_eps, keep, buffers)
-        for i in range(0, rows.shape[0], step)
-    ]
-    c = _Chunk(*[None if p[0] is None else np.concatenate(p) for p in zip(*parts)])
-    # per-signal bounds from the per-block thresholds, once for the whole batch
-    limit = np.median(c.threshold, axis=-1)
-    limited_thr = np.where(c.limited, c.threshold, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # signals without such blocks: NaN
-        rounding_limit = np.nan_to_num(np.nanmedian(limited_thr, axis=-1), nan=0.0)
-    curvature_limit = np.median(np.where(c.limited, 0.0, c.threshold), axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        limit_ratio = np.where(c.slope_scale > 0, 2.0 * curvature_limit / c.slope_scale, 0.0)
-        rounding_ratio = np.where(c.slope_scale > 0, 2.0 * rounding_limit / c.slope_scale, 0.0)
-        positive = c.total > 0
-        safe_total = np.where(positive, c.total, 1.0)
-        share = np.where(positive, c.marginal_mass / safe_total, 0.0)
-        noise_share = np.where(positive, c.noise_rms / safe_total, 0.0)
-        curvature_share = np.where(positive, c.curvature_mass / safe_total, 0.0)
-    spacing = np.where(c.n_peaks > 0, m / np.maximum(c.n_peaks, 1), np.inf)
-    close_share = np.where(c.total > 0, c.close / np.where(c.total > 0, c.total, 1.0), 0.0)
-    per_sample = np.repeat(c.threshold, window, axis=-1)[:, :m] if keep else None
-    values = [
-        c.total, c.fraction, c.roughness, limit, share, noise_share, curvature_share,
-        limit_ratio, rounding_ratio, rounding_limit, c.steps, close_share, spacing,
-    ]
-    shaped = [v.reshape(batch_shape) for v in values]
-    masks = [None if v is None else v.reshape(batch_shape + (m,)) for v in (c.d, c.core, c.peak)]
-    if per_sample is not None:
-        per_sample = per_sample.reshape(batch_shape + (m,))
-    return _Analysis(*shaped, m < MIN_LEVEL_SAMPLES, *masks, per_sample)
-
-
-def roughness(d: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    """``sum |D[n+1] - D[n]| / sum |D[n+1]|`` over pairs of non-peak samples well above the floor.
-
-    Between peaks ``D ~ h**2 y''`` varies slowly, so the ratio is ``O(h |y'''| / |y''|)``: measured
-    on Gaussian processes 0.001 with 2000 samples per length-scale, 0.06 with 40, 0.24 with 10 and
-    0.45-0.64 with 4.  Noise or kinks too dense to be told apart make ``D`` jagged and the ratio
-    about 1.2-1.8.  Only samples above ``16 * floor`` count (``floor`` is
-    ``ROUGHNESS_FLOOR_EPS / 16 * eps * max|y|`` in :func:`smp`): the rounding noise of a signal
-    computed through a network (a float64 sum of many terms) can exceed the detector's floor, and
-    between the kinks of an exactly piecewise-linear signal ``D`` is nothing but that noise.
-    Signals with fewer than 8 such pairs (exactly piecewise linear, constant) give 0.  Only every
-    4th pair ``(n, n+1)`` is used: a ratio of sums needs no more, at a quarter of the cost.
-    """
-    left, right = d[..., :-1:4], d[..., 1::4]
-    level = ROUGHNESS_FLOOR_FACTOR * floor
-    pair = ~(peak[..., :-1:4] | peak[..., 1::4]) & (np.abs(left) > level) & (np.abs(right) > level)
-    jag = (np.abs(right - left) * pair).sum(axis=-1)
-    size = (np.abs(right) * pair).sum(axis=-1)
-    enough = pair.sum(axis=-1) >= ROUGHNESS_MIN_PAIRS
-    return np.divide(jag, size, out=np.zeros_like(jag), where=enough & (size > 0))
 
 
 class Diagnosis(NamedTuple):
@@ -782,12 +403,14 @@ def _warn(diagnosis: Diagnosis, dtype: np.dtype) -> None:
     under = diagnosis.undersampled
     if np.any(under):
         warnings.warn(
-            f"the smooth part is under-sampled: in {int(under.sum())} of {n} signal(s) the second "
-            "difference between peaks changes from sample to sample (roughness up to "
-            f"{float(diagnosis.roughness.max()):.2f} > {UNDERSAMPLED_ROUGHNESS}; fewer than about "
-            "8 samples per length-scale of the signal), or the signal has fewer than "
-            f"{MIN_LEVEL_SAMPLES + 2} samples, so curvature and kinks are not told apart and SMP "
-            "may be off by 10 % or more: sample the path more finely.",
+            f"the smooth part is under-sampled: in {int(under.sum())} of {n} signal(s) the "
+            "curvature between peaks hides slope jumps as large as "
+            f"{float(np.nanmax(diagnosis.limit_ratio[under])):.2f} of the slope's rms (limit "
+            f"{UNDERSAMPLED_LIMIT_RATIO}), or the second difference between peaks changes from "
+            f"sample to sample (roughness {float(diagnosis.roughness[under].max()):.2f}, limit "
+            f"{UNDERSAMPLED_ROUGHNESS}: fewer than about 8 samples per length-scale), or the "
+            f"signal has fewer than {MIN_LEVEL_SAMPLES + 2} samples; curvature and kinks are not "
+            "told apart and SMP may be off by 10 % or more: sample the path more finely.",
             UnderSampledWarning,
             stacklevel=3,
         )
