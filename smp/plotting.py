@@ -7,7 +7,7 @@ inches wide with at most two panels per row (:func:`panel_grid`), one legend out
 ("retina"), so that lines stay sharp without the page scaling them.
 
 Text size on the page.  The book's column shows a figure at most :data:`PAGE_WIDTH_PX` CSS pixels
-wide (the content column of the Jupyter Book theme at a 1024 px window, measured); a figure wider
+wide (the content column of the Jupyter Book theme at a 1280 px window, measured in Chromium); a figure wider
 than that is scaled down, and its text with it.  :func:`smallest_text_px` gives the smallest text
 of a figure in CSS pixels as displayed; the book's rule is at least :data:`MIN_TEXT_PX`.
 """
@@ -48,8 +48,10 @@ PALETTE = [_colors[i] for i in (0, 1, 2, 4, 5, 7, 8, 9)]
 
 #: widest figure of the book (inches); with :data:`DPI` it is about the page's column width
 MAX_WIDTH = 7.5
-#: width of the page's content column (CSS px) at a 1024 px window: figures wider are scaled down
-PAGE_WIDTH_PX = 700
+#: width of the page's content column (CSS px) at a 1280 px window, the narrowest of the book's
+#: widths 1024/1280/1400 (from 1280 px the page-contents sidebar takes room); figures wider are
+#: scaled down, and their text with them
+PAGE_WIDTH_PX = 672
 #: smallest text on a figure, in CSS px as displayed
 MIN_TEXT_PX = 9.0
 #: CSS px per inch of the displayed figure (the PNG carries twice as many pixels: "retina")
