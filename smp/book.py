@@ -27,6 +27,7 @@ import math
 import numbers
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["format_number", "format_table", "markdown_table", "glue_table", "glue_all"]
@@ -45,13 +46,21 @@ def format_number(value: Any, digits: int = 3) -> str:
     >>> [format_number(v) for v in (16650.0, 0.0012345, 2.0, -0.5, float("nan"), 3e-9)]
     ['16,650', '0.00123', '2', '-0.5', '–', '3.00e-9']
     """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if (
+        not isinstance(digits, numbers.Integral)
+        or isinstance(digits, bool)
+        or digits < 1
+    ):
+        raise ValueError(f"digits must be a positive integer, not {digits!r}")
+    if value is None or value is pd.NA or value is pd.NaT:
         return MISSING
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return str(value)
     if isinstance(value, numbers.Integral):
         return f"{int(value):,}"
-    value = float(value)
+    value = float(value)  # numpy float32/float16 too: their NaN is not a Python float
+    if math.isnan(value):
+        return MISSING
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
     if value == 0:
@@ -119,7 +128,9 @@ def markdown_table(text: pd.DataFrame) -> str:
     """
 
     def numeric(cell: str) -> bool:
-        stripped = cell.replace(",", "").replace("%", "").replace("∞", "1").strip(" +-–")
+        stripped = (
+            cell.replace(",", "").replace("%", "").replace("∞", "1").strip(" +-–")
+        )
         try:
             float(stripped.split()[0] if stripped else "0")
         except ValueError:
@@ -127,10 +138,17 @@ def markdown_table(text: pd.DataFrame) -> str:
         return True
 
     def escape(cell: str) -> str:
-        return str(cell).replace("|", "\\|")
+        # a pipe would end the cell and a newline the row
+        return " ".join(str(cell).split("\n")).replace("|", "\\|")
 
-    aligns = ["--:" if all(numeric(str(c)) for c in text[col]) else ":--" for col in text.columns]
-    lines = ["| " + " | ".join(escape(c) for c in text.columns) + " |", "| " + " | ".join(aligns) + " |"]
+    aligns = [
+        "--:" if all(numeric(str(c)) for c in text[col]) else ":--"
+        for col in text.columns
+    ]
+    lines = [
+        "| " + " | ".join(escape(c) for c in text.columns) + " |",
+        "| " + " | ".join(aligns) + " |",
+    ]
     for _, row in text.iterrows():
         lines.append("| " + " | ".join(escape(c) for c in row) + " |")
     return "\n".join(lines)
@@ -170,4 +188,14 @@ def glue_all(values: Mapping[str, Any], prefix: str = "") -> None:
     from myst_nb import glue
 
     for name, value in values.items():
-        glue(prefix + name, value, display=False)
+        glue(prefix + name, _plain(value), display=False)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar (or 0-d array) as the Python number it holds: ``{glue:text}`x:.2f``` formats
+    the glued text form, and numpy 2 writes ``np.float64(0.5)`` there."""
+    if isinstance(value, np.generic) or (
+        isinstance(value, np.ndarray) and value.ndim == 0
+    ):
+        return value.item()
+    return value
