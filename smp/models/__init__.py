@@ -14,3 +14,4 @@ from .relu import *  # noqa: F401,F403
 from .stack import *  # noqa: F401,F403
 
 __all__ = [*_conv.__all__, *_relu.__all__, *_maxpool.__all__, *_stack.__all__]
+from ._conditional import *  # noqa: F401,F403

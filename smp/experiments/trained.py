@@ -1,0 +1,417 @@
+"""Trained networks: do the block models hold after training, and on paths through real data?
+
+The network.  A ReLU autoencoder on scikit-learn's handwritten digits (1,797 images of 8x8 pixels,
+bundled with scikit-learn, no download): ``Linear(64, 128) -> ReLU -> Linear(128, 128) -> ReLU ->
+Linear(128, 128) -> ReLU -> Linear(128, 64)``, He initialisation, trained by Adam (batch 64,
+learning rate 1e-3, float64) to reproduce its input (mean squared error), with checkpoints at
+steps ``CHECKPOINTS``.  Pixels are standardised with the training set's mean and standard
+deviation; a fixed seeded split keeps ``HELD_OUT`` images out of training.
+
+The paths (``P`` per kind, ``N`` samples each):
+
+* ``train``: straight lines ``x(t) = (1-t) a + t b``, ``t in [0, 1]``, between two distinct random
+  training images (the interpolations an autoencoder is asked to generate);
+* ``held_out``: the same between held-out images;
+* ``circle``: random great circles ``x(t) = r (cos t u + sin t v)``, ``t in [0, 2 pi]``, ``u, v``
+  orthonormal Gaussian directions, ``r`` the root-mean-square norm of the training images.
+
+The measurement at every checkpoint: the exact SMP of every unit of every layer along every path
+by frozen activation patterns (:mod:`smp._exact_smp`, float64), ReLU births and pass-through apart,
+summed over units; mean and standard error over paths.  SMP is in activation units per unit t
+(t in [0, 1] on a line, in [0, 2 pi] on a circle).
+
+The predictions (:mod:`smp.models._conditional`), each block fed with the measured statistics of
+its own input over the same ensemble of paths:
+
+* ReLU, *Gaussian conditional*: births from ``(z, z')`` jointly Gaussian at every t (means, stds,
+  covariance measured per unit and t), pass-through ``Phi(mu/sigma)`` times the measured input jumps;
+* ReLU, *Kac-Rice with measured ingredients*: births from kernel estimates of ``p_t(0)`` and
+  ``E[z'^2 | z = 0]``, pass-through with the measured fraction of active paths; and, for the first
+  layer on lines between images, births from the pre-activation's distribution over single images
+  (:func:`smp.models.pair_births`);
+* Linear: the checkpoint's actual weights applied to the measured input SMP, assuming independent
+  kink times (``|W| @ smp_in``) or random signs within each measured event (``sqrt(2/pi) ||W_j J||``);
+* mean field: chapter 6's recursion with the checkpoint's per-layer weight and bias standard
+  deviations (:func:`smp.models.mean_field_dense`).
+
+Retraining and remeasuring: ``.venv/bin/python scripts/train_trained.py``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import data as _data
+from .. import models
+from .._exact_smp import iter_frozen
+
+__all__ = [
+    "CHECKPOINTS",
+    "WIDTHS",
+    "HELD_OUT",
+    "PATH_KINDS",
+    "DigitsSplit",
+    "load_digits_split",
+    "digits_autoencoder",
+    "train_autoencoder",
+    "pack_checkpoints",
+    "load_checkpoints",
+    "reconstruction_error",
+    "digit_paths",
+    "measure_network",
+    "weight_table",
+    "run",
+    "write_tables",
+]
+
+#: training steps at which the weights are stored (0 = initialisation)
+CHECKPOINTS = (0, 30, 300, 3000)
+#: layer widths of the autoencoder, input first
+WIDTHS = (64, 128, 128, 128, 64)
+#: number of images kept out of training
+HELD_OUT = 500
+#: the three kinds of path
+PATH_KINDS = ("train", "held_out", "circle")
+
+
+def _int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class DigitsSplit(NamedTuple):
+    """Standardised digits: ``train`` and ``held_out`` images ``(n, 64)`` float64 tensors, and the
+    training set's per-pixel ``mean`` and ``std`` used to standardise (``std`` 1 for the pixels
+    that are constant over the training set)."""
+
+    train: torch.Tensor
+    held_out: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def load_digits_split(held_out: int = HELD_OUT, *, seed: int = 0) -> DigitsSplit:
+    """scikit-learn's digits, split at random (seeded) into training and held-out images.
+
+    Pixels (0..16) are standardised with the training images' per-pixel mean and standard
+    deviation, so the held-out images are scaled exactly as the network saw its training data.
+
+    Example
+    -------
+    >>> split = load_digits_split()
+    >>> tuple(split.train.shape), tuple(split.held_out.shape)
+    ((1297, 64), (500, 64))
+    """
+    from sklearn.datasets import load_digits
+
+    images = torch.as_tensor(load_digits().data, dtype=torch.float64)
+    held_out = _int("held_out", held_out)
+    if held_out >= len(images) - 1:
+        raise ValueError(f"held_out must leave at least 2 training images (< {len(images) - 1}), got {held_out}")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    train, test = images[order[held_out:]], images[order[:held_out]]
+    mean, std = train.mean(0), train.std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a few border pixels are always 0
+    return DigitsSplit((train - mean) / std, (test - mean) / std, mean, std)
+
+
+def digits_autoencoder(widths=WIDTHS, *, seed: int = 0) -> nn.Sequential:
+    """``Linear -> ReLU`` for each hidden width, then a linear output layer; float64.
+
+    Weights ``N(0, 2/fan_in)`` (He), biases 0, drawn from a generator seeded with ``seed``.
+
+    Example
+    -------
+    >>> net = digits_autoencoder()
+    >>> [type(m).__name__ for m in net][:3], net[0].weight.dtype
+    (['Linear', 'ReLU', 'Linear'], torch.float64)
+    """
+    widths = [_int("widths", w) for w in widths]
+    if len(widths) < 2:
+        raise ValueError(f"widths must list the input width and at least one more, got {widths!r}")
+    gen = torch.Generator().manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        linear = nn.Linear(n_in, n_out, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.normal_(0.0, (2.0 / n_in) ** 0.5, generator=gen)
+            linear.bias.zero_()
+        layers.append(linear)
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def train_autoencoder(
+    split: DigitsSplit,
+    *,
+    steps: int = CHECKPOINTS[-1],
+    checkpoints=CHECKPOINTS,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[dict[int, dict[str, torch.Tensor]], pd.DataFrame]:
+    """Train :func:`digits_autoencoder` by Adam on the training images, keeping checkpoints.
+
+    Each step draws ``batch_size`` training images (with replacement, seeded) and minimises the
+    mean squared reconstruction error (float64).  Returns ``{step: state_dict}`` for every step in
+    ``checkpoints`` (weights after that many steps; 0 is the initialisation) and a table of the
+    training and held-out mean squared error (per pixel, standardised units) at each checkpoint.
+    """
+    steps = _int("steps", steps)
+    checkpoints = sorted({_int("checkpoints", c, 0) for c in checkpoints})
+    if checkpoints[-1] > steps:
+        raise ValueError(f"checkpoints must not exceed steps={steps}, got {checkpoints}")
+    net = digits_autoencoder(seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    states, rows = {}, []
+
+    def keep(step: int) -> None:
+        states[step] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        rows.append(dict(step=step, train_mse=reconstruction_error(net, split.train),
+                         held_out_mse=reconstruction_error(net, split.held_out)))
+
+    if 0 in checkpoints:
+        keep(0)
+    for step in tqdm(range(1, steps + 1), disable=not progress, desc="training the digits autoencoder"):
+        batch = split.train[torch.randint(len(split.train), (batch_size,), generator=gen)]
+        loss = ((net(batch) - batch) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step in checkpoints:
+            keep(step)
+    return states, pd.DataFrame(rows)
+
+
+def reconstruction_error(net: nn.Module, images: torch.Tensor) -> float:
+    """Mean squared reconstruction error per pixel (standardised units), float64."""
+    with torch.no_grad():
+        return float(((net(images) - images) ** 2).mean())
+
+
+def pack_checkpoints(states: dict[int, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One flat state dict ``{"<step>/<name>": tensor}`` for :func:`smp.data.write`."""
+    return {f"{step}/{name}": t for step, state in states.items() for name, t in state.items()}
+
+
+def load_checkpoints(packed: dict[str, torch.Tensor] | None = None) -> dict[int, nn.Sequential]:
+    """The stored checkpoints as networks (float64, eval mode), ``{step: net}``.
+
+    ``packed`` defaults to ``smp.data.load("trained_digits")``.
+
+    Example
+    -------
+    >>> sorted(load_checkpoints())
+    [0, 30, 300, 3000]
+    """
+    packed = _data.load("trained_digits") if packed is None else packed
+    states: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in packed.items():
+        step, name = key.split("/", 1)
+        states.setdefault(int(step), {})[name] = tensor
+    nets = {}
+    for step in sorted(states):
+        net = digits_autoencoder()
+        net.load_state_dict(states[step])
+        nets[step] = net.eval()
+    return nets
+
+
+def digit_paths(kind: str, split: DigitsSplit, n_paths: int, n_samples: int, *, seed: int = 0):
+    """``P`` paths of one kind as ``(x, dx, t_length, input_length)``.
+
+    ``x, dx``: ``(P, N, 64)`` float64 tensors, the path and its t-derivative; ``t_length`` the
+    range of t (1 for lines, ``2 pi`` for circles); ``input_length`` ``(P,)`` the Euclidean length
+    of each path in input space.  Pairs are ordered pairs of distinct images drawn uniformly.
+    """
+    if kind not in PATH_KINDS:
+        raise ValueError(f"kind must be one of {PATH_KINDS}, got {kind!r}")
+    n_paths, n_samples = _int("n_paths", n_paths, 2), _int("n_samples", n_samples, 3)
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "circle":
+        t = torch.linspace(0, 2 * np.pi, n_samples, dtype=torch.float64)
+        radius = float(split.train.pow(2).sum(1).mean().sqrt())
+        u = torch.randn(n_paths, 64, generator=gen, dtype=torch.float64)
+        v = torch.randn(n_paths, 64, generator=gen, dtype=torch.float64)
+        u = u / u.norm(dim=1, keepdim=True)
+        v = v - (v * u).sum(1, keepdim=True) * u
+        v = v / v.norm(dim=1, keepdim=True)
+        c, s = torch.cos(t)[None, :, None], torch.sin(t)[None, :, None]
+        x = radius * (c * u[:, None] + s * v[:, None])
+        dx = radius * (-s * u[:, None] + c * v[:, None])
+        return x, dx, 2 * np.pi, np.full(n_paths, 2 * np.pi * radius)
+    images = split.train if kind == "train" else split.held_out
+    i = torch.randint(len(images), (n_paths,), generator=gen)
+    j = (i + torch.randint(1, len(images), (n_paths,), generator=gen)) % len(images)  # j != i, uniform
+    a, b = images[i], images[j]
+    t = torch.linspace(0, 1, n_samples, dtype=torch.float64)
+    x = a[:, None] + t[None, :, None] * (b - a)[:, None]
+    dx = (b - a)[:, None].expand_as(x).contiguous()
+    return x, dx, 1.0, (b - a).norm(dim=1).numpy()
+
+
+def _mean_sem(per_path: np.ndarray) -> tuple[float, float]:
+    return float(per_path.mean()), float(per_path.std(ddof=1) / np.sqrt(len(per_path)))
+
+
+def measure_network(net: nn.Sequential, x: torch.Tensor, dx: torch.Tensor, t_length: float,
+                    *, images: torch.Tensor | None = None, kernel: bool = True) -> pd.DataFrame:
+    """Measured and predicted SMP of every layer of ``net`` along the paths ``x`` (one table).
+
+    ``images``: for lines between images, the image set the pairs were drawn from (enables the
+    first layer's :func:`smp.models.pair_births`).  ``kernel=False`` skips the kernel estimates.
+
+    Returns one row per layer: ``layer`` (0-based), ``name``, ``units``; measured ``smp``,
+    ``births``, ``pass_through`` (means over paths, summed over units) with ``*_sem``; the
+    predictions ``gauss_births``, ``gauss_pass``, ``kernel_births``, ``density_births`` (measured
+    density at zero with the Gaussian conditional slope), ``indep_pass``, ``pair_births``,
+    ``linear_indep``, ``linear_signs``; the diagnostics ``density_ratio`` (integrated measured
+    density at zero over the Gaussian's) and ``p_active`` (mean fraction of active units).
+    """
+    paths, n = x.shape[:2]
+    w = models.trapezoid_weights(n, t_length)
+    rows, previous = [], None
+    linear_index = 0
+    modules = list(net)
+    for layer in iter_frozen(net, x, dx):
+        size = layer.jump.abs().reshape(paths, n, -1)
+        changed = layer.changed.reshape(paths, n, -1)
+        births_pp = (size * changed).sum((1, 2)).numpy()
+        pass_pp = (size * ~changed).sum((1, 2)).numpy()
+        row = dict(layer=layer.index, name=layer.name, units=size.shape[-1])
+        for key, values in (("smp", births_pp + pass_pp), ("births", births_pp), ("pass_through", pass_pp)):
+            row[key], row[key + "_sem"] = _mean_sem(values)
+        if layer.name == "ReLU":
+            z = previous.value.reshape(paths, n, -1).numpy()
+            dz = previous.slope.reshape(paths, n, -1).numpy()
+            jump_in = previous.jump.reshape(paths, n, -1).abs().numpy()
+            mu, sigma = z.mean(0), z.std(0, ddof=1)
+            dmu, dsigma = dz.mean(0), dz.std(0, ddof=1)
+            cov = ((z - mu) * (dz - dmu)).sum(0) / (paths - 1)
+            gauss_density = models.gaussian_density_at_zero(mu, sigma)
+            gauss_slope2 = models.gaussian_conditional_slope2(mu, sigma, dmu, dsigma, cov)
+            row["gauss_births"] = float((w @ (gauss_density * gauss_slope2)).sum())
+            mean_jump = jump_in.mean(0)
+            row["gauss_pass"] = float(models.gaussian_pass_through(mu, sigma, mean_jump).sum())
+            p_active = (z > 0).mean(0)
+            row["indep_pass"] = float(models.independent_pass_through(p_active, mean_jump).sum())
+            row["p_active"] = float(p_active.mean())
+            if kernel:
+                kb = models.kernel_births(z, dz, w)
+                row["kernel_births"] = float(kb.births.sum())
+                row["density_births"] = float((w @ (kb.density_t * gauss_slope2)).sum())
+                row["density_ratio"] = float(kb.density.sum() / kb.gaussian_density.sum())
+            if images is not None and linear_index == 1:
+                first = modules[0]
+                with torch.no_grad():
+                    z_images = first(images.to(torch.float64)).numpy()
+                row["pair_births"] = float(models.pair_births(z_images).sum())
+        elif layer.name == "Linear":
+            linear_index += 1
+            if previous is not None:
+                weight = modules[layer.index].weight.detach().to(torch.float64).numpy()
+                jumps_in = previous.jump.reshape(paths * n, -1).numpy()
+                smp_in = np.abs(jumps_in).reshape(paths, n, -1).sum((0, 1)) / paths
+                row["linear_indep"] = float(models.linear_independent(weight, smp_in).sum())
+                active = np.abs(jumps_in).sum(1) > 0  # only intervals holding an event
+                row["linear_signs"] = float(models.linear_random_signs(weight, jumps_in[active]).sum() / paths)
+        rows.append(row)
+        previous = layer
+    return pd.DataFrame(rows)
+
+
+def _kurtosis(values: np.ndarray) -> float:
+    centred = values - values.mean()
+    return float((centred**4).mean() / (centred**2).mean() ** 2)
+
+
+def weight_table(nets: dict[int, nn.Sequential]) -> pd.DataFrame:
+    """Per checkpoint and linear layer: the weight distribution against a Gaussian's.
+
+    Columns ``weight_rms``, ``weight_mean``, ``abs_ratio`` (mean ``|w|`` over ``sqrt(2/pi)`` times
+    the rms: 1 for a zero-mean Gaussian), ``kurtosis`` (3 for a Gaussian), ``bias_mean``,
+    ``bias_rms``, and ``he_ratio`` (rms over He's ``sqrt(2/fan_in)``).
+    """
+    rows = []
+    for step, net in nets.items():
+        for index, module in enumerate(net):
+            if isinstance(module, nn.Linear):
+                wv = module.weight.detach().to(torch.float64).numpy().ravel()
+                b = module.bias.detach().to(torch.float64).numpy()
+                rms = float(np.sqrt((wv**2).mean()))
+                rows.append(dict(step=step, layer=index, fan_in=module.in_features, weight_rms=rms,
+                                 weight_mean=float(wv.mean()),
+                                 abs_ratio=float(np.abs(wv).mean() / (np.sqrt(2 / np.pi) * rms)),
+                                 kurtosis=_kurtosis(wv), bias_mean=float(b.mean()),
+                                 bias_rms=float(np.sqrt((b**2).mean())),
+                                 he_ratio=rms / np.sqrt(2 / module.in_features)))
+    return pd.DataFrame(rows)
+
+
+def _mean_field(net: nn.Sequential, x: torch.Tensor, dx: torch.Tensor, t_length: float) -> pd.DataFrame:
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    relu_after = [isinstance(b, nn.ReLU) for a, b in zip(net, list(net)[1:] + [None]) if isinstance(a, nn.Linear)]
+    return models.mean_field_dense(
+        [float(m.weight.detach().pow(2).mean().sqrt()) for m in linears],
+        [float(m.bias.detach().pow(2).mean().sqrt()) for m in linears],
+        [m.out_features for m in linears],
+        in_features=linears[0].in_features,
+        input_m2=float(x.pow(2).mean()),
+        input_dm2=float(dx.pow(2).mean()),
+        length=t_length,
+        relu_after=relu_after,
+    )
+
+
+def run(nets: dict[int, nn.Sequential], split: DigitsSplit, *, n_paths: int = 100, n_samples: int = 400,
+        kinds=PATH_KINDS, seed: int = 0, kernel: bool = True, progress: bool = False) -> pd.DataFrame:
+    """Measure and predict every layer of every checkpoint on every kind of path (one long table).
+
+    The same seeded paths are used at every checkpoint (paths of kind ``k`` use seed
+    ``seed + index of k``).  Adds to :func:`measure_network`'s columns ``step``, ``paths`` (the
+    kind), ``n_paths``, ``n_samples``, ``t_length``, ``input_length`` (mean Euclidean length of
+    the paths in input space) and the mean-field ``mf_births``, ``mf_smp``.
+    """
+    tables = []
+    jobs = [(step, kind) for step in sorted(nets) for kind in kinds]
+    for step, kind in tqdm(jobs, disable=not progress, desc="measuring checkpoints"):
+        x, dx, t_length, input_length = digit_paths(kind, split, n_paths, n_samples,
+                                                   seed=seed + PATH_KINDS.index(kind))
+        images = None if kind == "circle" else (split.train if kind == "train" else split.held_out)
+        table = measure_network(nets[step], x, dx, t_length, images=images, kernel=kernel)
+        mf = _mean_field(nets[step], x, dx, t_length)
+        table["mf_births"], table["mf_smp"] = mf["births"].to_numpy(), mf["smp"].to_numpy()
+        table.insert(0, "paths", kind)
+        table.insert(0, "step", step)
+        table["n_paths"], table["n_samples"], table["t_length"] = n_paths, n_samples, t_length
+        table["input_length"] = float(np.mean(input_length))
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def write_tables(*, n_paths: int = 100, n_samples: int = 400, seed: int = 0, progress: bool = True) -> list:
+    """Train, store the checkpoints, measure them and store the tables (the registry's producer).
+
+    Writes ``trained_digits`` (the checkpoints), ``trained_digits_training`` (errors),
+    ``trained_digits_smp`` (:func:`run`), ``trained_digits_weights`` (:func:`weight_table`).
+    """
+    split = load_digits_split(seed=seed)
+    states, losses = train_autoencoder(split, seed=seed, progress=progress)
+    written = [_data.write("trained_digits", pack_checkpoints(states))]
+    nets = load_checkpoints()  # measure what was stored
+    written.append(_data.write("trained_digits_training", losses))
+    written.append(_data.write("trained_digits_weights", weight_table(nets)))
+    table = run(nets, split, n_paths=n_paths, n_samples=n_samples, seed=seed, progress=progress)
+    written.append(_data.write("trained_digits_smp", table))
+    return written
