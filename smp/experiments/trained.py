@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from .. import data as _data
 from .. import models
-from .._exact_smp import iter_frozen
+from .._exact_smp import exact_path_smp
 
 __all__ = [
     "CHECKPOINTS",
@@ -64,7 +64,7 @@ __all__ = [
     "pack_checkpoints",
     "load_checkpoints",
     "reconstruction_error",
-    "digit_paths",
+    "DigitPaths",
     "measure_network",
     "weight_table",
     "run",
@@ -228,81 +228,107 @@ def load_checkpoints(packed: dict[str, torch.Tensor] | None = None) -> dict[int,
     return nets
 
 
-def digit_paths(kind: str, split: DigitsSplit, n_paths: int, n_samples: int, *, seed: int = 0):
-    """``P`` paths of one kind as ``(x, dx, t_length, input_length)``.
+class DigitPaths:
+    """``P`` seeded paths of one kind, as a function of (path index, t) (see the module docstring).
 
-    ``x, dx``: ``(P, N, 64)`` float64 tensors, the path and its t-derivative; ``t_length`` the
-    range of t (1 for lines, ``2 pi`` for circles); ``input_length`` ``(P,)`` the Euclidean length
-    of each path in input space.  Pairs are ordered pairs of distinct images drawn uniformly.
+    Calling ``paths(index, t)`` with ``index`` (M,) and ``t`` (M, K) returns ``(x, dx)``, each
+    ``(M, K, 64)`` float64: the path and its t-derivative.  Attributes: ``kind``, ``n_paths``,
+    ``t_length`` (the range of t: 1 for lines, ``2 pi`` for circles), ``input_length`` ``(P,)``
+    (each path's Euclidean length in input space), ``images`` (the image set of a line kind, else
+    None).  Pairs are ordered pairs of distinct images drawn uniformly.
+
+    Example
+    -------
+    >>> paths = DigitPaths("train", load_digits_split(), 4)
+    >>> x, dx = paths(torch.arange(4), torch.zeros(4, 3, dtype=torch.float64))
+    >>> tuple(x.shape), paths.t_length
+    ((4, 3, 64), 1.0)
     """
-    if kind not in PATH_KINDS:
-        raise ValueError(f"kind must be one of {PATH_KINDS}, got {kind!r}")
-    n_paths, n_samples = _int("n_paths", n_paths, 2), _int("n_samples", n_samples, 3)
-    gen = torch.Generator().manual_seed(seed)
-    if kind == "circle":
-        t = torch.linspace(0, 2 * np.pi, n_samples, dtype=torch.float64)
-        radius = float(split.train.pow(2).sum(1).mean().sqrt())
-        u = torch.randn(n_paths, 64, generator=gen, dtype=torch.float64)
-        v = torch.randn(n_paths, 64, generator=gen, dtype=torch.float64)
-        u = u / u.norm(dim=1, keepdim=True)
-        v = v - (v * u).sum(1, keepdim=True) * u
-        v = v / v.norm(dim=1, keepdim=True)
-        c, s = torch.cos(t)[None, :, None], torch.sin(t)[None, :, None]
-        x = radius * (c * u[:, None] + s * v[:, None])
-        dx = radius * (-s * u[:, None] + c * v[:, None])
-        return x, dx, 2 * np.pi, np.full(n_paths, 2 * np.pi * radius)
-    images = split.train if kind == "train" else split.held_out
-    i = torch.randint(len(images), (n_paths,), generator=gen)
-    j = (i + torch.randint(1, len(images), (n_paths,), generator=gen)) % len(images)  # j != i, uniform
-    a, b = images[i], images[j]
-    t = torch.linspace(0, 1, n_samples, dtype=torch.float64)
-    x = a[:, None] + t[None, :, None] * (b - a)[:, None]
-    dx = (b - a)[:, None].expand_as(x).contiguous()
-    return x, dx, 1.0, (b - a).norm(dim=1).numpy()
+
+    def __init__(self, kind: str, split: DigitsSplit, n_paths: int, *, seed: int = 0):
+        if kind not in PATH_KINDS:
+            raise ValueError(f"kind must be one of {PATH_KINDS}, got {kind!r}")
+        self.kind, self.n_paths = kind, _int("n_paths", n_paths, 2)
+        gen = torch.Generator().manual_seed(seed)
+        if kind == "circle":
+            self.radius = float(split.train.pow(2).sum(1).mean().sqrt())
+            u = torch.randn(n_paths, 64, generator=gen, dtype=torch.float64)
+            v = torch.randn(n_paths, 64, generator=gen, dtype=torch.float64)
+            u = u / u.norm(dim=1, keepdim=True)
+            v = v - (v * u).sum(1, keepdim=True) * u
+            self.u, self.v = u, v / v.norm(dim=1, keepdim=True)
+            self.t_length, self.images = 2 * np.pi, None
+            self.input_length = np.full(n_paths, 2 * np.pi * self.radius)
+        else:
+            images = split.train if kind == "train" else split.held_out
+            i = torch.randint(len(images), (n_paths,), generator=gen)
+            j = (i + torch.randint(1, len(images), (n_paths,), generator=gen)) % len(images)  # j != i
+            self.a, self.d = images[i], images[j] - images[i]
+            self.t_length, self.images = 1.0, images
+            self.input_length = self.d.norm(dim=1).numpy()
+
+    def grid(self, n_samples: int) -> torch.Tensor:
+        """``n_samples`` equally spaced times covering the whole path (both ends included)."""
+        return torch.linspace(0, self.t_length, _int("n_samples", n_samples, 3), dtype=torch.float64)
+
+    def __call__(self, index: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = t[..., None]
+        if self.kind == "circle":
+            u, v = self.u[index][:, None], self.v[index][:, None]
+            c, s = torch.cos(t), torch.sin(t)
+            return self.radius * (c * u + s * v), self.radius * (-s * u + c * v)
+        a, d = self.a[index][:, None], self.d[index][:, None]
+        return a + t * d, d.expand(-1, t.shape[1], -1)
 
 
 def _mean_sem(per_path: np.ndarray) -> tuple[float, float]:
     return float(per_path.mean()), float(per_path.std(ddof=1) / np.sqrt(len(per_path)))
 
 
-def measure_network(net: nn.Sequential, x: torch.Tensor, dx: torch.Tensor, t_length: float,
-                    *, images: torch.Tensor | None = None, kernel: bool = True) -> pd.DataFrame:
-    """Measured and predicted SMP of every layer of ``net`` along the paths ``x`` (one table).
+def measure_network(net: nn.Sequential, paths: DigitPaths, n_samples: int, *, kernel: bool = True) -> pd.DataFrame:
+    """Measured and predicted SMP of every layer of ``net`` along ``paths`` (one table).
 
-    ``images``: for lines between images, the image set the pairs were drawn from (enables the
-    first layer's :func:`smp.models.pair_births`).  ``kernel=False`` skips the kernel estimates.
+    The measurement is :func:`smp._exact_smp.exact_path_smp` on a grid of ``n_samples`` times
+    (every kink event resolved); the statistics the conditional models need are taken on the
+    grid.  ``kernel=False`` skips the kernel estimates.
 
     Returns one row per layer: ``layer`` (0-based), ``name``, ``units``; measured ``smp``,
-    ``births``, ``pass_through`` (means over paths, summed over units) with ``*_sem``; the
-    predictions ``gauss_births``, ``gauss_pass``, ``kernel_births``, ``density_births`` (measured
-    density at zero with the Gaussian conditional slope), ``indep_pass``, ``pair_births``,
-    ``linear_indep``, ``linear_signs``; the diagnostics ``density_ratio`` (integrated measured
-    density at zero over the Gaussian's) and ``p_active`` (mean fraction of active units).
+    ``births``, ``pass_through``, ``event_l2`` (means over paths, summed over units) with
+    ``*_sem``; the predictions ``gauss_births``, ``gauss_pass`` (Gaussian conditional),
+    ``kernel_births``, ``indep_pass`` (Kac-Rice with measured ingredients), ``density_births``
+    (measured density at zero with the Gaussian conditional slope), ``pair_births`` (first ReLU on
+    lines between images), ``linear_indep`` and ``linear_shared`` (linear layers, actual weights);
+    the diagnostics ``density_ratio`` (integrated measured density at zero over the Gaussian's)
+    and ``p_active`` (mean fraction of active units on the grid).
     """
-    paths, n = x.shape[:2]
-    w = models.trapezoid_weights(n, t_length)
-    rows, previous = [], None
-    linear_index = 0
+    p = paths.n_paths
+    t = paths.grid(n_samples)
+    w = models.trapezoid_weights(n_samples, paths.t_length)
+    grid: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     modules = list(net)
-    for layer in iter_frozen(net, x, dx):
-        size = layer.jump.abs().reshape(paths, n, -1)
-        changed = layer.changed.reshape(paths, n, -1)
-        births_pp = (size * changed).sum((1, 2)).numpy()
-        pass_pp = (size * ~changed).sum((1, 2)).numpy()
-        row = dict(layer=layer.index, name=layer.name, units=size.shape[-1])
-        for key, values in (("smp", births_pp + pass_pp), ("births", births_pp), ("pass_through", pass_pp)):
+
+    def keep_pre_activation(layer) -> None:
+        # the conditional ReLU models need z and z' of the linear layer feeding each ReLU
+        nxt = layer.index + 1
+        if layer.name == "Linear" and nxt < len(modules) and isinstance(modules[nxt], nn.ReLU):
+            grid[nxt] = (layer.value.reshape(p, n_samples, -1).numpy(), layer.slope.reshape(p, n_samples, -1).numpy())
+
+    measured = exact_path_smp(net, paths, t, p, on_layer=keep_pre_activation)
+    rows = []
+    for k, m in enumerate(measured):
+        row = dict(layer=m.index, name=m.name, units=m.smp.shape[1])
+        for key, values in (("smp", m.smp.sum(1)), ("births", m.births.sum(1)),
+                            ("pass_through", m.pass_through.sum(1)), ("event_l2", m.event_l2)):
             row[key], row[key + "_sem"] = _mean_sem(values)
-        if layer.name == "ReLU":
-            z = previous.value.reshape(paths, n, -1).numpy()
-            dz = previous.slope.reshape(paths, n, -1).numpy()
-            jump_in = previous.jump.reshape(paths, n, -1).abs().numpy()
+        if m.name == "ReLU":
+            z, dz = grid.pop(m.index)
+            mean_jump = measured[k - 1].mean_abs_jump
             mu, sigma = z.mean(0), z.std(0, ddof=1)
             dmu, dsigma = dz.mean(0), dz.std(0, ddof=1)
-            cov = ((z - mu) * (dz - dmu)).sum(0) / (paths - 1)
-            gauss_density = models.gaussian_density_at_zero(mu, sigma)
+            cov = ((z - mu) * (dz - dmu)).sum(0) / (p - 1)
             gauss_slope2 = models.gaussian_conditional_slope2(mu, sigma, dmu, dsigma, cov)
+            gauss_density = models.gaussian_density_at_zero(mu, sigma)
             row["gauss_births"] = float((w @ (gauss_density * gauss_slope2)).sum())
-            mean_jump = jump_in.mean(0)
             row["gauss_pass"] = float(models.gaussian_pass_through(mu, sigma, mean_jump).sum())
             p_active = (z > 0).mean(0)
             row["indep_pass"] = float(models.independent_pass_through(p_active, mean_jump).sum())
@@ -312,22 +338,17 @@ def measure_network(net: nn.Sequential, x: torch.Tensor, dx: torch.Tensor, t_len
                 row["kernel_births"] = float(kb.births.sum())
                 row["density_births"] = float((w @ (kb.density_t * gauss_slope2)).sum())
                 row["density_ratio"] = float(kb.density.sum() / kb.gaussian_density.sum())
-            if images is not None and linear_index == 1:
-                first = modules[0]
+            if paths.images is not None and k == 1:
                 with torch.no_grad():
-                    z_images = first(images.to(torch.float64)).numpy()
+                    z_images = modules[0](paths.images).numpy()
                 row["pair_births"] = float(models.pair_births(z_images).sum())
-        elif layer.name == "Linear":
-            linear_index += 1
-            if previous is not None:
-                weight = modules[layer.index].weight.detach().to(torch.float64).numpy()
-                jumps_in = previous.jump.reshape(paths * n, -1).numpy()
-                smp_in = np.abs(jumps_in).reshape(paths, n, -1).sum((0, 1)) / paths
-                row["linear_indep"] = float(models.linear_independent(weight, smp_in).sum())
-                active = np.abs(jumps_in).sum(1) > 0  # only intervals holding an event
-                row["linear_signs"] = float(models.linear_random_signs(weight, jumps_in[active]).sum() / paths)
+            del z, dz
+        elif m.name == "Linear" and k > 0:
+            weight = modules[m.index].weight.detach().to(torch.float64).numpy()
+            smp_in = measured[k - 1].smp.mean(0)
+            row["linear_indep"] = float(models.linear_independent(weight, smp_in).sum())
+            row["linear_shared"] = float(models.linear_shared(weight, measured[k - 1].event_l2.mean()))
         rows.append(row)
-        previous = layer
     return pd.DataFrame(rows)
 
 
@@ -359,7 +380,8 @@ def weight_table(nets: dict[int, nn.Sequential]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _mean_field(net: nn.Sequential, x: torch.Tensor, dx: torch.Tensor, t_length: float) -> pd.DataFrame:
+def _mean_field(net: nn.Sequential, paths: DigitPaths, n_samples: int) -> pd.DataFrame:
+    x, dx = paths(torch.arange(paths.n_paths), paths.grid(n_samples)[None].expand(paths.n_paths, -1))
     linears = [m for m in net if isinstance(m, nn.Linear)]
     relu_after = [isinstance(b, nn.ReLU) for a, b in zip(net, list(net)[1:] + [None]) if isinstance(a, nn.Linear)]
     return models.mean_field_dense(
@@ -369,14 +391,18 @@ def _mean_field(net: nn.Sequential, x: torch.Tensor, dx: torch.Tensor, t_length:
         in_features=linears[0].in_features,
         input_m2=float(x.pow(2).mean()),
         input_dm2=float(dx.pow(2).mean()),
-        length=t_length,
+        length=paths.t_length,
         relu_after=relu_after,
     )
 
 
-def run(nets: dict[int, nn.Sequential], split: DigitsSplit, *, n_paths: int = 100, n_samples: int = 400,
-        kinds=PATH_KINDS, seed: int = 0, kernel: bool = True, progress: bool = False) -> pd.DataFrame:
+def run(nets: dict[int, nn.Sequential], split: DigitsSplit, *, n_paths: int = 100, n_circles: int = 50,
+        n_samples: int = 400, kinds=PATH_KINDS, seed: int = 0, kernel: bool = True,
+        progress: bool = False) -> pd.DataFrame:
     """Measure and predict every layer of every checkpoint on every kind of path (one long table).
+
+    ``n_paths`` lines per line kind, ``n_circles`` great circles (a circle is 2 pi long and holds
+    several times more kink events than a line, so fewer of them give a small standard error).
 
     The same seeded paths are used at every checkpoint (paths of kind ``k`` use seed
     ``seed + index of k``).  Adds to :func:`measure_network`'s columns ``step``, ``paths`` (the
@@ -386,21 +412,21 @@ def run(nets: dict[int, nn.Sequential], split: DigitsSplit, *, n_paths: int = 10
     tables = []
     jobs = [(step, kind) for step in sorted(nets) for kind in kinds]
     for step, kind in tqdm(jobs, disable=not progress, desc="measuring checkpoints"):
-        x, dx, t_length, input_length = digit_paths(kind, split, n_paths, n_samples,
-                                                   seed=seed + PATH_KINDS.index(kind))
-        images = None if kind == "circle" else (split.train if kind == "train" else split.held_out)
-        table = measure_network(nets[step], x, dx, t_length, images=images, kernel=kernel)
-        mf = _mean_field(nets[step], x, dx, t_length)
+        count = n_circles if kind == "circle" else n_paths
+        paths = DigitPaths(kind, split, count, seed=seed + PATH_KINDS.index(kind))
+        table = measure_network(nets[step], paths, n_samples, kernel=kernel)
+        mf = _mean_field(nets[step], paths, n_samples)
         table["mf_births"], table["mf_smp"] = mf["births"].to_numpy(), mf["smp"].to_numpy()
         table.insert(0, "paths", kind)
         table.insert(0, "step", step)
-        table["n_paths"], table["n_samples"], table["t_length"] = n_paths, n_samples, t_length
-        table["input_length"] = float(np.mean(input_length))
+        table["n_paths"], table["n_samples"], table["t_length"] = count, n_samples, paths.t_length
+        table["input_length"] = float(np.mean(paths.input_length))
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
 
 
-def write_tables(*, n_paths: int = 100, n_samples: int = 400, seed: int = 0, progress: bool = True) -> list:
+def write_tables(*, n_paths: int = 100, n_circles: int = 50, n_samples: int = 400, seed: int = 0,
+                 progress: bool = True) -> list:
     """Train, store the checkpoints, measure them and store the tables (the registry's producer).
 
     Writes ``trained_digits`` (the checkpoints), ``trained_digits_training`` (errors),
@@ -412,6 +438,7 @@ def write_tables(*, n_paths: int = 100, n_samples: int = 400, seed: int = 0, pro
     nets = load_checkpoints()  # measure what was stored
     written.append(_data.write("trained_digits_training", losses))
     written.append(_data.write("trained_digits_weights", weight_table(nets)))
-    table = run(nets, split, n_paths=n_paths, n_samples=n_samples, seed=seed, progress=progress)
+    table = run(nets, split, n_paths=n_paths, n_circles=n_circles, n_samples=n_samples, seed=seed,
+                progress=progress)
     written.append(_data.write("trained_digits_smp", table))
     return written
