@@ -67,6 +67,8 @@ __all__ = [
     "DigitPaths",
     "measure_network",
     "weight_table",
+    "predictions",
+    "alignment_check",
     "run",
     "write_tables",
 ]
@@ -442,3 +444,72 @@ def write_tables(*, n_paths: int = 100, n_circles: int = 50, n_samples: int = 40
                 progress=progress)
     written.append(_data.write("trained_digits_smp", table))
     return written
+
+
+def predictions(table: pd.DataFrame) -> pd.DataFrame:
+    """The measured table with every layer's predictions combined and their errors.
+
+    Adds, per row of :func:`run`'s table: ``conditional`` (ReLU: Gaussian births + Gaussian
+    pass-through; linear layer after a ReLU: :func:`smp.models.linear_shared`; first layer: 0, its
+    input being smooth), ``refined`` (ReLU: kernel Kac-Rice births + pass-through with the measured
+    P(active); linear: as ``conditional``), ``mean_field`` (``mf_smp``), and for each the relative
+    error ``*_error`` (prediction / measured - 1) and the error in standard errors of the
+    measurement ``*_z``; for ReLU rows also ``births_gauss_error``, ``births_kernel_error``,
+    ``births_pair_error`` (first ReLU on lines), ``pass_gauss_error``, ``slope_ratio`` (measured
+    conditional slope over the Gaussian's, weighted by the measured density at zero:
+    ``kernel_births / density_births``).
+    """
+    out = table.copy()
+    relu = out["name"] == "ReLU"
+    linear = out["name"] == "Linear"
+    out["conditional"] = np.where(relu, out["gauss_births"] + out["gauss_pass"],
+                                  np.where(linear, out["linear_shared"], np.nan))
+    out["refined"] = np.where(relu, out["kernel_births"] + out["indep_pass"], out["conditional"])
+    out["mean_field"] = out["mf_smp"]
+    measured = out["smp"].where(out["smp"] > 0)
+    for key in ("conditional", "refined", "mean_field"):
+        out[key + "_error"] = out[key] / measured - 1
+        out[key + "_z"] = (out[key] - measured) / out["smp_sem"]
+    births = out["births"].where(relu & (out["births"] > 0))
+    out["births_gauss_error"] = out["gauss_births"] / births - 1
+    out["births_kernel_error"] = out["kernel_births"] / births - 1
+    out["births_pair_error"] = out["pair_births"] / births - 1
+    out["births_mf_error"] = out["mf_births"] / births - 1
+    out["births_kernel_z"] = (out["kernel_births"] - births) / out["births_sem"]
+    out["births_gauss_z"] = (out["gauss_births"] - births) / out["births_sem"]
+    passed = out["pass_through"].where(relu & (out["pass_through"] > 0))
+    out["pass_gauss_error"] = out["gauss_pass"] / passed - 1
+    out["pass_indep_error"] = out["indep_pass"] / passed - 1
+    out["slope_ratio"] = out["kernel_births"] / out["density_births"]
+    out["birth_share"] = out["births"] / out["smp"].where(relu & (out["smp"] > 0))
+    return out
+
+
+def alignment_check(net: nn.Sequential, split: DigitsSplit, *, layer: int = -1, kind: str = "held_out",
+                    n_paths: int = 30, n_samples: int = 200, seed: int = 7) -> dict:
+    """Does a linear layer's weights' *arrangement* matter, beyond their distribution?
+
+    Measures the exact SMP of linear layer ``layer`` (index into the Sequential; default the
+    output layer) on ``n_paths`` seeded paths, then again after permuting the weights within each
+    row (seeded): every row keeps its weights, so :func:`smp.models.linear_shared` predicts the
+    same, but any alignment between the weights and the events' jump vectors is destroyed.
+    Returns ``measured``, ``permuted``, ``model`` (:func:`smp.models.linear_shared` with the
+    measured events) and their standard errors over paths (``*_sem``).
+    """
+    import copy
+
+    index = range(len(net))[layer]
+    if not isinstance(net[index], nn.Linear):
+        raise ValueError(f"layer must index a Linear layer of net, got {type(net[index]).__name__} at {layer}")
+    paths = DigitPaths(kind, split, n_paths, seed=seed)
+    permuted = copy.deepcopy(net)
+    with torch.no_grad():
+        weight = permuted[index].weight
+        noise = torch.rand(weight.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        weight.copy_(torch.gather(weight, 1, torch.argsort(noise, dim=1)))
+    out = {}
+    for key, model in (("measured", net), ("permuted", permuted)):
+        row = measure_network(model, paths, n_samples, kernel=False).iloc[index]
+        out[key], out[key + "_sem"] = float(row["smp"]), float(row["smp_sem"])
+        out["model" if key == "measured" else "model_permuted"] = float(row["linear_shared"])
+    return out

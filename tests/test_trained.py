@@ -1,0 +1,111 @@
+"""Trained networks (smp.experiments.trained): stored checkpoints and tables against recomputation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from smp import data
+from smp.experiments import trained
+
+NAMES = ["trained_digits", "trained_digits_training", "trained_digits_weights", "trained_digits_smp"]
+
+
+@pytest.fixture(scope="module")
+def split():
+    return trained.load_digits_split()
+
+
+@pytest.fixture(scope="module")
+def nets():
+    return trained.load_checkpoints()
+
+
+@pytest.fixture(scope="module")
+def table():
+    return data.load("trained_digits_smp")
+
+
+def test_stored_files_are_registered_and_fresh():
+    assert data.stale(names=NAMES) == []
+
+
+def test_split_is_seeded_and_standardised(split):
+    again = trained.load_digits_split()
+    assert torch.equal(again.train, split.train) and torch.equal(again.held_out, split.held_out)
+    assert len(split.train) + len(split.held_out) == 1797
+    # standardised with the training set's statistics: mean 0, std 1 on its non-constant pixels
+    assert float(split.train.mean(0).abs().max()) < 1e-12
+    varying = split.std != 1
+    np.testing.assert_allclose(split.train[:, varying].std(0).numpy(), 1.0, rtol=1e-12)
+
+
+def test_checkpoints_reproduce_the_stored_errors_and_weights(nets, split):
+    assert sorted(nets) == list(trained.CHECKPOINTS)
+    losses = data.load("trained_digits_training")
+    for row in losses.itertuples():
+        # the table stores 10 significant digits
+        assert trained.reconstruction_error(nets[row.step], split.train) == pytest.approx(row.train_mse, rel=1e-9)
+        assert trained.reconstruction_error(nets[row.step], split.held_out) == pytest.approx(row.held_out_mse, rel=1e-9)
+    # training learns: the held-out error falls at every checkpoint
+    assert np.all(np.diff(losses["held_out_mse"]) < 0)
+    stored = data.load("trained_digits_weights")
+    pd.testing.assert_frame_equal(trained.weight_table(nets), stored, rtol=1e-9, check_dtype=False)
+
+
+def test_initial_checkpoint_is_the_seeded_constructor(nets):
+    fresh = trained.digits_autoencoder(seed=0)
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(nets[0].state_dict()[key], value)
+
+
+def test_retraining_reproduces_the_first_checkpoints(nets, split):
+    # 30 seeded float64 steps on one thread: identical up to summation order (1e-10 is generous)
+    states, _ = trained.train_autoencoder(split, steps=30, checkpoints=(30,))
+    for key, value in states[30].items():
+        np.testing.assert_allclose(value.numpy(), nets[30].state_dict()[key].numpy(), rtol=0, atol=1e-10)
+
+
+def test_deterministic_columns_are_reproduced(nets, split, table):
+    # pair births (first ReLU, from single images) and the mean field depend on the weights and the
+    # seeded paths only, not on the Monte-Carlo of the kinks: reproduced to the stored digits
+    for step in (0, 3000):
+        for k, kind in enumerate(trained.PATH_KINDS):
+            rows = table[(table["step"] == step) & (table["paths"] == kind)]
+            paths = trained.DigitPaths(kind, split, int(rows["n_paths"].iloc[0]), seed=k)
+            mf = trained._mean_field(nets[step], paths, int(rows["n_samples"].iloc[0]))
+            np.testing.assert_allclose(mf["smp"].to_numpy(), rows["mf_smp"].to_numpy(), rtol=1e-8)
+            if kind != "circle":
+                from smp import models
+
+                with torch.no_grad():
+                    z = nets[step][0](paths.images).numpy()
+                stored = rows[rows["layer"] == 1]["pair_births"].iloc[0]
+                assert models.pair_births(z).sum() == pytest.approx(stored, rel=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["train", "held_out"])
+def test_reduced_rerun_within_standard_errors(nets, split, table, kind):
+    # 25 other seeded lines (seed 100) at the trained checkpoint: the measured SMP, births and
+    # pass-through of every layer must agree with the stored means within 4 combined standard
+    # errors (the s.e. of a 25-path mean, estimated from the stored spread, is sem * sqrt(n/25))
+    n_new = 25
+    stored = table[(table["step"] == 3000) & (table["paths"] == kind)].reset_index(drop=True)
+    paths = trained.DigitPaths(kind, split, n_new, seed=100)
+    new = trained.measure_network(nets[3000], paths, 200, kernel=False)
+    n = int(stored["n_paths"].iloc[0])
+    for key in ("smp", "births", "pass_through"):
+        measured = stored[key].to_numpy() > 0
+        diff = np.abs(new[key].to_numpy() - stored[key].to_numpy())[measured]
+        tolerance = 4 * stored[key + "_sem"].to_numpy()[measured] * np.sqrt(1 + n / n_new)
+        assert np.all(diff < tolerance), (key, diff, tolerance)
+
+
+def test_measurement_does_not_depend_on_the_grid(nets, split, table):
+    # every kink event is resolved, so a 4x coarser grid gives the same SMP on the same paths
+    paths = trained.DigitPaths("held_out", split, 5, seed=1)
+    fine = trained.measure_network(nets[3000], paths, 400, kernel=False)
+    coarse = trained.measure_network(nets[3000], paths, 100, kernel=False)
+    np.testing.assert_allclose(coarse["smp"], fine["smp"], rtol=1e-9)
