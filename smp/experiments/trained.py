@@ -81,6 +81,8 @@ WIDTHS = (64, 128, 128, 128, 64)
 HELD_OUT = 500
 #: the three kinds of path
 PATH_KINDS = ("train", "held_out", "circle")
+#: bootstrap resamples (over paths) for the standard error of the Gaussian births' ratio
+BOOTSTRAP = 50
 
 
 def _int(name: str, value, minimum: int = 1) -> int:
@@ -287,6 +289,28 @@ def _mean_sem(per_path: np.ndarray) -> tuple[float, float]:
     return float(per_path.mean()), float(per_path.std(ddof=1) / np.sqrt(len(per_path)))
 
 
+def _gaussian_births_total(z: np.ndarray, dz: np.ndarray, w: np.ndarray) -> float:
+    mu, sigma = z.mean(0), z.std(0, ddof=1)
+    dmu, dsigma = dz.mean(0), dz.std(0, ddof=1)
+    cov = ((z - mu) * (dz - dmu)).sum(0) / (len(z) - 1)
+    slope2 = models.gaussian_conditional_slope2(mu, sigma, dmu, dsigma, cov)
+    return float((w @ (models.gaussian_density_at_zero(mu, sigma) * slope2)).sum())
+
+
+def _bootstrap_ratio_sem(z: np.ndarray, dz: np.ndarray, births: np.ndarray, w: np.ndarray,
+                         n_boot: int = BOOTSTRAP, seed: int = 0) -> float:
+    """Bootstrap (over paths, paired) standard error of Gaussian births / measured births.
+
+    The Gaussian prediction is computed from the same paths' moments as the measurement, so the
+    two fluctuate together; resampling whole paths keeps that pairing."""
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(z), len(z))
+        ratios.append(_gaussian_births_total(z[pick], dz[pick], w) / births[pick].mean())
+    return float(np.std(ratios, ddof=1))
+
+
 def measure_network(net: nn.Sequential, paths: DigitPaths, n_samples: int, *, kernel: bool = True) -> pd.DataFrame:
     """Measured and predicted SMP of every layer of ``net`` along ``paths`` (one table).
 
@@ -297,6 +321,7 @@ def measure_network(net: nn.Sequential, paths: DigitPaths, n_samples: int, *, ke
     Returns one row per layer: ``layer`` (0-based), ``name``, ``units``; measured ``smp``,
     ``births``, ``pass_through``, ``event_l2`` (means over paths, summed over units) with
     ``*_sem``; the predictions ``gauss_births``, ``gauss_pass`` (Gaussian conditional),
+    ``births_gauss_ratio_sem`` (bootstrap over paths of ``gauss_births / births``, paired),
     ``kernel_births``, ``indep_pass`` (Kac-Rice with measured ingredients), ``density_births``
     (measured density at zero with the Gaussian conditional slope), ``pair_births`` (first ReLU on
     lines between images), ``linear_indep`` and ``linear_shared`` (linear layers, actual weights);
@@ -331,6 +356,7 @@ def measure_network(net: nn.Sequential, paths: DigitPaths, n_samples: int, *, ke
             gauss_slope2 = models.gaussian_conditional_slope2(mu, sigma, dmu, dsigma, cov)
             gauss_density = models.gaussian_density_at_zero(mu, sigma)
             row["gauss_births"] = float((w @ (gauss_density * gauss_slope2)).sum())
+            row["births_gauss_ratio_sem"] = _bootstrap_ratio_sem(z, dz, m.births.sum(1), w)
             row["gauss_pass"] = float(models.gaussian_pass_through(mu, sigma, mean_jump).sum())
             p_active = (z > 0).mean(0)
             row["indep_pass"] = float(models.independent_pass_through(p_active, mean_jump).sum())
@@ -477,6 +503,8 @@ def predictions(table: pd.DataFrame) -> pd.DataFrame:
     out["births_mf_error"] = out["mf_births"] / births - 1
     out["births_kernel_z"] = (out["kernel_births"] - births) / out["births_sem"]
     out["births_gauss_z"] = (out["gauss_births"] - births) / out["births_sem"]
+    # the Gaussian prediction shares the measurement's paths: its error in paired bootstrap s.e.
+    out["births_gauss_zb"] = (out["gauss_births"] / births - 1) / out["births_gauss_ratio_sem"]
     passed = out["pass_through"].where(relu & (out["pass_through"] > 0))
     out["pass_gauss_error"] = out["gauss_pass"] / passed - 1
     out["pass_indep_error"] = out["indep_pass"] / passed - 1
@@ -486,15 +514,17 @@ def predictions(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def alignment_check(net: nn.Sequential, split: DigitsSplit, *, layer: int = -1, kind: str = "held_out",
-                    n_paths: int = 30, n_samples: int = 200, seed: int = 7) -> dict:
+                    n_paths: int = 50, n_samples: int = 100, seed: int = 7) -> dict:
     """Does a linear layer's weights' *arrangement* matter, beyond their distribution?
 
     Measures the exact SMP of linear layer ``layer`` (index into the Sequential; default the
     output layer) on ``n_paths`` seeded paths, then again after permuting the weights within each
     row (seeded): every row keeps its weights, so :func:`smp.models.linear_shared` predicts the
     same, but any alignment between the weights and the events' jump vectors is destroyed.
-    Returns ``measured``, ``permuted``, ``model`` (:func:`smp.models.linear_shared` with the
-    measured events) and their standard errors over paths (``*_sem``).
+    Returns ``measured``, ``permuted`` (means over paths) with ``*_sem``, ``model``
+    (:func:`smp.models.linear_shared` with the measured events), and ``ratio`` = mean of
+    ``measured / permuted`` with ``ratio_sem``, paired path by path (the same paths, so the
+    heavy tail over paths largely cancels in the ratio).
     """
     import copy
 
@@ -507,9 +537,15 @@ def alignment_check(net: nn.Sequential, split: DigitsSplit, *, layer: int = -1, 
         weight = permuted[index].weight
         noise = torch.rand(weight.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         weight.copy_(torch.gather(weight, 1, torch.argsort(noise, dim=1)))
-    out = {}
+    grid = paths.grid(n_samples)
+    out, per_path = {}, {}
     for key, model in (("measured", net), ("permuted", permuted)):
-        row = measure_network(model, paths, n_samples, kernel=False).iloc[index]
-        out[key], out[key + "_sem"] = float(row["smp"]), float(row["smp_sem"])
-        out["model" if key == "measured" else "model_permuted"] = float(row["linear_shared"])
+        result = exact_path_smp(model[: index + 1], paths, grid, n_paths)
+        per_path[key] = result[index].smp.sum(1)
+        out[key], out[key + "_sem"] = _mean_sem(per_path[key])
+        if key == "measured":
+            w = model[index].weight.detach().to(torch.float64).numpy()
+            out["model"] = float(models.linear_shared(w, result[index - 1].event_l2.mean()))
+    ratio = per_path["measured"] / per_path["permuted"]
+    out["ratio"], out["ratio_sem"] = _mean_sem(ratio)
     return out
