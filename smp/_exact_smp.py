@@ -32,14 +32,23 @@ in one batch of ``P*N`` rows, in float64.  Supported layers: ``Linear``, ``Conv2
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FrozenLayer", "LayerSMP", "PathLayerSMP", "iter_frozen", "propagate_frozen", "exact_layer_smp", "exact_path_smp"]
+__all__ = [
+    "FrozenLayer",
+    "LayerSMP",
+    "PathLayerSMP",
+    "exact_layer_smp",
+    "exact_path_smp",
+    "iter_frozen",
+    "propagate_frozen",
+]
 
 _SUPPORTED = (nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten)
 
@@ -85,20 +94,31 @@ def _flatten(model: nn.Module) -> list[nn.Module]:
         return [leaf for child in model for leaf in _flatten(child)]
     if not isinstance(model, _SUPPORTED):
         names = ", ".join(c.__name__ for c in _SUPPORTED)
-        raise TypeError(f"model must be an nn.Sequential of {names}; got a {type(model).__name__} layer")
+        raise TypeError(
+            f"model must be an nn.Sequential of {names}; got a {type(model).__name__} layer"
+        )
     return [model]
 
 
 def _as_paths(name: str, value: Any) -> torch.Tensor:
     if isinstance(value, np.ndarray) and not np.issubdtype(value.dtype, np.number):
-        raise TypeError(f"{name} must be a numeric array or tensor, got dtype {value.dtype}")
+        raise TypeError(
+            f"{name} must be a numeric array or tensor, got dtype {value.dtype}"
+        )
     try:
         tensor = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name} must be a numeric array or tensor, got {type(value).__name__}") from err
-    if tensor.dtype == torch.bool or not (torch.is_floating_point(tensor) or tensor.dtype.is_signed
-                                          or tensor.dtype == torch.uint8):
-        raise TypeError(f"{name} must be a real numeric array or tensor, got dtype {tensor.dtype}")
+        raise TypeError(
+            f"{name} must be a numeric array or tensor, got {type(value).__name__}"
+        ) from err
+    if tensor.dtype == torch.bool or not (
+        torch.is_floating_point(tensor)
+        or tensor.dtype.is_signed
+        or tensor.dtype == torch.uint8
+    ):
+        raise TypeError(
+            f"{name} must be a real numeric array or tensor, got dtype {tensor.dtype}"
+        )
     tensor = tensor.to(torch.float64)
     if not torch.isfinite(tensor).all():
         raise ValueError(f"{name} must be finite (no NaN or inf)")
@@ -148,12 +168,18 @@ def iter_frozen(model: nn.Module, x: Any, dx: Any) -> Iterator[FrozenLayer]:
     x = _as_paths("x", x)
     dx = _as_paths("dx", dx)
     if x.shape != dx.shape:
-        raise ValueError(f"dx must have the shape of x {tuple(x.shape)}, got {tuple(dx.shape)}")
-    input_ndim = {nn.Linear: 1, nn.Conv2d: 3}.get(type(layers[0]), None) if layers else None
+        raise ValueError(
+            f"dx must have the shape of x {tuple(x.shape)}, got {tuple(dx.shape)}"
+        )
+    input_ndim = (
+        {nn.Linear: 1, nn.Conv2d: 3}.get(type(layers[0]), None) if layers else None
+    )
     if input_ndim is not None and x.ndim == input_ndim + 1:
         x, dx = x[None], dx[None]
     if x.ndim < 3:
-        raise ValueError(f"x must have shape (P, N, *input_shape) or (N, *input_shape), got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have shape (P, N, *input_shape) or (N, *input_shape), got {tuple(x.shape)}"
+        )
     paths, n = x.shape[:2]
     if n < 2:
         raise ValueError(f"x must hold at least 2 samples per path, got {n}")
@@ -171,10 +197,20 @@ def iter_frozen(model: nn.Module, x: Any, dx: Any) -> Iterator[FrozenLayer]:
                 w = layer.weight.to(torch.float64)
                 b = None if layer.bias is None else layer.bias.to(torch.float64)
                 if layer.padding_mode != "zeros":
-                    raise TypeError("Conv2d with padding_mode other than 'zeros' is not supported")
-                conv = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                            groups=layer.groups)
-                v, s, f = F.conv2d(v, w, b, **conv), F.conv2d(s, w, None, **conv), F.conv2d(f, w, None, **conv)
+                    raise TypeError(
+                        "Conv2d with padding_mode other than 'zeros' is not supported"
+                    )
+                conv = {
+                    "stride": layer.stride,
+                    "padding": layer.padding,
+                    "dilation": layer.dilation,
+                    "groups": layer.groups,
+                }
+                v, s, f = (
+                    F.conv2d(v, w, b, **conv),
+                    F.conv2d(s, w, None, **conv),
+                    F.conv2d(f, w, None, **conv),
+                )
             elif isinstance(layer, nn.ReLU):
                 mask = v > 0
                 before = _previous(mask, paths)
@@ -195,8 +231,14 @@ def iter_frozen(model: nn.Module, x: Any, dx: Any) -> Iterator[FrozenLayer]:
             if changed is None:
                 changed = torch.zeros(v.shape, dtype=torch.bool)
             shape = (paths, n, *v.shape[1:])
-            yield FrozenLayer(index, type(layer).__name__, v.reshape(shape), s.reshape(shape),
-                              jump.reshape(shape), changed.reshape(shape))
+            yield FrozenLayer(
+                index,
+                type(layer).__name__,
+                v.reshape(shape),
+                s.reshape(shape),
+                jump.reshape(shape),
+                changed.reshape(shape),
+            )
 
 
 def exact_layer_smp(model: nn.Module, x: Any, dx: Any) -> list[LayerSMP]:
@@ -264,7 +306,9 @@ class PathLayerSMP(NamedTuple):
     mean_abs_jump: np.ndarray
 
 
-def _pattern_changes(layers: list[nn.Module], x: torch.Tensor, paths: int) -> torch.Tensor:
+def _pattern_changes(
+    layers: list[nn.Module], x: torch.Tensor, paths: int
+) -> torch.Tensor:
     """Number of units (all ReLU and MaxPool2d layers) whose pattern changed in each interval,
     ``(P, N)``; a values-only forward pass."""
     v, count = x, torch.zeros(x.shape[0], dtype=torch.int64)
@@ -291,11 +335,28 @@ def _affine(layer: nn.Module, v: torch.Tensor) -> torch.Tensor:
     b = None if layer.bias is None else layer.bias.to(torch.float64)
     if isinstance(layer, nn.Linear):
         return F.linear(v, w, b)
-    return F.conv2d(v, w, b, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                    groups=layer.groups)
+    return F.conv2d(
+        v,
+        w,
+        b,
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        groups=layer.groups,
+    )
 
 
-def _resolve(model, path_fn, path_index, t0, t1, n_sub: int, depth: int, max_depth: int, chunk: int):
+def _resolve(
+    model,
+    path_fn,
+    path_index,
+    t0,
+    t1,
+    n_sub: int,
+    depth: int,
+    max_depth: int,
+    chunk: int,
+):
     """Per layer ``(births (M, U), passed (M, U), l2 (M,))`` of the intervals ``(t0, t1]``, each
     split into ``n_sub`` sub-intervals and recursively refined while a sub-interval holds more
     than one pattern change (up to ``max_depth`` levels; below that, coincident changes are
@@ -303,8 +364,25 @@ def _resolve(model, path_fn, path_index, t0, t1, n_sub: int, depth: int, max_dep
     out = None
     for start in range(0, len(t0), chunk):
         sl = slice(start, start + chunk)
-        part = _resolve_chunk(model, path_fn, path_index[sl], t0[sl], t1[sl], n_sub, depth, max_depth, chunk)
-        out = part if out is None else [tuple(torch.cat([a, b]) for a, b in zip(o, p)) for o, p in zip(out, part)]
+        part = _resolve_chunk(
+            model,
+            path_fn,
+            path_index[sl],
+            t0[sl],
+            t1[sl],
+            n_sub,
+            depth,
+            max_depth,
+            chunk,
+        )
+        out = (
+            part
+            if out is None
+            else [
+                tuple(torch.cat([a, b]) for a, b in zip(o, p))
+                for o, p in zip(out, part)
+            ]
+        )
     return out
 
 
@@ -314,7 +392,9 @@ def _resolve_chunk(model, path_fn, path_index, t0, t1, n_sub, depth, max_depth, 
     t = t0[:, None] + (t1 - t0)[:, None] * frac[None]
     x, dx = path_fn(path_index, t)
     layers = _flatten(model)
-    changes = _pattern_changes(layers, x.reshape(m * (n_sub + 1), *x.shape[2:]), m)[:, 1:]  # (M, n_sub)
+    changes = _pattern_changes(layers, x.reshape(m * (n_sub + 1), *x.shape[2:]), m)[
+        :, 1:
+    ]  # (M, n_sub)
     split = (changes > 1) & (depth < max_depth)
     result = []
     for layer in iter_frozen(model, x, dx):
@@ -327,8 +407,17 @@ def _resolve_chunk(model, path_fn, path_index, t0, t1, n_sub, depth, max_depth, 
         result.append((births, passed, l2))
     if split.any():
         rows, cols = split.nonzero(as_tuple=True)
-        sub = _resolve(model, path_fn, path_index[rows], t[rows, cols], t[rows, cols + 1], n_sub, depth + 1,
-                       max_depth, chunk)
+        sub = _resolve(
+            model,
+            path_fn,
+            path_index[rows],
+            t[rows, cols],
+            t[rows, cols + 1],
+            n_sub,
+            depth + 1,
+            max_depth,
+            chunk,
+        )
         for (births, passed, l2), (b2, p2, l22) in zip(result, sub):
             births.index_add_(0, rows, b2)
             passed.index_add_(0, rows, p2)
@@ -393,7 +482,11 @@ def exact_path_smp(
         raise ValueError("t must be a 1-D increasing grid of at least 2 times")
     if isinstance(n_paths, bool) or not isinstance(n_paths, int) or n_paths < 1:
         raise ValueError(f"n_paths must be a positive integer, got {n_paths!r}")
-    for name, val, lo in (("n_sub", n_sub, 2), ("max_depth", max_depth, 0), ("chunk", chunk, 1)):
+    for name, val, lo in (
+        ("n_sub", n_sub, 2),
+        ("max_depth", max_depth, 0),
+        ("chunk", chunk, 1),
+    ):
         if isinstance(val, bool) or not isinstance(val, int) or val < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
     n = len(t)
@@ -418,11 +511,17 @@ def exact_path_smp(
     del x, dx
     if split.any():
         rows, cols = split.nonzero(as_tuple=True)
-        parts = _resolve(model, path_fn, rows, t[cols - 1], t[cols], n_sub, 1, max_depth, chunk)
+        parts = _resolve(
+            model, path_fn, rows, t[cols - 1], t[cols], n_sub, 1, max_depth, chunk
+        )
         for entry, (b2, p2, l22) in zip(out, parts):
             entry[2].index_add_(0, rows, b2)
             entry[3].index_add_(0, rows, p2)
             entry[4].index_add_(0, rows, l22)
             entry[5].index_add_(0, cols, (b2 + p2) / n_paths)
-    return [PathLayerSMP(i, name, (b + p).numpy(), b.numpy(), p.numpy(), l2.numpy(), m.numpy())
-            for i, name, b, p, l2, m in out]
+    return [
+        PathLayerSMP(
+            i, name, (b + p).numpy(), b.numpy(), p.numpy(), l2.numpy(), m.numpy()
+        )
+        for i, name, b, p, l2, m in out
+    ]

@@ -24,7 +24,11 @@ def _line(x0, d):
 @pytest.fixture(scope="module")
 def dense_case():
     rng = np.random.default_rng(0)
-    return networks.dense_net(8, 32, 3, seed=1), rng.normal(size=8), 2 * rng.normal(size=8)
+    return (
+        networks.dense_net(8, 32, 3, seed=1),
+        rng.normal(size=8),
+        2 * rng.normal(size=8),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +43,18 @@ def test_event_resolved_smp_equals_the_tracer_at_every_layer(case, request):
     # a coarse grid of 101 samples: every interval holding several kinks is refined, so the SMP of
     # every layer (the tracer's output SMP of the truncated network) agrees to rounding
     net, x0, d = request.getfixturevalue(case)
-    result = exact_path_smp(net, _line(x0, d), torch.linspace(0, 1, 101, dtype=torch.float64), 1)
+    result = exact_path_smp(
+        net, _line(x0, d), torch.linspace(0, 1, 101, dtype=torch.float64), 1
+    )
     for k, layer in enumerate(result):
         traced = trace_line(net[: k + 1], x0, d).smp.sum()
-        assert layer.smp.sum() == pytest.approx(traced, rel=1e-9, abs=1e-9), (k, layer.name)
-        np.testing.assert_allclose(layer.births + layer.pass_through, layer.smp, rtol=1e-12)
+        assert layer.smp.sum() == pytest.approx(traced, rel=1e-9, abs=1e-9), (
+            k,
+            layer.name,
+        )
+        np.testing.assert_allclose(
+            layer.births + layer.pass_through, layer.smp, rtol=1e-12
+        )
         if layer.name in ("Linear", "Conv2d", "Flatten"):
             assert np.all(layer.births == 0)
 
@@ -58,7 +69,9 @@ def test_dense_fine_grid_without_refinement_equals_the_tracer(dense_case):
     x = x0 + t[:, None] * d
     result = exact_layer_smp(net, x, np.broadcast_to(d, x.shape).copy())
     for k, layer in enumerate(result):
-        assert layer.smp.sum() == pytest.approx(trace_line(net[: k + 1], x0, d).smp.sum(), rel=1e-9, abs=1e-9)
+        assert layer.smp.sum() == pytest.approx(
+            trace_line(net[: k + 1], x0, d).smp.sum(), rel=1e-9, abs=1e-9
+        )
 
 
 def test_coarse_grid_without_refinement_is_low(dense_case):
@@ -77,7 +90,9 @@ def test_births_are_zero_crossings_of_the_pre_activation(dense_case):
     w, b = net[0].weight.detach().numpy(), net[0].bias.detach().numpy()
     z0, z1 = w @ x0 + b, w @ (x0 + d) + b
     expected = np.abs(z1 - z0)[np.sign(z0) != np.sign(z1)].sum()
-    relu = exact_path_smp(net, _line(x0, d), torch.linspace(0, 1, 11, dtype=torch.float64), 1)[1]
+    relu = exact_path_smp(
+        net, _line(x0, d), torch.linspace(0, 1, 11, dtype=torch.float64), 1
+    )[1]
     assert relu.births.sum() == pytest.approx(expected, rel=1e-12)
     assert relu.pass_through.sum() == 0
 
@@ -91,7 +106,9 @@ def test_float32_input_and_batch_of_paths(dense_case):
     both = exact_layer_smp(net, xs, dxs)[3].smp.sum(1)
     one = exact_layer_smp(net, xs[1], dxs[1])[3].smp.sum()
     assert both[1] == pytest.approx(one, rel=1e-12)
-    single = exact_layer_smp(net, xs.astype(np.float32), dxs.astype(np.float32))[3].smp.sum(1)
+    single = exact_layer_smp(net, xs.astype(np.float32), dxs.astype(np.float32))[
+        3
+    ].smp.sum(1)
     # float32 rounding of the inputs (relative 6e-8) moves the kinks by as much: 1e-5 is ample
     np.testing.assert_allclose(single, both, rtol=1e-5)
 

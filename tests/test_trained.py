@@ -10,7 +10,12 @@ import torch
 from smp import data
 from smp.experiments import trained
 
-NAMES = ["trained_digits", "trained_digits_training", "trained_digits_weights", "trained_digits_smp"]
+NAMES = [
+    "trained_digits",
+    "trained_digits_training",
+    "trained_digits_weights",
+    "trained_digits_smp",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,9 @@ def test_stored_files_are_registered_and_fresh():
 
 def test_split_is_seeded_and_standardised(split):
     again = trained.load_digits_split()
-    assert torch.equal(again.train, split.train) and torch.equal(again.held_out, split.held_out)
+    assert torch.equal(again.train, split.train) and torch.equal(
+        again.held_out, split.held_out
+    )
     assert len(split.train) + len(split.held_out) == 1797
     # standardised with the training set's statistics: mean 0, std 1 on its non-constant pixels
     assert float(split.train.mean(0).abs().max()) < 1e-12
@@ -47,12 +54,18 @@ def test_checkpoints_reproduce_the_stored_errors_and_weights(nets, split):
     losses = data.load("trained_digits_training")
     for row in losses.itertuples():
         # the table stores 10 significant digits
-        assert trained.reconstruction_error(nets[row.step], split.train) == pytest.approx(row.train_mse, rel=1e-9)
-        assert trained.reconstruction_error(nets[row.step], split.held_out) == pytest.approx(row.held_out_mse, rel=1e-9)
+        assert trained.reconstruction_error(
+            nets[row.step], split.train
+        ) == pytest.approx(row.train_mse, rel=1e-9)
+        assert trained.reconstruction_error(
+            nets[row.step], split.held_out
+        ) == pytest.approx(row.held_out_mse, rel=1e-9)
     # training learns: the held-out error falls at every checkpoint
     assert np.all(np.diff(losses["held_out_mse"]) < 0)
     stored = data.load("trained_digits_weights")
-    pd.testing.assert_frame_equal(trained.weight_table(nets), stored, rtol=1e-9, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        trained.weight_table(nets), stored, rtol=1e-9, check_dtype=False
+    )
 
 
 def test_initial_checkpoint_is_the_seeded_constructor(nets):
@@ -65,7 +78,9 @@ def test_retraining_reproduces_the_first_checkpoints(nets, split):
     # 30 seeded float64 steps on one thread: identical up to summation order (1e-10 is generous)
     states, _ = trained.train_autoencoder(split, steps=30, checkpoints=(30,))
     for key, value in states[30].items():
-        np.testing.assert_allclose(value.numpy(), nets[30].state_dict()[key].numpy(), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(
+            value.numpy(), nets[30].state_dict()[key].numpy(), rtol=0, atol=1e-10
+        )
 
 
 def test_deterministic_columns_are_reproduced(nets, split, table):
@@ -74,9 +89,13 @@ def test_deterministic_columns_are_reproduced(nets, split, table):
     for step in (0, 3000):
         for k, kind in enumerate(trained.PATH_KINDS):
             rows = table[(table["step"] == step) & (table["paths"] == kind)]
-            paths = trained.DigitPaths(kind, split, int(rows["n_paths"].iloc[0]), seed=k)
+            paths = trained.DigitPaths(
+                kind, split, int(rows["n_paths"].iloc[0]), seed=k
+            )
             mf = trained._mean_field(nets[step], paths, int(rows["n_samples"].iloc[0]))
-            np.testing.assert_allclose(mf["smp"].to_numpy(), rows["mf_smp"].to_numpy(), rtol=1e-8)
+            np.testing.assert_allclose(
+                mf["smp"].to_numpy(), rows["mf_smp"].to_numpy(), rtol=1e-8
+            )
             if kind != "circle":
                 from smp import models
 
@@ -92,14 +111,18 @@ def test_reduced_rerun_within_standard_errors(nets, split, table, kind):
     # pass-through of every layer must agree with the stored means within 4 combined standard
     # errors (the s.e. of a 25-path mean, estimated from the stored spread, is sem * sqrt(n/25))
     n_new = 25
-    stored = table[(table["step"] == 3000) & (table["paths"] == kind)].reset_index(drop=True)
+    stored = table[(table["step"] == 3000) & (table["paths"] == kind)].reset_index(
+        drop=True
+    )
     paths = trained.DigitPaths(kind, split, n_new, seed=100)
     new = trained.measure_network(nets[3000], paths, 200, kernel=False)
     n = int(stored["n_paths"].iloc[0])
     for key in ("smp", "births", "pass_through"):
         measured = stored[key].to_numpy() > 0
         diff = np.abs(new[key].to_numpy() - stored[key].to_numpy())[measured]
-        tolerance = 4 * stored[key + "_sem"].to_numpy()[measured] * np.sqrt(1 + n / n_new)
+        tolerance = (
+            4 * stored[key + "_sem"].to_numpy()[measured] * np.sqrt(1 + n / n_new)
+        )
         assert np.all(diff < tolerance), (key, diff, tolerance)
 
 

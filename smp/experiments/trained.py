@@ -39,6 +39,7 @@ Retraining and remeasuring: ``.venv/bin/python scripts/train_trained.py``.
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from typing import NamedTuple
 
@@ -54,22 +55,22 @@ from .._exact_smp import exact_path_smp
 
 __all__ = [
     "CHECKPOINTS",
-    "WIDTHS",
     "HELD_OUT",
     "PATH_KINDS",
-    "DigitsSplit",
-    "load_digits_split",
-    "digits_autoencoder",
-    "train_autoencoder",
-    "pack_checkpoints",
-    "load_checkpoints",
-    "reconstruction_error",
+    "WIDTHS",
     "DigitPaths",
-    "measure_network",
-    "weight_table",
-    "predictions",
+    "DigitsSplit",
     "alignment_check",
+    "digits_autoencoder",
+    "load_checkpoints",
+    "load_digits_split",
+    "measure_network",
+    "pack_checkpoints",
+    "predictions",
+    "reconstruction_error",
     "run",
+    "train_autoencoder",
+    "weight_table",
     "write_tables",
 ]
 
@@ -86,7 +87,11 @@ BOOTSTRAP = 50
 
 
 def _int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
@@ -119,11 +124,15 @@ def load_digits_split(held_out: int = HELD_OUT, *, seed: int = 0) -> DigitsSplit
     images = torch.as_tensor(load_digits().data, dtype=torch.float64)
     held_out = _int("held_out", held_out)
     if held_out >= len(images) - 1:
-        raise ValueError(f"held_out must leave at least 2 training images (< {len(images) - 1}), got {held_out}")
+        raise ValueError(
+            f"held_out must leave at least 2 training images (< {len(images) - 1}), got {held_out}"
+        )
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     train, test = images[order[held_out:]], images[order[:held_out]]
     mean, std = train.mean(0), train.std(0)
-    std = torch.where(std > 0, std, torch.ones_like(std))  # a few border pixels are always 0
+    std = torch.where(
+        std > 0, std, torch.ones_like(std)
+    )  # a few border pixels are always 0
     return DigitsSplit((train - mean) / std, (test - mean) / std, mean, std)
 
 
@@ -140,10 +149,12 @@ def digits_autoencoder(widths=WIDTHS, *, seed: int = 0) -> nn.Sequential:
     """
     widths = [_int("widths", w) for w in widths]
     if len(widths) < 2:
-        raise ValueError(f"widths must list the input width and at least one more, got {widths!r}")
+        raise ValueError(
+            f"widths must list the input width and at least one more, got {widths!r}"
+        )
     gen = torch.Generator().manual_seed(seed)
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
         linear = nn.Linear(n_in, n_out, dtype=torch.float64)
         with torch.no_grad():
             linear.weight.normal_(0.0, (2.0 / n_in) ** 0.5, generator=gen)
@@ -174,7 +185,9 @@ def train_autoencoder(
     steps = _int("steps", steps)
     checkpoints = sorted({_int("checkpoints", c, 0) for c in checkpoints})
     if checkpoints[-1] > steps:
-        raise ValueError(f"checkpoints must not exceed steps={steps}, got {checkpoints}")
+        raise ValueError(
+            f"checkpoints must not exceed steps={steps}, got {checkpoints}"
+        )
     net = digits_autoencoder(seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -182,13 +195,24 @@ def train_autoencoder(
 
     def keep(step: int) -> None:
         states[step] = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        rows.append(dict(step=step, train_mse=reconstruction_error(net, split.train),
-                         held_out_mse=reconstruction_error(net, split.held_out)))
+        rows.append(
+            {
+                "step": step,
+                "train_mse": reconstruction_error(net, split.train),
+                "held_out_mse": reconstruction_error(net, split.held_out),
+            }
+        )
 
     if 0 in checkpoints:
         keep(0)
-    for step in tqdm(range(1, steps + 1), disable=not progress, desc="training the digits autoencoder"):
-        batch = split.train[torch.randint(len(split.train), (batch_size,), generator=gen)]
+    for step in tqdm(
+        range(1, steps + 1),
+        disable=not progress,
+        desc="training the digits autoencoder",
+    ):
+        batch = split.train[
+            torch.randint(len(split.train), (batch_size,), generator=gen)
+        ]
         loss = ((net(batch) - batch) ** 2).mean()
         opt.zero_grad()
         loss.backward()
@@ -204,12 +228,20 @@ def reconstruction_error(net: nn.Module, images: torch.Tensor) -> float:
         return float(((net(images) - images) ** 2).mean())
 
 
-def pack_checkpoints(states: dict[int, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def pack_checkpoints(
+    states: dict[int, dict[str, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
     """One flat state dict ``{"<step>/<name>": tensor}`` for :func:`smp.data.write`."""
-    return {f"{step}/{name}": t for step, state in states.items() for name, t in state.items()}
+    return {
+        f"{step}/{name}": t
+        for step, state in states.items()
+        for name, t in state.items()
+    }
 
 
-def load_checkpoints(packed: dict[str, torch.Tensor] | None = None) -> dict[int, nn.Sequential]:
+def load_checkpoints(
+    packed: dict[str, torch.Tensor] | None = None,
+) -> dict[int, nn.Sequential]:
     """The stored checkpoints as networks (float64, eval mode), ``{step: net}``.
 
     ``packed`` defaults to ``smp.data.load("trained_digits")``.
@@ -266,16 +298,22 @@ class DigitPaths:
         else:
             images = split.train if kind == "train" else split.held_out
             i = torch.randint(len(images), (n_paths,), generator=gen)
-            j = (i + torch.randint(1, len(images), (n_paths,), generator=gen)) % len(images)  # j != i
+            j = (i + torch.randint(1, len(images), (n_paths,), generator=gen)) % len(
+                images
+            )  # j != i
             self.a, self.d = images[i], images[j] - images[i]
             self.t_length, self.images = 1.0, images
             self.input_length = self.d.norm(dim=1).numpy()
 
     def grid(self, n_samples: int) -> torch.Tensor:
         """``n_samples`` equally spaced times covering the whole path (both ends included)."""
-        return torch.linspace(0, self.t_length, _int("n_samples", n_samples, 3), dtype=torch.float64)
+        return torch.linspace(
+            0, self.t_length, _int("n_samples", n_samples, 3), dtype=torch.float64
+        )
 
-    def __call__(self, index: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, index: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         t = t[..., None]
         if self.kind == "circle":
             u, v = self.u[index][:, None], self.v[index][:, None]
@@ -297,8 +335,14 @@ def _gaussian_births_total(z: np.ndarray, dz: np.ndarray, w: np.ndarray) -> floa
     return float((w @ (models.gaussian_density_at_zero(mu, sigma) * slope2)).sum())
 
 
-def _bootstrap_ratio_sem(z: np.ndarray, dz: np.ndarray, births: np.ndarray, w: np.ndarray,
-                         n_boot: int = BOOTSTRAP, seed: int = 0) -> float:
+def _bootstrap_ratio_sem(
+    z: np.ndarray,
+    dz: np.ndarray,
+    births: np.ndarray,
+    w: np.ndarray,
+    n_boot: int = BOOTSTRAP,
+    seed: int = 0,
+) -> float:
     """Bootstrap (over paths, paired) standard error of Gaussian births / measured births.
 
     The Gaussian prediction is computed from the same paths' moments as the measurement, so the
@@ -307,11 +351,15 @@ def _bootstrap_ratio_sem(z: np.ndarray, dz: np.ndarray, births: np.ndarray, w: n
     ratios = []
     for _ in range(n_boot):
         pick = rng.integers(0, len(z), len(z))
-        ratios.append(_gaussian_births_total(z[pick], dz[pick], w) / births[pick].mean())
+        ratios.append(
+            _gaussian_births_total(z[pick], dz[pick], w) / births[pick].mean()
+        )
     return float(np.std(ratios, ddof=1))
 
 
-def measure_network(net: nn.Sequential, paths: DigitPaths, n_samples: int, *, kernel: bool = True) -> pd.DataFrame:
+def measure_network(
+    net: nn.Sequential, paths: DigitPaths, n_samples: int, *, kernel: bool = True
+) -> pd.DataFrame:
     """Measured and predicted SMP of every layer of ``net`` along ``paths`` (one table).
 
     The measurement is :func:`smp._exact_smp.exact_path_smp` on a grid of ``n_samples`` times
@@ -337,15 +385,26 @@ def measure_network(net: nn.Sequential, paths: DigitPaths, n_samples: int, *, ke
     def keep_pre_activation(layer) -> None:
         # the conditional ReLU models need z and z' of the linear layer feeding each ReLU
         nxt = layer.index + 1
-        if layer.name == "Linear" and nxt < len(modules) and isinstance(modules[nxt], nn.ReLU):
-            grid[nxt] = (layer.value.reshape(p, n_samples, -1).numpy(), layer.slope.reshape(p, n_samples, -1).numpy())
+        if (
+            layer.name == "Linear"
+            and nxt < len(modules)
+            and isinstance(modules[nxt], nn.ReLU)
+        ):
+            grid[nxt] = (
+                layer.value.reshape(p, n_samples, -1).numpy(),
+                layer.slope.reshape(p, n_samples, -1).numpy(),
+            )
 
     measured = exact_path_smp(net, paths, t, p, on_layer=keep_pre_activation)
     rows = []
     for k, m in enumerate(measured):
-        row = dict(layer=m.index, name=m.name, units=m.smp.shape[1])
-        for key, values in (("smp", m.smp.sum(1)), ("births", m.births.sum(1)),
-                            ("pass_through", m.pass_through.sum(1)), ("event_l2", m.event_l2)):
+        row = {"layer": m.index, "name": m.name, "units": m.smp.shape[1]}
+        for key, values in (
+            ("smp", m.smp.sum(1)),
+            ("births", m.births.sum(1)),
+            ("pass_through", m.pass_through.sum(1)),
+            ("event_l2", m.event_l2),
+        ):
             row[key], row[key + "_sem"] = _mean_sem(values)
         if m.name == "ReLU":
             z, dz = grid.pop(m.index)
@@ -353,19 +412,29 @@ def measure_network(net: nn.Sequential, paths: DigitPaths, n_samples: int, *, ke
             mu, sigma = z.mean(0), z.std(0, ddof=1)
             dmu, dsigma = dz.mean(0), dz.std(0, ddof=1)
             cov = ((z - mu) * (dz - dmu)).sum(0) / (p - 1)
-            gauss_slope2 = models.gaussian_conditional_slope2(mu, sigma, dmu, dsigma, cov)
+            gauss_slope2 = models.gaussian_conditional_slope2(
+                mu, sigma, dmu, dsigma, cov
+            )
             gauss_density = models.gaussian_density_at_zero(mu, sigma)
             row["gauss_births"] = float((w @ (gauss_density * gauss_slope2)).sum())
-            row["births_gauss_ratio_sem"] = _bootstrap_ratio_sem(z, dz, m.births.sum(1), w)
-            row["gauss_pass"] = float(models.gaussian_pass_through(mu, sigma, mean_jump).sum())
+            row["births_gauss_ratio_sem"] = _bootstrap_ratio_sem(
+                z, dz, m.births.sum(1), w
+            )
+            row["gauss_pass"] = float(
+                models.gaussian_pass_through(mu, sigma, mean_jump).sum()
+            )
             p_active = (z > 0).mean(0)
-            row["indep_pass"] = float(models.independent_pass_through(p_active, mean_jump).sum())
+            row["indep_pass"] = float(
+                models.independent_pass_through(p_active, mean_jump).sum()
+            )
             row["p_active"] = float(p_active.mean())
             if kernel:
                 kb = models.kernel_births(z, dz, w)
                 row["kernel_births"] = float(kb.births.sum())
                 row["density_births"] = float((w @ (kb.density_t * gauss_slope2)).sum())
-                row["density_ratio"] = float(kb.density.sum() / kb.gaussian_density.sum())
+                row["density_ratio"] = float(
+                    kb.density.sum() / kb.gaussian_density.sum()
+                )
             if paths.images is not None and k == 1:
                 with torch.no_grad():
                     z_images = modules[0](paths.images).numpy()
@@ -375,7 +444,9 @@ def measure_network(net: nn.Sequential, paths: DigitPaths, n_samples: int, *, ke
             weight = modules[m.index].weight.detach().to(torch.float64).numpy()
             smp_in = measured[k - 1].smp.mean(0)
             row["linear_indep"] = float(models.linear_independent(weight, smp_in).sum())
-            row["linear_shared"] = float(models.linear_shared(weight, measured[k - 1].event_l2.mean()))
+            row["linear_shared"] = float(
+                models.linear_shared(weight, measured[k - 1].event_l2.mean())
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -399,19 +470,36 @@ def weight_table(nets: dict[int, nn.Sequential]) -> pd.DataFrame:
                 wv = module.weight.detach().to(torch.float64).numpy().ravel()
                 b = module.bias.detach().to(torch.float64).numpy()
                 rms = float(np.sqrt((wv**2).mean()))
-                rows.append(dict(step=step, layer=index, fan_in=module.in_features, weight_rms=rms,
-                                 weight_mean=float(wv.mean()),
-                                 abs_ratio=float(np.abs(wv).mean() / (np.sqrt(2 / np.pi) * rms)),
-                                 kurtosis=_kurtosis(wv), bias_mean=float(b.mean()),
-                                 bias_rms=float(np.sqrt((b**2).mean())),
-                                 he_ratio=rms / np.sqrt(2 / module.in_features)))
+                rows.append(
+                    {
+                        "step": step,
+                        "layer": index,
+                        "fan_in": module.in_features,
+                        "weight_rms": rms,
+                        "weight_mean": float(wv.mean()),
+                        "abs_ratio": float(
+                            np.abs(wv).mean() / (np.sqrt(2 / np.pi) * rms)
+                        ),
+                        "kurtosis": _kurtosis(wv),
+                        "bias_mean": float(b.mean()),
+                        "bias_rms": float(np.sqrt((b**2).mean())),
+                        "he_ratio": rms / np.sqrt(2 / module.in_features),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def _mean_field(net: nn.Sequential, paths: DigitPaths, n_samples: int) -> pd.DataFrame:
-    x, dx = paths(torch.arange(paths.n_paths), paths.grid(n_samples)[None].expand(paths.n_paths, -1))
+    x, dx = paths(
+        torch.arange(paths.n_paths),
+        paths.grid(n_samples)[None].expand(paths.n_paths, -1),
+    )
     linears = [m for m in net if isinstance(m, nn.Linear)]
-    relu_after = [isinstance(b, nn.ReLU) for a, b in zip(net, list(net)[1:] + [None]) if isinstance(a, nn.Linear)]
+    relu_after = [
+        isinstance(b, nn.ReLU)
+        for a, b in zip(net, list(net)[1:] + [None])
+        if isinstance(a, nn.Linear)
+    ]
     return models.mean_field_dense(
         [float(m.weight.detach().pow(2).mean().sqrt()) for m in linears],
         [float(m.bias.detach().pow(2).mean().sqrt()) for m in linears],
@@ -424,9 +512,18 @@ def _mean_field(net: nn.Sequential, paths: DigitPaths, n_samples: int) -> pd.Dat
     )
 
 
-def run(nets: dict[int, nn.Sequential], split: DigitsSplit, *, n_paths: int = 100, n_circles: int = 50,
-        n_samples: int = 400, kinds=PATH_KINDS, seed: int = 0, kernel: bool = True,
-        progress: bool = False) -> pd.DataFrame:
+def run(
+    nets: dict[int, nn.Sequential],
+    split: DigitsSplit,
+    *,
+    n_paths: int = 100,
+    n_circles: int = 50,
+    n_samples: int = 400,
+    kinds=PATH_KINDS,
+    seed: int = 0,
+    kernel: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Measure and predict every layer of every checkpoint on every kind of path (one long table).
 
     ``n_paths`` lines per line kind, ``n_circles`` great circles (a circle is 2 pi long and holds
@@ -444,17 +541,30 @@ def run(nets: dict[int, nn.Sequential], split: DigitsSplit, *, n_paths: int = 10
         paths = DigitPaths(kind, split, count, seed=seed + PATH_KINDS.index(kind))
         table = measure_network(nets[step], paths, n_samples, kernel=kernel)
         mf = _mean_field(nets[step], paths, n_samples)
-        table["mf_births"], table["mf_smp"] = mf["births"].to_numpy(), mf["smp"].to_numpy()
+        table["mf_births"], table["mf_smp"] = (
+            mf["births"].to_numpy(),
+            mf["smp"].to_numpy(),
+        )
         table.insert(0, "paths", kind)
         table.insert(0, "step", step)
-        table["n_paths"], table["n_samples"], table["t_length"] = count, n_samples, paths.t_length
+        table["n_paths"], table["n_samples"], table["t_length"] = (
+            count,
+            n_samples,
+            paths.t_length,
+        )
         table["input_length"] = float(np.mean(paths.input_length))
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
 
 
-def write_tables(*, n_paths: int = 100, n_circles: int = 50, n_samples: int = 400, seed: int = 0,
-                 progress: bool = True) -> list:
+def write_tables(
+    *,
+    n_paths: int = 100,
+    n_circles: int = 50,
+    n_samples: int = 400,
+    seed: int = 0,
+    progress: bool = True,
+) -> list:
     """Train, store the checkpoints, measure them and store the tables (the registry's producer).
 
     Writes ``trained_digits`` (the checkpoints), ``trained_digits_training`` (errors),
@@ -466,8 +576,15 @@ def write_tables(*, n_paths: int = 100, n_circles: int = 50, n_samples: int = 40
     nets = load_checkpoints()  # measure what was stored
     written.append(_data.write("trained_digits_training", losses))
     written.append(_data.write("trained_digits_weights", weight_table(nets)))
-    table = run(nets, split, n_paths=n_paths, n_circles=n_circles, n_samples=n_samples, seed=seed,
-                progress=progress)
+    table = run(
+        nets,
+        split,
+        n_paths=n_paths,
+        n_circles=n_circles,
+        n_samples=n_samples,
+        seed=seed,
+        progress=progress,
+    )
     written.append(_data.write("trained_digits_smp", table))
     return written
 
@@ -488,9 +605,14 @@ def predictions(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     relu = out["name"] == "ReLU"
     linear = out["name"] == "Linear"
-    out["conditional"] = np.where(relu, out["gauss_births"] + out["gauss_pass"],
-                                  np.where(linear, out["linear_shared"], np.nan))
-    out["refined"] = np.where(relu, out["kernel_births"] + out["indep_pass"], out["conditional"])
+    out["conditional"] = np.where(
+        relu,
+        out["gauss_births"] + out["gauss_pass"],
+        np.where(linear, out["linear_shared"], np.nan),
+    )
+    out["refined"] = np.where(
+        relu, out["kernel_births"] + out["indep_pass"], out["conditional"]
+    )
     out["mean_field"] = out["mf_smp"]
     measured = out["smp"].where(out["smp"] > 0)
     for key in ("conditional", "refined", "mean_field"):
@@ -504,7 +626,9 @@ def predictions(table: pd.DataFrame) -> pd.DataFrame:
     out["births_kernel_z"] = (out["kernel_births"] - births) / out["births_sem"]
     out["births_gauss_z"] = (out["gauss_births"] - births) / out["births_sem"]
     # the Gaussian prediction shares the measurement's paths: its error in paired bootstrap s.e.
-    out["births_gauss_zb"] = (out["gauss_births"] / births - 1) / out["births_gauss_ratio_sem"]
+    out["births_gauss_zb"] = (out["gauss_births"] / births - 1) / out[
+        "births_gauss_ratio_sem"
+    ]
     passed = out["pass_through"].where(relu & (out["pass_through"] > 0))
     out["pass_gauss_error"] = out["gauss_pass"] / passed - 1
     out["pass_indep_error"] = out["indep_pass"] / passed - 1
@@ -513,8 +637,16 @@ def predictions(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def alignment_check(net: nn.Sequential, split: DigitsSplit, *, layer: int = -1, kind: str = "held_out",
-                    n_paths: int = 50, n_samples: int = 100, seed: int = 7) -> dict:
+def alignment_check(
+    net: nn.Sequential,
+    split: DigitsSplit,
+    *,
+    layer: int = -1,
+    kind: str = "held_out",
+    n_paths: int = 50,
+    n_samples: int = 100,
+    seed: int = 7,
+) -> dict:
     """Does a linear layer's weights' *arrangement* matter, beyond their distribution?
 
     Measures the exact SMP of linear layer ``layer`` (index into the Sequential; default the
@@ -530,12 +662,18 @@ def alignment_check(net: nn.Sequential, split: DigitsSplit, *, layer: int = -1, 
 
     index = range(len(net))[layer]
     if not isinstance(net[index], nn.Linear):
-        raise ValueError(f"layer must index a Linear layer of net, got {type(net[index]).__name__} at {layer}")
+        raise TypeError(
+            f"layer must index a Linear layer of net, got {type(net[index]).__name__} at {layer}"
+        )
     paths = DigitPaths(kind, split, n_paths, seed=seed)
     permuted = copy.deepcopy(net)
     with torch.no_grad():
         weight = permuted[index].weight
-        noise = torch.rand(weight.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        noise = torch.rand(
+            weight.shape,
+            generator=torch.Generator().manual_seed(seed),
+            dtype=torch.float64,
+        )
         weight.copy_(torch.gather(weight, 1, torch.argsort(noise, dim=1)))
     grid = paths.grid(n_samples)
     out, per_path = {}, {}
@@ -545,7 +683,9 @@ def alignment_check(net: nn.Sequential, split: DigitsSplit, *, layer: int = -1, 
         out[key], out[key + "_sem"] = _mean_sem(per_path[key])
         if key == "measured":
             w = model[index].weight.detach().to(torch.float64).numpy()
-            out["model"] = float(models.linear_shared(w, result[index - 1].event_l2.mean()))
+            out["model"] = float(
+                models.linear_shared(w, result[index - 1].event_l2.mean())
+            )
     ratio = per_path["measured"] / per_path["permuted"]
     out["ratio"], out["ratio_sem"] = _mean_sem(ratio)
     return out

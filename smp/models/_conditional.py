@@ -52,18 +52,18 @@ from scipy.special import ndtr
 from ._checks import SQRT_2_OVER_PI, as_array
 
 __all__ = [
-    "trapezoid_weights",
-    "gaussian_density_at_zero",
-    "gaussian_conditional_slope2",
-    "gaussian_births",
-    "gaussian_pass_through",
-    "kernel_births",
     "KernelBirths",
+    "gaussian_births",
+    "gaussian_conditional_slope2",
+    "gaussian_density_at_zero",
+    "gaussian_pass_through",
     "independent_pass_through",
-    "pair_births",
+    "kernel_births",
     "linear_independent",
     "linear_shared",
     "mean_field_dense",
+    "pair_births",
+    "trapezoid_weights",
 ]
 
 _SQRT_2PI = np.sqrt(2 * np.pi)
@@ -77,7 +77,11 @@ def trapezoid_weights(n_samples: int, length: float) -> np.ndarray:
     >>> trapezoid_weights(5, 1.0).tolist()
     [0.125, 0.25, 0.25, 0.25, 0.125]
     """
-    if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) or n_samples < 2:
+    if (
+        not isinstance(n_samples, (int, np.integer))
+        or isinstance(n_samples, bool)
+        or n_samples < 2
+    ):
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     length = float(as_array("length", length, positive=True))
     w = np.full(n_samples, length / (n_samples - 1))
@@ -88,7 +92,9 @@ def trapezoid_weights(n_samples: int, length: float) -> np.ndarray:
 def _stats(name: str, value, shape=None) -> np.ndarray:
     arr = as_array(name, value)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a (N, U) array of statistics (time by unit), got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be a (N, U) array of statistics (time by unit), got shape {arr.shape}"
+        )
     if shape is not None and arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape} like mean, got {arr.shape}")
     return arr
@@ -97,7 +103,9 @@ def _stats(name: str, value, shape=None) -> np.ndarray:
 def _weights(weights, n: int) -> np.ndarray:
     w = as_array("weights", weights, nonnegative=True)
     if w.shape != (n,):
-        raise ValueError(f"weights must have shape ({n},), one quadrature weight per time, got {w.shape}")
+        raise ValueError(
+            f"weights must have shape ({n},), one quadrature weight per time, got {w.shape}"
+        )
     return w
 
 
@@ -125,7 +133,10 @@ def gaussian_conditional_slope2(mean, std, dmean, dstd, cov) -> np.ndarray:
     """
     mu = _stats("mean", mean)
     sigma = _stats("std", std, mu.shape)
-    dmu, dsigma, c = (_stats(n, v, mu.shape) for n, v in (("dmean", dmean), ("dstd", dstd), ("cov", cov)))
+    dmu, dsigma, c = (
+        _stats(n, v, mu.shape)
+        for n, v in (("dmean", dmean), ("dstd", dstd), ("cov", cov))
+    )
     s = np.where(sigma > 0, sigma, 1.0)
     return (dmu - c * mu / s**2) ** 2 + np.maximum(dsigma**2 - c**2 / s**2, 0.0)
 
@@ -167,7 +178,9 @@ def gaussian_pass_through(mean, std, mean_abs_jump, weights=None) -> np.ndarray:
     mu = _stats("mean", mean)
     sigma = _stats("std", std, mu.shape)
     jumps = _stats("mean_abs_jump", mean_abs_jump, mu.shape)
-    p_active = np.where(sigma > 0, ndtr(mu / np.where(sigma > 0, sigma, 1.0)), (mu > 0).astype(float))
+    p_active = np.where(
+        sigma > 0, ndtr(mu / np.where(sigma > 0, sigma, 1.0)), (mu > 0).astype(float)
+    )
     return (p_active * jumps).sum(0)
 
 
@@ -198,10 +211,14 @@ class KernelBirths:
     ``births / density``; ``density_t`` the kernel estimate of ``p_t(0)`` at every (t, unit).
     """
 
-    __slots__ = ("births", "density", "gaussian_density", "slope2", "density_t")
+    __slots__ = ("births", "density", "density_t", "gaussian_density", "slope2")
 
     def __init__(self, births, density, gaussian_density, slope2, density_t):
-        self.births, self.density, self.gaussian_density = births, density, gaussian_density
+        self.births, self.density, self.gaussian_density = (
+            births,
+            density,
+            gaussian_density,
+        )
         self.slope2, self.density_t = slope2, density_t
 
 
@@ -223,17 +240,23 @@ def kernel_births(z, dz, weights, *, bandwidth_factor: float = 0.25) -> KernelBi
     -------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> z = rng.normal(size=(4000, 3, 1)); dz = np.ones_like(z)
-    >>> round(float(kernel_births(z, dz, [0.5, 1, 0.5]).births[0]), 1)  # Gaussian: 2 phi(0) = 0.8
+    >>> z = rng.normal(size=(2000, 200, 1))  # 200 times, independent draws at each
+    >>> w = trapezoid_weights(200, 2.0)
+    >>> b = kernel_births(z, np.ones_like(z), w).births[0]
+    >>> round(float(b), 1)  # Gaussian, unit slope: L phi(0) = 0.80
     0.8
     """
     z = as_array("z", z)
     dz = as_array("dz", dz)
     if z.ndim != 3 or dz.shape != z.shape:
-        raise ValueError(f"z and dz must be (P, N, U) arrays of the same shape, got {z.shape} and {dz.shape}")
+        raise ValueError(
+            f"z and dz must be (P, N, U) arrays of the same shape, got {z.shape} and {dz.shape}"
+        )
     p = z.shape[0]
     if p < 10:
-        raise ValueError(f"z must hold at least 10 paths for a kernel estimate, got {p}")
+        raise ValueError(
+            f"z must hold at least 10 paths for a kernel estimate, got {p}"
+        )
     w = _weights(weights, z.shape[1])
     sigma = z.std(0, ddof=1)
     q75, q25 = np.percentile(z, [75, 25], axis=0)
@@ -272,10 +295,17 @@ def pair_births(z) -> np.ndarray:
     """
     z = as_array("z", z)
     if z.ndim != 2 or z.shape[0] < 2:
-        raise ValueError(f"z must be an (n, U) array with n >= 2 inputs, got shape {z.shape}")
+        raise ValueError(
+            f"z must be an (n, U) array with n >= 2 inputs, got shape {z.shape}"
+        )
     n = z.shape[0]
     pos, neg = (z > 0).mean(0), (z < 0).mean(0)
-    return n / (n - 1) * 2 * (neg * np.maximum(z, 0).mean(0) + pos * np.maximum(-z, 0).mean(0))
+    return (
+        n
+        / (n - 1)
+        * 2
+        * (neg * np.maximum(z, 0).mean(0) + pos * np.maximum(-z, 0).mean(0))
+    )
 
 
 def linear_independent(weight, smp_in) -> np.ndarray:
@@ -318,8 +348,17 @@ def linear_shared(weight, event_l2) -> np.ndarray:
     return SQRT_2_OVER_PI * gain * as_array("event_l2", event_l2, nonnegative=True)
 
 
-def mean_field_dense(weight_std, bias_std, widths, *, in_features: int, input_m2: float, input_dm2: float,
-                     length: float, relu_after=None) -> pd.DataFrame:
+def mean_field_dense(
+    weight_std,
+    bias_std,
+    widths,
+    *,
+    in_features: int,
+    input_m2: float,
+    input_dm2: float,
+    length: float,
+    relu_after=None,
+) -> pd.DataFrame:
     """Chapter 6's dense-stack recursion with per-layer weight and bias standard deviations.
 
     Layer ``l`` is ``Linear(fan_in, widths[l])`` with weights of standard deviation ``weight_std[l]``
@@ -345,21 +384,37 @@ def mean_field_dense(weight_std, bias_std, widths, *, in_features: int, input_m2
     sb = as_array("bias_std", bias_std, nonnegative=True)
     widths = [int(n) for n in widths]
     if not (sw.shape == sb.shape == (len(widths),)):
-        raise ValueError("weight_std, bias_std and widths must have one entry per linear layer")
-    relu_after = [True] * (len(widths) - 1) + [False] if relu_after is None else list(relu_after)
+        raise ValueError(
+            "weight_std, bias_std and widths must have one entry per linear layer"
+        )
+    relu_after = (
+        [True] * (len(widths) - 1) + [False] if relu_after is None else list(relu_after)
+    )
     m2, dm2 = float(input_m2), float(input_dm2)
     L = float(as_array("length", length, positive=True))
     fan_in, l1, l2, rows, index = int(in_features), 0.0, 0.0, [], 0
     for s, b, n, relu in zip(sw, sb, widths, relu_after):
         q, dq = s**2 * fan_in * m2 + b**2, s**2 * fan_in * dm2
         l1, l2 = n * s * SQRT_2_OVER_PI * l2, np.sqrt(n) * s * l2
-        rows.append(dict(layer=index, kind="linear", units=n, births=0.0, smp=l1))
+        rows.append(
+            {"layer": index, "kind": "linear", "units": n, "births": 0.0, "smp": l1}
+        )
         index += 1
         if relu:
-            births = n * L * np.exp(-0.0) / _SQRT_2PI * dq / np.sqrt(q) if q > 0 else 0.0
+            births = (
+                n * L * np.exp(-0.0) / _SQRT_2PI * dq / np.sqrt(q) if q > 0 else 0.0
+            )
             l1, l2 = 0.5 * l1 + births, np.sqrt(0.5) * l2 + births
             m2, dm2 = q / 2, dq / 2
-            rows.append(dict(layer=index, kind="relu", units=n, births=births, smp=l1))
+            rows.append(
+                {
+                    "layer": index,
+                    "kind": "relu",
+                    "units": n,
+                    "births": births,
+                    "smp": l1,
+                }
+            )
             index += 1
         else:
             m2, dm2 = q, dq
