@@ -310,7 +310,11 @@ def _pattern_changes(
     layers: list[nn.Module], x: torch.Tensor, paths: int
 ) -> torch.Tensor:
     """Number of units (all ReLU and MaxPool2d layers) whose pattern changed in each interval,
-    ``(P, N)``; a values-only forward pass."""
+    ``(P, N)``; a values-only forward pass.
+
+    A pooling switch to or from a window maximum of exactly 0 is not counted: after a ReLU it is
+    the same event as the zero crossing of the unit below (same t), and counting it would send
+    the interval into refinement down to ``max_depth`` for nothing."""
     v, count = x, torch.zeros(x.shape[0], dtype=torch.int64)
     with torch.no_grad():
         for layer in layers:
@@ -322,7 +326,9 @@ def _pattern_changes(
                 pool = copy.copy(layer)
                 pool.return_indices = True
                 v, idx = pool(v)
-                count += (idx != _previous(idx, paths)).flatten(1).sum(1)
+                switched = idx != _previous(idx, paths)
+                separate = switched & (v != 0) & (_previous(v, paths) != 0)
+                count += separate.flatten(1).sum(1)
             elif isinstance(layer, nn.Flatten):
                 v = v.flatten(1)
             else:
