@@ -157,3 +157,116 @@ def test_the_chapters_claims_hold_on_the_stored_table(table):
     out = p[p["layer"] == 6]
     assert out[out["step"] == 0]["conditional_error"].abs().max() < 0.03
     assert (out[out["step"] == 3000]["conditional_error"] > 0.08).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# the conditional models (smp.models._conditional) on cases with known answers
+# ----------------------------------------------------------------------------------------------
+
+
+def test_gaussian_births_is_chapter_4s_rice_formula_for_a_stationary_input():
+    from smp import models
+
+    n, length = 51, 3.0
+    mean, std, dstd = 0.4, 1.3, 0.7
+    full = np.full((n, 2), 1.0)
+    births = models.gaussian_births(
+        mean * full,
+        std * full,
+        0 * full,
+        dstd * full,
+        0 * full,
+        models.trapezoid_weights(n, length),
+    )
+    np.testing.assert_allclose(
+        births, models.relu_births(std, dstd, mean, length), rtol=1e-12
+    )
+    # float32 statistics give the float64 answer to float32 rounding
+    births32 = models.gaussian_births(
+        *(np.float32(v) * full for v in (mean, std, 0, dstd, 0)),
+        models.trapezoid_weights(n, length),
+    )
+    np.testing.assert_allclose(births32, births, rtol=1e-6)
+
+
+def test_kernel_births_recovers_a_correlated_gaussian():
+    # (z, z') jointly Gaussian with covariance c: the kernel estimate must match the Gaussian
+    # formula; 20000 draws per t and 40 times give a Monte-Carlo error near 0.5 %, so 3 %
+    from smp import models
+
+    rng = np.random.default_rng(3)
+    p, n = 20000, 40
+    mu, sigma, dmu, dsigma, c = 0.3, 1.0, 0.5, 0.8, 0.4
+    z = mu + sigma * rng.normal(size=(p, n, 1))
+    dz = (
+        dmu
+        + c / sigma**2 * (z - mu)
+        + np.sqrt(dsigma**2 - c**2 / sigma**2) * rng.normal(size=z.shape)
+    )
+    w = models.trapezoid_weights(n, 1.0)
+    full = np.ones((n, 1))
+    expected = models.gaussian_births(
+        mu * full, sigma * full, dmu * full, dsigma * full, c * full, w
+    )
+    result = models.kernel_births(z, dz, w)
+    np.testing.assert_allclose(result.births, expected, rtol=0.03)
+    np.testing.assert_allclose(result.density, result.gaussian_density, rtol=0.03)
+
+
+def test_pair_births_is_the_mean_over_all_ordered_pairs():
+    from smp import models
+
+    z = np.random.default_rng(4).normal(0.2, 1.0, size=(30, 3))
+    brute = np.zeros(3)
+    for i in range(30):
+        for j in range(30):
+            if i != j:
+                brute += np.where(z[i] * z[j] < 0, np.abs(z[i] - z[j]), 0.0)
+    np.testing.assert_allclose(models.pair_births(z), brute / (30 * 29), rtol=1e-12)
+    np.testing.assert_allclose(
+        models.pair_births(z.astype(np.float32)), brute / 870, rtol=1e-6
+    )
+
+
+def test_mean_field_dense_is_chapter_6s_stack_at_he_initialisation():
+    from smp.models import mean_field_dense, stack
+
+    he = [np.sqrt(2 / 64), np.sqrt(2 / 32), np.sqrt(2 / 32)]
+    ours = mean_field_dense(
+        he,
+        [0.0] * 3,
+        [32] * 3,
+        in_features=64,
+        input_m2=1.0,
+        input_dm2=1.0,
+        length=2 * np.pi,
+        relu_after=[True] * 3,
+    )
+    theirs = stack.dense_stack(64, 32, 3)
+    np.testing.assert_allclose(ours["smp"], theirs["smp"], rtol=1e-12)
+
+
+def test_linear_models_with_actual_weights():
+    from smp import models
+
+    w = np.array([[1.0, -2.0], [0.5, 0.0]])
+    # one input kinking at a time: |W| @ smp_in exactly
+    np.testing.assert_allclose(models.linear_independent(w, [1.0, 2.0]), [5.0, 0.5])
+    # shared events: sqrt(2/pi) * sum_j ||W_j||_2 / sqrt(U_in) * event 2-norm
+    expected = np.sqrt(2 / np.pi) * (np.sqrt(5) + 0.5) / np.sqrt(2) * 3.0
+    assert float(models.linear_shared(w, 3.0)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_conditional_models_reject_bad_input():
+    from smp import models
+
+    with pytest.raises(ValueError, match="weights"):
+        models.gaussian_births(*([np.ones((3, 2))] * 5), [1.0, 1.0])
+    with pytest.raises(ValueError, match="p_active"):
+        models.independent_pass_through(np.full((2, 1), 1.5), np.ones((2, 1)))
+    with pytest.raises(ValueError, match="10 paths"):
+        models.kernel_births(np.ones((5, 3, 1)), np.ones((5, 3, 1)), [0.5, 1, 0.5])
+    with pytest.raises(ValueError, match="n >= 2"):
+        models.pair_births(np.ones((1, 3)))
+    with pytest.raises(TypeError):
+        models.linear_shared("w", 1.0)
