@@ -114,6 +114,22 @@ REGISTRY: dict[str, Entry] = {
         "forensics_smooth.pt", "smp.experiments.forensics:write_tables", 0, "",
         "forensics chapter: GELU + average-pool landmark CNN, float64 state dict",
     ),
+    "trained_digits": Entry(
+        "trained_digits.pt", "smp.experiments.trained:write_tables", 0, "",
+        "trained networks: digits ReLU autoencoder, float64 checkpoints (steps 0, 30, 300, 3000)",
+    ),
+    "trained_digits_training": Entry(
+        "07_trained_training.csv", "smp.experiments.trained:write_tables", 0, _TABLE,
+        "trained networks: reconstruction error of the digits autoencoder at every checkpoint",
+    ),
+    "trained_digits_weights": Entry(
+        "07_trained_weights.csv", "smp.experiments.trained:write_tables", 0, _TABLE,
+        "trained networks: weight distribution of every linear layer at every checkpoint",
+    ),
+    "trained_digits_smp": Entry(
+        "07_trained_smp.csv", "smp.experiments.trained:write_tables", 0, _TABLE,
+        "trained networks: exact per-layer SMP (births, pass-through) and the block models' predictions",
+    ),
 }
 
 

@@ -15,6 +15,15 @@ import torch
 from torch import nn
 from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
+from ._exact_smp import (
+    FrozenLayer,
+    LayerSMP,
+    PathLayerSMP,
+    exact_layer_smp,
+    exact_path_smp,
+    iter_frozen,
+    propagate_frozen,
+)
 from ._validation import check_int, check_real
 from .feature import DenseKinksWarning
 from .feature import smp as _smp
@@ -26,6 +35,14 @@ __all__ = [
     "unit_statistics",
     "mean_sem",
     "stack_measurement",
+    # exact per-layer SMP by frozen activation patterns (smp._exact_smp)
+    "exact_layer_smp",
+    "exact_path_smp",
+    "iter_frozen",
+    "propagate_frozen",
+    "FrozenLayer",
+    "LayerSMP",
+    "PathLayerSMP",
 ]
 
 
