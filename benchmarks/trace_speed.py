@@ -48,66 +48,6 @@ def mlp(n_in: int, width: int, depth: int, seed: int = 0) -> nn.Sequential:
     return nn.Sequential(body, head).eval().to(torch.float32)
 
 
-class BasicBlock(nn.Module):
-    """Conv-BN-ReLU-Conv-BN plus the input (or its strided 1x1 projection), then ReLU."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        if stride == 1 and c_in == c_out:
-            self.shortcut: nn.Module = nn.Identity()
-        else:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(c_out),
-            )
-        self.relu2 = nn.ReLU()
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        return self.relu2(out + self.shortcut(x))
-
-
-class SmallResNet(nn.Module):
-    def __init__(self, channels: int = 4, outputs: int = 3):
-        super().__init__()
-        c = channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)
-        )
-        self.block1 = BasicBlock(c, c, 1)
-        self.block2 = BasicBlock(c, 2 * c, 2)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flat = nn.Flatten()
-        self.head = nn.Linear(2 * c, outputs)
-
-    def forward(self, x):
-        return self.head(self.flat(self.pool(self.block2(self.block1(self.stem(x))))))
-
-
-def small_resnet(seed: int = 0) -> nn.Module:
-    """:class:`SmallResNet` with He weights and random eval-mode BatchNorm statistics, float64."""
-    g = torch.Generator().manual_seed(seed)
-    model = SmallResNet().to(F64)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                m.weight.normal_(0.0, math.sqrt(2.0 / m.weight[0].numel()), generator=g)
-                if m.bias is not None:
-                    m.bias.normal_(0.0, 0.1, generator=g)
-            elif isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.3 * torch.randn(n, generator=g, dtype=F64))
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g, dtype=F64))
-                m.weight.copy_(1.0 + 0.2 * torch.randn(n, generator=g, dtype=F64))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g, dtype=F64))
-    return model.eval()
-
-
 def best_times(fns, repeats: int):
     """Best CPU seconds of each function over ``repeats`` rounds, the functions interleaved.
 
@@ -216,7 +156,7 @@ def part_walker(n_lines: int, n_walk: int, repeats: int, threads: int) -> None:
         ),
         (
             "small ResNet (1x8x8)",
-            small_resnet(0),
+            networks.res_net((4, 8), seed=0),
             (1, 8, 8),
             trace_line,
             "layer-wise, 1 segment/call",

@@ -70,6 +70,10 @@ REGISTRY: dict[str, Entry] = {
         "03_convolution_resolution.csv", "smp.experiments.conv:write_tables", 0, _TABLE,
         "chapter 3: conv output SMP against samples per kink",
     ),
+    "trace_speed": Entry(
+        "09_trace_speed.csv", "smp.experiments.tracer:write_tables", 0, _TABLE,
+        "chapter 9: layer-wise tracer against regioncam and the event walker (CPU time)",
+    ),
     "relu_sweep": Entry(
         "04_relu.csv", "smp.experiments.relu:write_tables", 0, _TABLE,
         "chapter 4: ReLU bias sweep, Gaussian processes with and without input kinks",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-
 import numbers
 from typing import Sequence
 
@@ -18,6 +17,9 @@ __all__ = [
     "dense_net",
     "random_conv2d",
     "landmark_net",
+    "res_net",
+    "ResidualBlock",
+    "ResNet",
     "ACTIVATIONS",
     "POOLINGS",
     "LANDMARK_WIDTHS",
@@ -26,12 +28,23 @@ __all__ = [
 ]
 
 #: the activations by name (``activation`` argument of the constructors)
-ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "gelu": nn.GELU, "identity": nn.Identity}
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "softplus": nn.Softplus,
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+}
 #: the poolings by name (``pooling`` argument of :func:`conv_net`)
 POOLINGS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
-def _init(layer: nn.Module, fan_in: int, weight_gain: float, bias_std: float, gen: torch.Generator) -> None:
+def _init(
+    layer: nn.Module,
+    fan_in: int,
+    weight_gain: float,
+    bias_std: float,
+    gen: torch.Generator,
+) -> None:
     """``w ~ N(0, weight_gain**2 * 2 / fan_in)`` (He init at gain 1), ``b ~ N(0, bias_std**2)``."""
     with torch.no_grad():
         layer.weight.normal_(0.0, weight_gain * (2.0 / fan_in) ** 0.5, generator=gen)
@@ -109,17 +122,25 @@ def conv_net(
     act = check_choice("activation", activation, ACTIVATIONS)
     pool = check_choice("pooling", pooling, POOLINGS)
     _check_common(weight_gain, bias_std)
-    if len(channels) < 2 or any(not isinstance(c, numbers.Integral) or c < 1 for c in channels):
-        raise ValueError(f"channels must list >= 2 positive integers (input first), got {channels!r}")
+    if len(channels) < 2 or any(
+        not isinstance(c, numbers.Integral) or c < 1 for c in channels
+    ):
+        raise ValueError(
+            f"channels must list >= 2 positive integers (input first), got {channels!r}"
+        )
     gen = torch.Generator().manual_seed(seed)
     layers: list[nn.Module] = []
     for c_in, c_out in zip(channels[:-1], channels[1:]):
-        conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, dtype=torch.float64)
+        conv = nn.Conv2d(
+            c_in, c_out, kernel_size, padding=kernel_size // 2, dtype=torch.float64
+        )
         _init(conv, c_in * kernel_size**2, weight_gain, bias_std, gen)
         layers += [conv, act(), pool(pool_size)]
     if head is not None:
         if input_size is None:
-            raise ValueError("input_size (the side of the square input) is needed to size the linear head")
+            raise ValueError(
+                "input_size (the side of the square input) is needed to size the linear head"
+            )
         side = input_size // pool_size ** (len(channels) - 1)
         fan_in = channels[-1] * side * side
         linear = nn.Linear(fan_in, head, dtype=torch.float64)
@@ -190,8 +211,15 @@ def dense_net(
     return nn.Sequential(*layers).eval()
 
 
-def random_conv2d(in_channels: int, out_channels: int, kernel_size: int, weight_std: float, *, bias_std: float = 1.0,
-                  seed: int = 0) -> nn.Conv2d:
+def random_conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    weight_std: float,
+    *,
+    bias_std: float = 1.0,
+    seed: int = 0,
+) -> nn.Conv2d:
     """A float64 ``nn.Conv2d`` (no padding, stride 1) with i.i.d. Gaussian parameters.
 
     Weights ``N(0, weight_std**2)`` and biases ``N(0, bias_std**2)`` from a seeded
@@ -291,7 +319,12 @@ def landmark_net(kind: str, *, size: int = 24, seed: int = 0) -> nn.Sequential:
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1), act(), pool(2)]
             c_in = c_out
         side = size // 2 ** len(LANDMARK_WIDTHS)
-        layers += [nn.Flatten(), nn.Linear(c_in * side * side, LANDMARK_HIDDEN), act(), nn.Linear(LANDMARK_HIDDEN, 2)]
+        layers += [
+            nn.Flatten(),
+            nn.Linear(c_in * side * side, LANDMARK_HIDDEN),
+            act(),
+            nn.Linear(LANDMARK_HIDDEN, 2),
+        ]
     return nn.Sequential(*layers)
 
 
@@ -319,3 +352,152 @@ def float64_model(model: nn.Module) -> nn.Module:
     ):
         return model
     return copy.deepcopy(model).to(torch.float64)
+
+
+class ResidualBlock(nn.Module):
+    """A ResNet basic block: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+    ``conv1`` is 3 x 3 with ``stride``, ``conv2`` 3 x 3; both bias-free, each followed by
+    BatchNorm.  The shortcut is the input itself when ``stride == 1`` and the channel count
+    is kept, else a strided 1 x 1 convolution and BatchNorm (the projection shortcut).
+    With ``inplace`` the sum and the ReLUs run in place, as in torchvision's blocks.
+
+    Parameters
+    ----------
+    c_in, c_out : int
+        input and output channels.
+    stride : int
+        stride of ``conv1`` and of the projection.
+    inplace : bool
+        torchvision's in-place ``out += shortcut(x)`` and ``ReLU(inplace=True)``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu1 = nn.ReLU(inplace=inplace)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        if stride == 1 and c_in == c_out:
+            self.shortcut: nn.Module = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(c_out),
+            )
+        self.relu2 = nn.ReLU(inplace=inplace)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        if self.inplace:
+            out += self.shortcut(x)
+        else:
+            out = out + self.shortcut(x)
+        return self.relu2(out)
+
+
+class ResNet(nn.Module):
+    """Stem ``Conv3x3-BN-ReLU-MaxPool2``, residual blocks, global average pooling, linear head.
+
+    The first block keeps ``channels[0]`` (identity shortcut); every further entry of
+    ``channels`` adds a block of stride 2 with a 1 x 1 projection shortcut.  Built by
+    :func:`res_net`, which draws the parameters.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (4, 8),
+        in_channels: int = 1,
+        outputs: int = 3,
+        inplace: bool = False,
+    ):
+        super().__init__()
+        c = channels[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, c, 3, padding=1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        blocks = [ResidualBlock(c, c, 1, inplace)]
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            blocks.append(ResidualBlock(c_in, c_out, 2, inplace))
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(channels[-1], outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
+def res_net(
+    channels: Sequence[int] = (4, 8),
+    *,
+    in_channels: int = 1,
+    outputs: int = 3,
+    bias_std: float = 0.1,
+    inplace: bool = False,
+    seed: int = 0,
+) -> ResNet:
+    """A small residual network (:class:`ResNet`) with seeded random parameters, float64, eval mode.
+
+    Weights ``N(0, 2 / fan_in)`` (He), biases of the stem and head ``N(0, bias_std**2)``.
+    BatchNorm in eval mode with random statistics, so that it is a real affine map and not
+    the identity: running mean ``0.3 N(0, 1)``, running variance ``U(0.5, 2)``, scale
+    ``1 + 0.2 N(0, 1)``, shift ``0.1 N(0, 1)``.  All drawn in module order from one
+    ``torch.Generator`` seeded with ``seed``.
+
+    Parameters
+    ----------
+    channels : sequence of int
+        channels of the stem and first block, then of each strided block (at least 1).
+    in_channels : int
+        channels of the input image.
+    outputs : int
+        outputs of the linear head.
+    bias_std : float
+        standard deviation of the stem's and head's biases (>= 0).
+    inplace : bool
+        in-place sums and ReLUs inside the blocks (torchvision's style); same function.
+    seed : int
+        seed of all parameters.
+
+    Returns
+    -------
+    ResNet
+        the network, float64, in eval mode.
+
+    Example
+    -------
+    An 8 x 8 image: the stem halves it, the strided block halves it again:
+
+    >>> net = res_net((4, 8), seed=0)
+    >>> net(torch.zeros(2, 1, 8, 8, dtype=torch.float64)).shape
+    torch.Size([2, 3])
+    >>> type(net.blocks[1].shortcut[0]).__name__, net.blocks[1].shortcut[0].stride
+    ('Conv2d', (2, 2))
+    """
+    check_real("bias_std", bias_std, minimum=0, strict=False)
+    if len(channels) < 1 or any(
+        not isinstance(c, numbers.Integral) or c < 1 for c in channels
+    ):
+        raise ValueError(f"channels must list >= 1 positive integers, got {channels!r}")
+    gen = torch.Generator().manual_seed(seed)
+    model = ResNet(tuple(channels), in_channels, outputs, inplace).to(torch.float64)
+    f64 = torch.float64
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                fan_in = m.weight[0].numel()
+                m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
+                if m.bias is not None:
+                    m.bias.normal_(0.0, bias_std, generator=gen)
+            elif isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(0.3 * torch.randn(n, generator=gen, dtype=f64))
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=gen, dtype=f64))
+                m.weight.copy_(1.0 + 0.2 * torch.randn(n, generator=gen, dtype=f64))
+                m.bias.copy_(0.1 * torch.randn(n, generator=gen, dtype=f64))
+    return model.eval()

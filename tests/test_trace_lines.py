@@ -88,51 +88,9 @@ POOLS = {
 }
 
 
-class BasicBlock(nn.Module):
-    """Conv-BN-ReLU-Conv-BN plus the input (or its strided 1x1 projection), then ReLU."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, inplace: bool = False):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.relu1 = nn.ReLU(inplace=inplace)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        if stride == 1 and c_in == c_out:
-            self.shortcut: nn.Module = nn.Identity()
-        else:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(c_out),
-            )
-        self.relu2 = nn.ReLU(inplace=inplace)
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        out += self.shortcut(x)  # torchvision's in-place sum
-        return self.relu2(out)
-
-
-class ResNet(nn.Module):
-    """Stem Conv-BN-ReLU-MaxPool, an identity block, a strided block with a 1x1 projection."""
-
-    def __init__(self, inplace: bool = False):
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2)
-        )
-        self.block1 = BasicBlock(4, 4, 1, inplace)
-        self.block2 = BasicBlock(4, 6, 2, inplace)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(6, 3)
-
-    def forward(self, x):
-        x = self.block2(self.block1(self.stem(x)))
-        return self.head(torch.flatten(self.pool(x), 1))
-
-
 def resnet(seed: int, inplace: bool = False):
-    return _init(ResNet(inplace), seed)
+    """Stem, an identity block, a strided block with a 1x1 projection (4 -> 6 channels)."""
+    return networks.res_net((4, 6), inplace=inplace, seed=seed)
 
 
 def segments(shape, seeds, length=2.0):

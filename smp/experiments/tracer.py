@@ -4,7 +4,8 @@ Sampling a model along a line (:func:`sample_line`) and the sampled estimator ag
 truth (:func:`sampled_smp`, :func:`sampled_errors`); linear-region counts against the
 Hanin & Rolnick scaling (:func:`region_counts`, :func:`expected_regions`); an independent brute-force
 search for breakpoints (:func:`brute_force_breakpoints`); and the tracer's speed
-(:func:`benchmark`).
+(:func:`benchmark`, and the stored table of :func:`speed_table` against regioncam and the event
+walker, ``smp.data.load("trace_speed")``, written by :func:`write_tables`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .._validation import check_int
 from ..feature import smp as _smp
 from ..networks import float64_model
 from ..trace import _as_sample, _torch_threads, trace_line
-
+from ._trace_speed import SPEED_MLPS, speed_mlp, speed_table, write_tables  # noqa: F401
 from .brute_force import breakpoint_gap, brute_force_breakpoints  # noqa: F401
 
 __all__ = [
@@ -37,11 +38,22 @@ __all__ = [
     "sampled_errors",
     "brute_force_breakpoints",
     "breakpoint_gap",
+    "check_trace",
+    "SPEED_MLPS",
+    "speed_mlp",
+    "speed_table",
+    "write_tables",
 ]
 
 
 def sample_line(
-    model: nn.Module, x0: Any, direction: Any, n_samples: int, *, chunk: int = 8192, threads: int | None = 1
+    model: nn.Module,
+    x0: Any,
+    direction: Any,
+    n_samples: int,
+    *,
+    chunk: int = 8192,
+    threads: int | None = 1,
 ) -> tuple[np.ndarray, float, np.ndarray]:
     """The outputs of ``model`` at ``n_samples`` equispaced points of a segment.
 
@@ -89,12 +101,16 @@ def sample_line(
     out = []
     with torch.no_grad(), _torch_threads(threads):
         for start in range(0, n_samples, chunk):
-            tt = torch.as_tensor(t[start : start + chunk]).reshape((-1,) + (1,) * x0.dim())
+            tt = torch.as_tensor(t[start : start + chunk]).reshape(
+                (-1,) + (1,) * x0.dim()
+            )
             out.append(net(x0 + tt * d).reshape(tt.shape[0], -1))
     return t, float(t[1] - t[0]), torch.cat(out).numpy()
 
 
-def sampled_smp(model: nn.Module, x0: Any, direction: Any, n_samples: int, **smp_options) -> np.ndarray:
+def sampled_smp(
+    model: nn.Module, x0: Any, direction: Any, n_samples: int, **smp_options
+) -> np.ndarray:
     """SMP of every output estimated from ``n_samples`` samples along the line.
 
     The sampled counterpart of ``trace_line(...).smp``: :func:`smp.smp` of every output
@@ -160,7 +176,9 @@ def line_angle(x0: Any, direction: Any) -> float:
     return math.acos(min(1.0, max(-1.0, cos)))
 
 
-def expected_regions(n_neurons: int | np.ndarray, angle: float | np.ndarray) -> np.ndarray:
+def expected_regions(
+    n_neurons: int | np.ndarray, angle: float | np.ndarray
+) -> np.ndarray:
     """Mean-field number of linear regions crossed by a segment: ``1 + n_neurons * angle / pi``.
 
     For a bias-free ReLU network with He initialisation (weights ``N(0, 2/fan_in)``) the
@@ -194,10 +212,17 @@ def expected_regions(n_neurons: int | np.ndarray, angle: float | np.ndarray) -> 
     >>> expected_regions([10, 100], np.pi / 2)
     array([ 6., 51.])
     """
-    return 1.0 + np.asarray(n_neurons, dtype=np.float64) * np.asarray(angle, dtype=np.float64) / math.pi
+    return (
+        1.0
+        + np.asarray(n_neurons, dtype=np.float64)
+        * np.asarray(angle, dtype=np.float64)
+        / math.pi
+    )
 
 
-def quarter_arc_line(dim: int, seed: int, angle: float = math.pi / 2) -> tuple[np.ndarray, np.ndarray]:
+def quarter_arc_line(
+    dim: int, seed: int, angle: float = math.pi / 2
+) -> tuple[np.ndarray, np.ndarray]:
     """A random segment of ``R^dim`` whose end points have norm ``sqrt(dim)`` and subtend ``angle``.
 
     ``x0 = sqrt(dim) u``, ``x0 + direction = sqrt(dim) (cos(a) u + sin(a) v)`` for a
@@ -283,12 +308,16 @@ def region_counts(
 
     rows = []
     configs = [(w, L) for L in depths for w in widths]
-    for k, (w, L) in enumerate(tqdm(configs, disable=not progress, desc="region counts")):
+    for k, (w, L) in enumerate(
+        tqdm(configs, disable=not progress, desc="region counts")
+    ):
         counts = np.empty(n_nets)
         for i in range(n_nets):
             net_seed = seed + 1000 * k + i
             x0, d = quarter_arc_line(in_features, net_seed, angle)
-            counts[i] = trace_line(dense_net(in_features, w, L, seed=net_seed), x0, d).n_regions
+            counts[i] = trace_line(
+                dense_net(in_features, w, L, seed=net_seed), x0, d
+            ).n_regions
         rows.append(
             {
                 "width": w,
@@ -302,8 +331,62 @@ def region_counts(
     return pd.DataFrame(rows)
 
 
+def check_trace(
+    model: nn.Module,
+    x0: Any,
+    direction: Any,
+    *,
+    n_grid: int = 20_001,
+    n_check: int = 10_001,
+) -> dict:
+    """The tracer on one segment against the brute force and against the network itself.
+
+    Breakpoints of :func:`smp.trace.trace_line` against :func:`brute_force_breakpoints` on a
+    grid of ``n_grid`` points (an independent search: the real torch modules, sign changes
+    refined by bisection), and the traced piecewise-linear output (:func:`smp.trace.evaluate`)
+    against the network run on ``n_check`` points of the segment.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        the network (any model :func:`smp.trace.trace_line` accepts).
+    x0, direction : array or tensor
+        the segment ``x0 + t*direction``, t in [0, 1].
+    n_grid : int
+        grid of the brute force (its step must be below the spacing of a unit's successive
+        zero crossings).
+    n_check : int
+        points where the traced output is compared with the network.
+
+    Returns
+    -------
+    dict
+        ``breakpoints`` (traced), ``brute_force`` (found by the brute force), ``gap`` (largest
+        distance in t between the two sets, :func:`breakpoint_gap`), ``output_error`` (largest
+        difference between traced and computed outputs, relative to the outputs' range).
+
+    Example
+    -------
+    >>> from smp.networks import dense_net
+    >>> check = check_trace(dense_net(4, 8, 2, seed=0), *quarter_arc_line(4, seed=0))
+    >>> check["breakpoints"] == check["brute_force"], check["gap"] < 1e-9
+    (True, True)
+    """
+    from ..trace import evaluate
+
+    traced = trace_line(model, x0, direction)
+    brute = brute_force_breakpoints(model, x0, direction, n_grid=n_grid)
+    t, _, y = sample_line(model, x0, direction, n_check)
+    return {
+        "breakpoints": len(traced.t),
+        "brute_force": len(brute),
+        "gap": breakpoint_gap(traced.t, brute),
+        "output_error": float(np.abs(evaluate(traced, t) - y).max() / np.ptp(y)),
+    }
+
+
 class Benchmark(NamedTuple):
-    """Timing (seconds) of :func:`smp.trace.trace_line` against plain forward passes.
+    """Timing (seconds) of :func:`smp.trace.trace_line` (layer-wise) against plain forward passes.
 
     Attributes
     ----------
@@ -320,7 +403,7 @@ class Benchmark(NamedTuple):
         ``n_events / forward_seconds``.
     ratio : float
         ``trace_seconds / forward_seconds``: the tracer's cost in forward passes per
-        event.
+        event (below 1 when a whole segment costs less than one pass per breakpoint).
 
     Example
     -------
@@ -331,12 +414,21 @@ class Benchmark(NamedTuple):
     n_events: int
     trace_seconds: float
     events_per_second: float
-    forward_seconds: float  # n_events plain forward passes of one sample, same run, same threads
+    forward_seconds: (
+        float  # n_events plain forward passes of one sample, same run, same threads
+    )
     forwards_per_second: float
     ratio: float  # trace_seconds / forward_seconds: the tracer's cost in forward passes per event
 
 
-def benchmark(model: nn.Module, x0: Any, direction: Any, *, repeats: int = 3, threads: int | None = 1) -> Benchmark:
+def benchmark(
+    model: nn.Module,
+    x0: Any,
+    direction: Any,
+    *,
+    repeats: int = 3,
+    threads: int | None = 1,
+) -> Benchmark:
     """Time the tracer on one segment and ``n_events`` plain forward passes of one sample.
 
     Best of ``repeats`` for both (the least disturbed by other processes).  Both use
@@ -389,10 +481,19 @@ def benchmark(model: nn.Module, x0: Any, direction: Any, *, repeats: int = 3, th
                     net(x)
                 best_fwd = min(best_fwd, time.perf_counter() - start)
     n_eff = max(n, 1)
-    return Benchmark(n, best_trace, n_eff / best_trace, best_fwd, n_eff / best_fwd, best_trace / best_fwd)
+    return Benchmark(
+        n,
+        best_trace,
+        n_eff / best_trace,
+        best_fwd,
+        n_eff / best_fwd,
+        best_trace / best_fwd,
+    )
 
 
-def random_segment(shape: tuple[int, ...], seed: int, *, length: float = 2.0, offset: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+def random_segment(
+    shape: tuple[int, ...], seed: int, *, length: float = 2.0, offset: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
     """A random segment through the neighbourhood of the origin, where most units switch.
 
     ``d = length * z1`` and ``x0 = offset * z2 - d/2`` with ``z1, z2`` standard normal
@@ -428,7 +529,12 @@ def random_segment(shape: tuple[int, ...], seed: int, *, length: float = 2.0, of
     return offset * rng.standard_normal(shape) - d / 2, d
 
 
-def sampled_errors(model: nn.Module, segments: list[tuple[Any, Any]], n_samples: list[int], **smp_options) -> tuple[np.ndarray, np.ndarray]:
+def sampled_errors(
+    model: nn.Module,
+    segments: list[tuple[Any, Any]],
+    n_samples: list[int],
+    **smp_options,
+) -> tuple[np.ndarray, np.ndarray]:
     """Relative error of the sampled SMP against the traced SMP, for every segment, N and output.
 
     ``error[i, j, k] = SMP_N[k] / exact[i, k] - 1`` with ``SMP_N`` the :func:`smp.smp`
