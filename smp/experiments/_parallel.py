@@ -4,26 +4,37 @@ A *unit* is one seeded piece of a sweep (one network, one batch of paths).  Its 
 from the sweep's seed and the unit's index alone (:func:`unit_seed`), and results come back in
 unit order, so a table does not depend on how many workers ran the units or in which order they
 finished.  Workers are joblib's (``loky`` processes locally; joblib's Dask backend on a cluster,
-given the address of the user's own ``dask.distributed`` scheduler).
+given the address of the user's own ``dask.distributed`` scheduler).  Every unit runs with one
+torch thread, in a worker or in this process, so that no result depends on the thread count.
+
+Adaptive sweeps (repeat until the standard error is small) use :func:`run_until_each`: units are
+computed in rounds, the stopping rule is evaluated on every prefix in order, and units computed
+past the stopping point are discarded, so the stopping point, too, is the same for any number of
+workers (a few units of the last round are wasted work, at most one round's share per point).
 
 ``SMP_WORKERS`` and ``SMP_SCHEDULER`` set the defaults (``make data WORKERS=... SCHEDULER=...``).
 """
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Any, Callable, Sequence
+import warnings
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
 from .._validation import check_int
 
-__all__ = ["unit_seed", "default_workers", "run_units", "run_until"]
+__all__ = ["unit_seed", "default_workers", "capacity", "run_units", "run_until", "run_until_each"]
 
 
 def unit_seed(seed: int, *index: int) -> int:
     """The seed of unit ``index`` of a sweep seeded with ``seed`` (a 32-bit int, any workers).
+
+    ``np.random.SeedSequence([seed, *index]).generate_state(1)[0]``: the first word of the
+    sequence's state, the seed every sweep of chapters 3-5 has used for its units.
 
     Example
     -------
@@ -39,12 +50,62 @@ def default_workers() -> int:
     return check_int("SMP_WORKERS", int(value)) if value else (os.cpu_count() or 1)
 
 
+def _scheduler(scheduler: str | None) -> str | None:
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise TypeError(f"scheduler must be a dask.distributed scheduler address (str), got {scheduler!r}")
+    return scheduler if scheduler is not None else os.environ.get("SMP_SCHEDULER") or None
+
+
+_CLIENTS: dict[str, Any] = {}
+
+
+def _client(address: str):
+    """One ``dask.distributed.Client`` per scheduler address, kept for the session (connecting
+    costs about a second; an adaptive sweep calls :func:`run_units` once per round)."""
+    try:
+        from dask.distributed import Client
+    except ImportError as err:
+        raise ImportError("scheduler needs dask.distributed: pip install 'smp[cluster]'") from err
+    client = _CLIENTS.get(address)
+    if client is None or client.status not in ("running", "connecting"):
+        client = _CLIENTS[address] = Client(address, set_as_default=False)
+    return client
+
+
+def capacity(workers: int | None = None, scheduler: str | None = None) -> int:
+    """How many units run at once: the cluster's worker threads given a scheduler, else ``workers``
+    (default :func:`default_workers`)."""
+    scheduler = _scheduler(scheduler)
+    if scheduler is not None:
+        return max(1, sum(_client(scheduler).nthreads().values()))
+    return default_workers() if workers is None else check_int("workers", workers)
+
+
 def _single_threaded(function: Callable, unit: Any) -> Any:
-    # one torch thread per worker: several workers each using every core would oversubscribe them
+    # One torch thread per unit: several workers each using every core would oversubscribe them,
+    # and a reduction split over threads could differ in its last bit from the serial one.
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return function(unit)
+    try:
+        return function(unit)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _in_worker(function: Callable, unit: Any) -> tuple[Any, list]:
+    """:func:`_single_threaded` in a worker process, with the warnings it raised recorded, so that
+    the caller's process re-raises them under its own filters (as a serial run would)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _single_threaded(function, unit)
+    return result, [(w.message, w.category, w.filename, w.lineno) for w in caught]
+
+
+def _reraise(recorded: list) -> None:
+    for message, category, filename, lineno in recorded:
+        warnings.warn_explicit(message, category, filename, lineno)
 
 
 def run_units(
@@ -60,12 +121,14 @@ def run_units(
 
     Parameters
     ----------
-    function : a picklable function of one unit (cloudpickle: closures are fine).
+    function : a picklable function of one unit (cloudpickle: closures are fine; a module-level
+        function or a ``functools.partial`` of one pickles smallest).
     units : the units of work, each carrying everything its result depends on (its seed included).
     workers : local worker processes (default :func:`default_workers`); 1 runs in this process.
-    scheduler : address of a running ``dask.distributed`` scheduler (default ``$SMP_SCHEDULER``);
-        when given, the units run on its workers through joblib's Dask backend (needs the
-        ``cluster`` extra: ``pip install smp[cluster]``).
+    scheduler : address of a running ``dask.distributed`` scheduler, e.g. ``"tcp://host:8786"``
+        (default ``$SMP_SCHEDULER``); when given, the units run on its workers through joblib's
+        Dask backend (needs the ``cluster`` extra, ``pip install 'smp[cluster]'``, and ``smp``
+        installed on the workers) and ``workers`` is ignored.
     progress : a tqdm bar over finished units.
 
     Example
@@ -74,34 +137,140 @@ def run_units(
     [1, 2, 3]
     """
     units = list(units)
+    scheduler = _scheduler(scheduler)
     workers = default_workers() if workers is None else check_int("workers", workers)
-    scheduler = scheduler if scheduler is not None else os.environ.get("SMP_SCHEDULER") or None
     bar = tqdm(total=len(units), disable=not progress, desc=desc, leave=False)
-    if scheduler is None and (workers == 1 or len(units) <= 1):
-        results = []
-        for unit in units:
-            results.append(function(unit))
-            bar.update()
-        bar.close()
-        return results
-    import joblib
+    try:
+        if scheduler is None and (workers == 1 or len(units) <= 1):
+            results = []
+            for unit in units:
+                results.append(_single_threaded(function, unit))
+                bar.update()
+            return results
+        import joblib
 
-    jobs = (joblib.delayed(_single_threaded)(function, unit) for unit in units)
-    if scheduler is not None:
-        try:
-            from dask.distributed import Client
-        except ImportError as err:
-            raise ImportError("scheduler needs dask.distributed: pip install 'smp[cluster]'") from err
-        with Client(scheduler), joblib.parallel_config(backend="dask"):
-            results = list(joblib.Parallel(return_as="generator")(jobs))
-        bar.update(len(units))
-    else:
+        jobs = (joblib.delayed(_in_worker)(function, unit) for unit in units)
+        if scheduler is not None:
+            config = joblib.parallel_config(backend="dask", client=_client(scheduler))
+            n_jobs = -1
+        else:
+            config = joblib.parallel_config(backend="loky")
+            n_jobs = min(workers, len(units))
         results = []
-        for result in joblib.Parallel(n_jobs=workers, return_as="generator")(jobs):
-            results.append(result)
-            bar.update()
-    bar.close()
+        with config:
+            for result, recorded in joblib.Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+                _reraise(recorded)
+                results.append(result)
+                bar.update()
+        return results
+    finally:
+        bar.close()
+
+
+def run_until_each(
+    function: Callable[[Hashable, int], Any],
+    done: Callable[[Hashable, list], bool],
+    keys: Sequence[Hashable],
+    *,
+    min_units: int | Sequence[int],
+    max_units: int | Sequence[int],
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
+    desc: str = "points",
+) -> list[list]:
+    """Several adaptive sweeps at once: for each key, units ``function(key, 0), function(key, 1),
+    ...`` until ``done(key, results)`` holds, with the same result for any number of workers.
+
+    For each key the result is the shortest prefix (of length >= ``min_units``) that ``done``
+    accepts, or all ``max_units`` units: exactly what computing the units one at a time and
+    checking ``done`` after each would give.  Units are computed in rounds: first ``min_units`` of
+    every key, then ``ceil(c / k)`` more for each of the ``k`` keys still running (``c`` =
+    :func:`capacity`), all in one :func:`run_units` call; ``done`` is checked on every new prefix in
+    order and units past the first accepted prefix are discarded.
+
+    Parameters
+    ----------
+    function : ``function(key, index)`` -> the unit's result; it must derive every random draw from
+        ``key`` and ``index`` (e.g. :func:`unit_seed`).
+    done : ``done(key, results)`` -> whether the sweep of ``key`` may stop after ``results``.
+    keys : the sweeps' keys (e.g. a point's index), in the order of the returned lists.
+    min_units, max_units : bounds on each sweep's units, one number for all keys or one per key.
+    workers, scheduler : as for :func:`run_units`.
+    progress : a tqdm bar over finished keys.
+
+    Returns
+    -------
+    one list of results per key.
+
+    Example
+    -------
+    >>> run_until_each(lambda k, i: k * i, lambda k, r: sum(r) >= 6, [1, 2], min_units=1,
+    ...                max_units=10, workers=1)
+    [[0, 1, 2, 3], [0, 2, 4]]
+    """
+    keys = list(keys)
+    low = _per_key("min_units", min_units, len(keys), 1)
+    high = [check_int("max_units", m, lo) for m, lo in zip(_per_key("max_units", max_units, len(keys), 1), low)]
+    slots = capacity(workers, scheduler)
+    results: list[list] = [[] for _ in keys]
+    running = list(range(len(keys)))
+    bar = tqdm(total=len(keys), disable=not progress, desc=desc, leave=False)
+    try:
+        while running:
+            step = math.ceil(slots / len(running))
+            plan = []
+            for j in running:
+                have = len(results[j])
+                count = low[j] - have if have < low[j] else step
+                plan += [(j, i) for i in range(have, min(have + count, high[j]))]
+            values = run_units(
+                _KeyedUnit(function, keys), plan, workers=workers, scheduler=scheduler, desc=desc
+            )
+            for (j, _), value in zip(plan, values):
+                results[j].append(value)
+            still = []
+            for j in running:
+                first_new = len(results[j]) - sum(1 for p in plan if p[0] == j)
+                accepted = next(
+                    (
+                        n
+                        for n in range(max(first_new + 1, low[j]), len(results[j]) + 1)
+                        if done(keys[j], results[j][:n])
+                    ),
+                    None,
+                )
+                if accepted is not None:
+                    del results[j][accepted:]
+                if accepted is not None or len(results[j]) >= high[j]:
+                    bar.update()
+                    bar.set_postfix(units=sum(map(len, results)))
+                else:
+                    still.append(j)
+            running = still
+    finally:
+        bar.close()
     return results
+
+
+class _KeyedUnit:
+    """``function(keys[j], i)`` for the unit ``(j, i)``: a small picklable wrapper."""
+
+    def __init__(self, function: Callable, keys: list):
+        self.function, self.keys = function, keys
+
+    def __call__(self, unit: tuple[int, int]) -> Any:
+        j, i = unit
+        return self.function(self.keys[j], i)
+
+
+def _per_key(name: str, value: int | Sequence[int], n: int, minimum: int) -> list[int]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return [check_int(name, value, minimum)] * n
+    values = [check_int(name, v, minimum) for v in value]
+    if len(values) != n:
+        raise ValueError(f"{name} must be one integer or one per key ({n}), got {len(values)}")
+    return values
 
 
 def run_until(
@@ -118,30 +287,36 @@ def run_until(
     """Units ``function(0), function(1), ...`` until ``done(results)`` holds (at least ``min_units``,
     at most ``max_units``), with the same result for any number of workers.
 
-    Units are computed in rounds of ``max(workers, 1)``; ``done`` is then checked on every prefix in
-    order, and the first prefix (of length >= ``min_units``) it accepts is returned: extra units of
-    the last round are discarded, so the stopping point does not depend on the round size.
+    :func:`run_until_each` with one key: units are computed in rounds of :func:`capacity`; ``done``
+    is then checked on every prefix in order, and the first prefix (of length >= ``min_units``) it
+    accepts is returned: extra units of the last round are discarded, so the stopping point does not
+    depend on the round size.
 
     Example
     -------
     >>> run_until(lambda i: i, lambda r: sum(r) >= 6, min_units=1, max_units=10, workers=1)
     [0, 1, 2, 3]
     """
-    min_units = check_int("min_units", min_units)
-    max_units = check_int("max_units", max_units, min_units)
-    workers = default_workers() if workers is None else check_int("workers", workers)
-    results: list = []
-    bar = tqdm(total=max_units, disable=not progress, desc=desc, leave=False)
-    while len(results) < max_units:
-        start = len(results)
-        size = min(max(workers, 1), max_units - start)
-        if start < min_units:
-            size = max(size, min(min_units, max_units) - start)
-        results += run_units(function, range(start, start + size), workers=workers, scheduler=scheduler)
-        bar.update(size)
-        for n in range(max(start + 1, min_units), len(results) + 1):
-            if done(results[:n]):
-                bar.close()
-                return results[:n]
-    bar.close()
+    (results,) = run_until_each(
+        _Unkeyed(function),
+        _Unkeyed(done),
+        [None],
+        min_units=min_units,
+        max_units=max_units,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc=desc,
+    )
     return results
+
+
+class _Unkeyed:
+    """``function(argument)`` called as ``function(key, argument)``: picklable, unlike a lambda
+    over a lambda in some pickles."""
+
+    def __init__(self, function: Callable):
+        self.function = function
+
+    def __call__(self, key: Any, argument: Any) -> Any:
+        return self.function(argument)

@@ -7,13 +7,13 @@ circle (:func:`relu_great_circle`); :func:`write_tables` stores the sweep throug
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
 from .. import data, signals
 from ..feature import smp as _smp
@@ -21,6 +21,7 @@ from ..measure import along_path, mean_sem, unit_statistics
 from ..models import relu as relu_model
 from ..models import relu_identity, relu_sinusoid
 from ..signals import add_tents, gaussian_process
+from ._parallel import run_until_each
 
 __all__ = ["RELU_SWEEP_POINTS", "relu_sweep", "relu_resolution", "relu_great_circle", "write_tables"]
 
@@ -45,6 +46,8 @@ def relu_sweep(
     target_rel_sem: float = 0.019,
     seed: int = 0,
     progress: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """Expected SMP of a real ``nn.ReLU`` on stationary Gaussian inputs: model :func:`smp.models.relu` vs measurement.
 
@@ -67,50 +70,74 @@ def relu_sweep(
     path), ``paths``, ``crossings`` (mean per path), ``smp_in``, ``model_births``, ``model_pass``,
     ``model``, ``measured``, ``measured_sem``, ``rel_sem``, ``rel_error`` (model / measured - 1), ``z``
     ((model - measured) / sem), ``exact`` (mean identity SMP) and ``estimator_error``.
+
+    ``workers`` and ``scheduler`` say where the batches run (local processes or a
+    ``dask.distributed`` scheduler's address, :func:`smp.experiments._parallel.run_units`); the
+    table does not depend on them.
     """
-    relu = nn.ReLU()
+    points = [tuple(point) for point in points]
+    # n = samples_per_ell * length / ell + 1 with ell = 1 / r, in the serial loop's arithmetic
+    n_samples = [int(round(samples_per_ell * length / (1.0 / r))) + 1 for _, r, _ in points]
+    per_batch = [max(1, batch_samples // n) for n in n_samples]
+
+    def stats(index: int, batches: list) -> tuple[np.ndarray, float, float]:
+        values = np.concatenate([b[0] for b in batches])
+        return values, values.mean(), values.std(ddof=1) / np.sqrt(values.size)
+
+    def done(index: int, batches: list) -> bool:
+        # the serial loop's rule: enough paths, and the s.e. on target or the sample budget spent
+        if len(batches) * per_batch[index] < max(min_paths, 2):
+            return False
+        _, mean, sem = stats(index, batches)
+        budget = (len(batches) + 1) * per_batch[index] * n_samples[index] > max_samples
+        return bool((mean > 0 and sem < target_rel_sem * mean) or budget)
+
+    # the rule holds at the latest once both the paths and the budget are
+    most = [
+        max(-(-max(min_paths, 2) // p), int(max_samples // (p * n)), 1) for p, n in zip(per_batch, n_samples)
+    ]
+    batch = partial(
+        _relu_batch, points=points, n_samples=n_samples, per_batch=per_batch, length=length, seed=seed
+    )
+    runs_per_point = run_until_each(
+        batch, done, range(len(points)), min_units=1, max_units=most, workers=workers, scheduler=scheduler,
+        progress=progress, desc="relu sweep",
+    )
     table = []
-    for index, (z, r, tents) in enumerate(points):
-        ell = 1.0 / r
-        n_samples = int(round(samples_per_ell * length / ell)) + 1
-        per_batch = max(1, batch_samples // n_samples)
-        measured, smp_in, exact, crossings = [], [], [], []
-        used = 0
-        bar = tqdm(total=max_samples, disable=not progress, desc=f"relu z={z:+.1f} r={r:g} tents={tents}", leave=False)
-        batch = 0
-        while True:
-            bseed = int(np.random.SeedSequence([seed, index, batch]).generate_state(1)[0])
-            proc = add_tents(
-                gaussian_process(per_batch, n_samples, length=length, mean=z, std=1.0, dstd=r, seed=bseed),
-                std=1.0, dstd=r, tent_spacing=10.0 if tents else 0.0, seed=bseed,
-            )
-            y = relu(torch.from_numpy(proc.x)).numpy()
-            measured.append(_smp(y, proc.h, axis=-1, warn=False))
-            smp_in.append(_smp(proc.x, proc.h, axis=-1, warn=False) if tents else np.zeros(per_batch))
-            ident = relu_identity(proc.t, proc.x, proc.dx, proc.kink_times, proc.slope_jumps)
-            exact.append(ident.born + ident.passed)
-            crossings.append(ident.crossings)
-            used += per_batch * n_samples
-            bar.update(per_batch * n_samples)
-            batch += 1
-            values = np.concatenate(measured)
-            if values.size >= min_paths and values.size >= 2:
-                mean, sem = values.mean(), values.std(ddof=1) / np.sqrt(values.size)
-                if (mean > 0 and sem < target_rel_sem * mean) or used + per_batch * n_samples > max_samples:
-                    break
-        bar.close()
-        s_in = float(np.concatenate(smp_in).mean())
-        births = float(relu_model(proc.std, proc.dstd, z, length))
-        model = float(relu_model(proc.std, proc.dstd, z, length, s_in))
-        ex = float(np.concatenate(exact).mean())
+    for index, ((z, r, tents), n, batches) in enumerate(zip(points, n_samples, runs_per_point)):
+        values, mean, sem = stats(index, batches)
+        proc_std, proc_dstd = batches[-1][4:]
+        s_in = float(np.concatenate([b[1] for b in batches]).mean())
+        births = float(relu_model(proc_std, proc_dstd, z, length))
+        model = float(relu_model(proc_std, proc_dstd, z, length, s_in))
+        ex = float(np.concatenate([b[2] for b in batches]).mean())
         table.append(dict(
-            mu_over_sigma=z, dstd_over_std=r, tents=bool(tents), length=length, n_samples=n_samples,
-            paths=values.size, crossings=float(np.concatenate(crossings).mean()), smp_in=s_in,
+            mu_over_sigma=z, dstd_over_std=r, tents=bool(tents), length=length, n_samples=n,
+            paths=values.size, crossings=float(np.concatenate([b[3] for b in batches]).mean()), smp_in=s_in,
             model_births=births, model_pass=model - births, model=model, measured=mean, measured_sem=sem,
             rel_sem=sem / mean, rel_error=model / mean - 1, z=(model - mean) / sem, exact=ex,
             estimator_error=mean / ex - 1,
         ))
     return pd.DataFrame(table)
+
+
+
+def _relu_batch(index: int, batch: int, *, points, n_samples, per_batch, length, seed) -> tuple:
+    """Batch ``batch`` of point ``index`` of :func:`relu_sweep`, seeded by ``(seed, index, batch)``:
+    per path the measured SMP, the input SMP, the identity's SMP and crossings; the process's
+    ensemble std and derivative std."""
+    z, r, tents = points[index]
+    n, p = n_samples[index], per_batch[index]
+    bseed = int(np.random.SeedSequence([seed, index, batch]).generate_state(1)[0])
+    proc = add_tents(
+        gaussian_process(p, n, length=length, mean=z, std=1.0, dstd=r, seed=bseed),
+        std=1.0, dstd=r, tent_spacing=10.0 if tents else 0.0, seed=bseed,
+    )
+    y = nn.ReLU()(torch.from_numpy(proc.x)).numpy()
+    measured = _smp(y, proc.h, axis=-1, warn=False)
+    smp_in = _smp(proc.x, proc.h, axis=-1, warn=False) if tents else np.zeros(p)
+    ident = relu_identity(proc.t, proc.x, proc.dx, proc.kink_times, proc.slope_jumps)
+    return measured, smp_in, ident.born + ident.passed, ident.crossings, proc.std, proc.dstd
 
 
 def relu_resolution(
@@ -205,17 +232,24 @@ def relu_great_circle(
     return pd.DataFrame(rows)
 
 
-def write_tables(*, progress: bool = False, directory: str | None = None) -> dict[str, pd.DataFrame]:
+def write_tables(
+    *,
+    progress: bool = False,
+    directory: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> dict[str, pd.DataFrame]:
     """Run chapter 4's sweep (:func:`relu_sweep`, its defaults) and store it as ``relu_sweep``.
 
     Several minutes on 2 cores (the points at ``|mu/sigma| >= 2.5`` need 1e8 samples: crossings
-    are rare).
+    are rare).  ``workers`` and ``scheduler`` say where the batches run; the table does not depend
+    on them.
 
     Stored through :func:`smp.data.write` (``directory`` defaults to the package's ``data/``);
     returns the tables by registry name.
     """
     tables = {
-        "relu_sweep": relu_sweep(progress=progress),
+        "relu_sweep": relu_sweep(progress=progress, workers=workers, scheduler=scheduler),
     }
     data.write_many(tables, directory)
     return tables
