@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smp.experiments import _parallel, conv, maxpool
+from smp.experiments import _parallel, conv, maxpool, relu
 from smp.experiments._parallel import capacity, run_until, run_until_each, run_units, unit_seed
 
 
 def reduced_tables(**where) -> dict[str, pd.DataFrame]:
-    """An adaptive sweep (repeats until the s.e. is small) and a fixed one, a few seconds each."""
+    """An adaptive sweep (repeats until the s.e. is small), a fixed one, and one whose matrix-vector
+    products differ in the last bit between 1 and 2 BLAS threads (the great circle's Fourier
+    coefficients), a few seconds each."""
     return {
         "conv": conv.conv_sweep(
             ((1, 2, 1.0), (4, 2, 0.3)), out_channels=8, min_repeats=3, max_repeats=12, target_rel_sem=0.03,
@@ -27,6 +29,7 @@ def reduced_tables(**where) -> dict[str, pd.DataFrame]:
         ),
         "maxpool": maxpool.maxpool_sweep(((2, 0.0), (4, 0.6)), n_paths=12, n_samples=2001, batch_paths=5, seed=3,
                                          **where),
+        "great_circle": relu.relu_great_circle((-1.0, 0.5), units=300, n_samples=2048, **where),
     }
 
 
@@ -45,9 +48,9 @@ def serial():
 
 
 def test_the_adaptive_sweep_stops_somewhere_in_between(serial):
-    # the test is only worth something if the stopping rule decided: neither min nor max repeats
+    # the test is only worth something if the stopping rule decided somewhere: neither min nor max
     repeats = serial["conv"].repeats
-    assert (repeats > 3).any() and (repeats < 12).all()
+    assert ((repeats > 3) & (repeats < 12)).any()
 
 
 def test_two_local_workers_give_the_same_bits(serial):

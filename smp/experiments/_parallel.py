@@ -17,6 +17,7 @@ workers (a few units of the last round are wasted work, at most one round's shar
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -82,24 +83,47 @@ def capacity(workers: int | None = None, scheduler: str | None = None) -> int:
 
 
 def _single_threaded(function: Callable, unit: Any) -> Any:
-    # One torch thread per unit: several workers each using every core would oversubscribe them,
-    # and a reduction split over threads could differ in its last bit from the serial one.
+    """``function(unit)`` in this process with one torch thread and one BLAS thread, restored after.
+
+    One thread per unit wherever it runs: several workers each using every core would
+    oversubscribe them, and a reduction split over threads (a convolution, a matrix-vector product)
+    can differ in its last bit from the same reduction on one thread, so a unit must compute the
+    same way in this process, in a loky worker and on a cluster.
+    """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return function(unit)
+        with _blas_threads(1):
+            return function(unit)
     finally:
         torch.set_num_threads(threads)
 
 
+def _blas_threads(limit: int):
+    """threadpoolctl's limit on the BLAS threads (a dependency of the ``cluster`` and ``test``
+    extras); without it a unit run in this process uses the BLAS's default threads (loky and dask
+    workers start with one)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=limit, user_api="blas")
+
+
 def _in_worker(function: Callable, unit: Any) -> tuple[Any, list]:
-    """:func:`_single_threaded` in a worker process, with the warnings it raised recorded, so that
-    the caller's process re-raises them under its own filters (as a serial run would)."""
+    """``function(unit)`` in a worker process, single-threaded for good (set, never restored: units
+    running concurrently in one dask worker's threads would otherwise restore each other's
+    threads), with the warnings it raised recorded so that the caller's process re-raises them
+    under its own filters, as a serial run would."""
+    import torch
+
+    torch.set_num_threads(1)
+    _blas_threads(1)  # applied on creation, kept: the worker runs units only
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _single_threaded(function, unit)
+        result = function(unit)
     return result, [(w.message, w.category, w.filename, w.lineno) for w in caught]
 
 
@@ -139,7 +163,8 @@ def run_units(
     units = list(units)
     scheduler = _scheduler(scheduler)
     workers = default_workers() if workers is None else check_int("workers", workers)
-    bar = tqdm(total=len(units), disable=not progress, desc=desc, leave=False)
+    # the bar stays on screen when done: its elapsed time is the sweep's
+    bar = tqdm(total=len(units), disable=not progress, desc=desc)
     try:
         if scheduler is None and (workers == 1 or len(units) <= 1):
             results = []
@@ -154,8 +179,8 @@ def run_units(
             config = joblib.parallel_config(backend="dask", client=_client(scheduler))
             n_jobs = -1
         else:
-            config = joblib.parallel_config(backend="loky")
-            n_jobs = min(workers, len(units))
+            config = joblib.parallel_config(backend="loky", inner_max_num_threads=1)
+            n_jobs = workers  # the same pool size every call: loky reuses its workers
         results = []
         with config:
             for result, recorded in joblib.Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
@@ -215,7 +240,8 @@ def run_until_each(
     slots = capacity(workers, scheduler)
     results: list[list] = [[] for _ in keys]
     running = list(range(len(keys)))
-    bar = tqdm(total=len(keys), disable=not progress, desc=desc, leave=False)
+    # the bar stays on screen when done: its elapsed time is the sweep's
+    bar = tqdm(total=len(keys), disable=not progress, desc=desc)
     try:
         while running:
             step = math.ceil(slots / len(running))

@@ -21,7 +21,7 @@ from ..measure import along_path, mean_sem, unit_statistics
 from ..models import relu as relu_model
 from ..models import relu_identity, relu_sinusoid
 from ..signals import add_tents, gaussian_process
-from ._parallel import run_until_each
+from ._parallel import run_units, run_until_each
 
 __all__ = ["RELU_SWEEP_POINTS", "relu_sweep", "relu_resolution", "relu_great_circle", "write_tables"]
 
@@ -147,6 +147,8 @@ def relu_resolution(
     length: float = 31.0,
     n_paths: int = 16,
     seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """How finely the grid must sample a ReLU output for ``smp.smp`` to see its births.
 
@@ -158,25 +160,31 @@ def relu_resolution(
     have density ``~|x'|``, the missed SMP ``~ |x'|^2 d|x'|``).
 
     Returns a pandas.DataFrame: ``samples_per_ell, n_samples, ratio, ratio_sem, worst_path``.
+    ``workers``, ``scheduler``: where the grids run, as in :func:`relu_sweep`.
     """
-    rows = []
-    for spe in samples_per_ell:
-        n_samples = int(round(spe * length * 10.0)) + 1
-        proc = add_tents(
-            gaussian_process(n_paths, n_samples, length=length, mean=mu_over_sigma, std=1.0, dstd=10.0, seed=seed),
-            std=1.0, dstd=10.0, tent_spacing=0.0, seed=seed,
-        )
-        y = nn.ReLU()(torch.from_numpy(proc.x)).numpy()
-        measured = _smp(y, proc.h, axis=-1, warn=False)
-        ident = relu_identity(proc.t, proc.x, proc.dx)
-        ratio = measured.sum() / ident.born.sum()
-        # s.e. of a ratio of means (delta method): the paired residuals measured - ratio * exact
-        sem = (measured - ratio * ident.born).std(ddof=1) / np.sqrt(n_paths) / ident.born.mean()
-        has = ident.born > 0
-        per_path = measured[has] / ident.born[has]
-        rows.append(dict(samples_per_ell=int(spe), n_samples=n_samples, ratio=ratio, ratio_sem=sem,
-                         worst_path=float(per_path[np.argmax(np.abs(per_path - 1))])))
+    grid = partial(_resolution_grid, mu_over_sigma=mu_over_sigma, length=length, n_paths=n_paths, seed=seed)
+    rows = run_units(grid, [int(spe) for spe in samples_per_ell], workers=workers, scheduler=scheduler)
     return pd.DataFrame(rows)
+
+
+
+def _resolution_grid(spe: int, *, mu_over_sigma, length, n_paths, seed) -> dict:
+    """One row of :func:`relu_resolution`: the same paths sampled at ``spe`` samples per ell."""
+    n_samples = int(round(spe * length * 10.0)) + 1
+    proc = add_tents(
+        gaussian_process(n_paths, n_samples, length=length, mean=mu_over_sigma, std=1.0, dstd=10.0, seed=seed),
+        std=1.0, dstd=10.0, tent_spacing=0.0, seed=seed,
+    )
+    y = nn.ReLU()(torch.from_numpy(proc.x)).numpy()
+    measured = _smp(y, proc.h, axis=-1, warn=False)
+    ident = relu_identity(proc.t, proc.x, proc.dx)
+    ratio = measured.sum() / ident.born.sum()
+    # s.e. of a ratio of means (delta method): the paired residuals measured - ratio * exact
+    sem = (measured - ratio * ident.born).std(ddof=1) / np.sqrt(n_paths) / ident.born.mean()
+    has = ident.born > 0
+    per_path = measured[has] / ident.born[has]
+    return dict(samples_per_ell=spe, n_samples=n_samples, ratio=ratio, ratio_sem=sem,
+                worst_path=float(per_path[np.argmax(np.abs(per_path - 1))]))
 
 
 def relu_great_circle(
@@ -186,6 +194,8 @@ def relu_great_circle(
     units: int = 4000,
     n_samples: int = 4096,
     seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """First-layer ReLU units on a great circle: Rice per path against Rice for the ensemble.
 
@@ -203,33 +213,42 @@ def relu_great_circle(
 
     Returns a pandas.DataFrame with these, ``measured_sem`` (s.e. of ``measured`` over units) and the relative errors
     ``rel_error_ensemble``, ``rel_error_pathwise`` (model / measured - 1) and ``z_ensemble``.
+    ``workers``, ``scheduler``: where the biases run, as in :func:`relu_sweep`.
     """
-    _, h, path = signals.great_circle((in_features,), n_samples, seed=seed)
-    rows = []
-    for index, b in enumerate(mu_over_sigma):
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
-        layer = nn.Linear(in_features, units).double()
-        with torch.no_grad():
-            layer.weight.normal_(0.0, 1.0 / np.sqrt(in_features), generator=gen)
-            layer.bias.fill_(float(b))
-        x, y = along_path(nn.Sequential(layer, nn.ReLU()), path)
-        measured = _smp(y, h, axis=0, warn=False)
-        # the sinusoid's amplitude from its two Fourier coefficients along the closed path
-        t = np.arange(n_samples) * h
-        amp = 2.0 / n_samples * np.hypot(np.cos(t) @ x, np.sin(t) @ x)
-        exact = relu_sinusoid(amp, float(b))
-        stats = unit_statistics(x, h)
-        pathwise = relu_model(stats.std, stats.dstd, stats.mean, 2 * np.pi)
-        ensemble = float(relu_model(1.0, 1.0, float(b), 2 * np.pi))
-        mean, sem = mean_sem(measured)
-        rows.append(dict(
-            mu_over_sigma=float(b), units=units, measured=float(mean), measured_sem=float(sem), exact=float(exact.mean()),
-            model_ensemble=ensemble, model_pathwise=float(pathwise.mean()),
-            rel_error_ensemble=ensemble / mean - 1, z_ensemble=(ensemble - mean) / sem,
-            rel_error_pathwise=float(pathwise.mean()) / mean - 1,
-            estimator_error=float(np.abs(measured - exact).sum() / exact.sum()),
-        ))
+    bias = partial(_great_circle_bias, mu_over_sigma=list(mu_over_sigma), in_features=in_features, units=units,
+                   n_samples=n_samples, seed=seed)
+    rows = run_units(bias, range(len(mu_over_sigma)), workers=workers, scheduler=scheduler)
     return pd.DataFrame(rows)
+
+
+
+def _great_circle_bias(index: int, *, mu_over_sigma, in_features, units, n_samples, seed) -> dict:
+    """One row of :func:`relu_great_circle`: the bias ``mu_over_sigma[index]``, weights seeded by
+    ``(seed, index)``."""
+    b = mu_over_sigma[index]
+    _, h, path = signals.great_circle((in_features,), n_samples, seed=seed)
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+    layer = nn.Linear(in_features, units).double()
+    with torch.no_grad():
+        layer.weight.normal_(0.0, 1.0 / np.sqrt(in_features), generator=gen)
+        layer.bias.fill_(float(b))
+    x, y = along_path(nn.Sequential(layer, nn.ReLU()), path)
+    measured = _smp(y, h, axis=0, warn=False)
+    # the sinusoid's amplitude from its two Fourier coefficients along the closed path
+    t = np.arange(n_samples) * h
+    amp = 2.0 / n_samples * np.hypot(np.cos(t) @ x, np.sin(t) @ x)
+    exact = relu_sinusoid(amp, float(b))
+    stats = unit_statistics(x, h)
+    pathwise = relu_model(stats.std, stats.dstd, stats.mean, 2 * np.pi)
+    ensemble = float(relu_model(1.0, 1.0, float(b), 2 * np.pi))
+    mean, sem = mean_sem(measured)
+    return dict(
+        mu_over_sigma=float(b), units=units, measured=float(mean), measured_sem=float(sem), exact=float(exact.mean()),
+        model_ensemble=ensemble, model_pathwise=float(pathwise.mean()),
+        rel_error_ensemble=ensemble / mean - 1, z_ensemble=(ensemble - mean) / sem,
+        rel_error_pathwise=float(pathwise.mean()) / mean - 1,
+        estimator_error=float(np.abs(measured - exact).sum() / exact.sum()),
+    )
 
 
 def write_tables(
