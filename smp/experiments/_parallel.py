@@ -5,12 +5,13 @@ from the sweep's seed and the unit's index alone (:func:`unit_seed`), and result
 unit order, so a table does not depend on how many workers ran the units or in which order they
 finished.  Workers are joblib's (``loky`` processes locally; joblib's Dask backend on a cluster,
 given the address of the user's own ``dask.distributed`` scheduler).  Every unit runs with one
-torch thread, in a worker or in this process, so that no result depends on the thread count.
+torch thread and one BLAS thread, in a worker or in this process, so that no result depends on
+the thread count.
 
-Adaptive sweeps (repeat until the standard error is small) use :func:`run_until_each`: units are
-computed in rounds, the stopping rule is evaluated on every prefix in order, and units computed
-past the stopping point are discarded, so the stopping point, too, is the same for any number of
-workers (a few units of the last round are wasted work, at most one round's share per point).
+Adaptive sweeps (repeat until the standard error is small) use :func:`run_until_each`: workers
+compute units ahead, the stopping rule is evaluated on every prefix in unit order, and units
+computed past the stopping point are discarded, so the stopping point, too, is the same for any
+number of workers (the discarded units are wasted work: a few per point).
 
 ``SMP_WORKERS`` and ``SMP_SCHEDULER`` set the defaults (``make data WORKERS=... SCHEDULER=...``).
 """
@@ -18,10 +19,9 @@ workers (a few units of the last round are wasted work, at most one round's shar
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import warnings
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
@@ -132,6 +132,27 @@ def _reraise(recorded: list) -> None:
         warnings.warn_explicit(message, category, filename, lineno)
 
 
+def _ordered_map(function: Callable, units: Iterable, workers: int, scheduler: str | None) -> Iterator:
+    """``function(unit)`` for each unit, yielded in unit order as they finish, on joblib's workers.
+
+    ``units`` is consumed lazily, a few ``n_jobs`` ahead of the results (joblib's ``pre_dispatch``),
+    so a generator of units may decide what to submit next from the results seen so far.
+    """
+    import joblib
+
+    jobs = (joblib.delayed(_in_worker)(function, unit) for unit in units)
+    if scheduler is not None:
+        config = joblib.parallel_config(backend="dask", client=_client(scheduler))
+        n_jobs = -1  # every thread of the cluster
+    else:
+        config = joblib.parallel_config(backend="loky", inner_max_num_threads=1)
+        n_jobs = workers  # the same pool size every call: loky reuses its workers
+    with config:
+        for result, recorded in joblib.Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+            _reraise(recorded)
+            yield result
+
+
 def run_units(
     function: Callable[[Any], Any],
     units: Sequence[Any],
@@ -167,26 +188,13 @@ def run_units(
     bar = tqdm(total=len(units), disable=not progress, desc=desc)
     try:
         if scheduler is None and (workers == 1 or len(units) <= 1):
-            results = []
-            for unit in units:
-                results.append(_single_threaded(function, unit))
-                bar.update()
-            return results
-        import joblib
-
-        jobs = (joblib.delayed(_in_worker)(function, unit) for unit in units)
-        if scheduler is not None:
-            config = joblib.parallel_config(backend="dask", client=_client(scheduler))
-            n_jobs = -1
+            values: Iterable = (_single_threaded(function, unit) for unit in units)
         else:
-            config = joblib.parallel_config(backend="loky", inner_max_num_threads=1)
-            n_jobs = workers  # the same pool size every call: loky reuses its workers
+            values = _ordered_map(function, units, workers, scheduler)
         results = []
-        with config:
-            for result, recorded in joblib.Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
-                _reraise(recorded)
-                results.append(result)
-                bar.update()
+        for value in values:
+            results.append(value)
+            bar.update()
         return results
     finally:
         bar.close()
@@ -209,16 +217,18 @@ def run_until_each(
 
     For each key the result is the shortest prefix (of length >= ``min_units``) that ``done``
     accepts, or all ``max_units`` units: exactly what computing the units one at a time and
-    checking ``done`` after each would give.  Units are computed in rounds: first ``min_units`` of
-    every key, then ``ceil(c / k)`` more for each of the ``k`` keys still running (``c`` =
-    :func:`capacity`), all in one :func:`run_units` call; ``done`` is checked on every new prefix in
-    order and units past the first accepted prefix are discarded.
+    checking ``done`` after each gives, which is what one worker does.  Several workers compute
+    ahead: units of the keys still running are submitted in turn, a few per worker ahead of the
+    results (joblib's ``pre_dispatch``); results are taken in unit order, ``done`` is checked on
+    each new prefix, and the units a key's workers computed past its stopping point are discarded
+    (wasted work, a few units per key, never a different table).
 
     Parameters
     ----------
     function : ``function(key, index)`` -> the unit's result; it must derive every random draw from
-        ``key`` and ``index`` (e.g. :func:`unit_seed`).
-    done : ``done(key, results)`` -> whether the sweep of ``key`` may stop after ``results``.
+        ``key`` and ``index`` (e.g. :func:`unit_seed`) and be picklable.
+    done : ``done(key, results)`` -> whether the sweep of ``key`` may stop after ``results`` (called
+        in this process).
     keys : the sweeps' keys (e.g. a point's index), in the order of the returned lists.
     min_units, max_units : bounds on each sweep's units, one number for all keys or one per key.
     workers, scheduler : as for :func:`run_units`.
@@ -237,57 +247,60 @@ def run_until_each(
     keys = list(keys)
     low = _per_key("min_units", min_units, len(keys), 1)
     high = [check_int("max_units", m, lo) for m, lo in zip(_per_key("max_units", max_units, len(keys), 1), low)]
-    slots = capacity(workers, scheduler)
+    scheduler = _scheduler(scheduler)
+    workers = default_workers() if workers is None else check_int("workers", workers)
     results: list[list] = [[] for _ in keys]
-    running = list(range(len(keys)))
-    # the bar stays on screen when done: its elapsed time is the sweep's
+    finished = [False] * len(keys)
     bar = tqdm(total=len(keys), disable=not progress, desc=desc)
+
+    def take(j: int, value: Any) -> None:
+        # a key's results arrive in index order; past its stopping point they are discarded
+        if finished[j]:
+            return
+        results[j].append(value)
+        if (len(results[j]) >= low[j] and done(keys[j], results[j])) or len(results[j]) >= high[j]:
+            finished[j] = True
+            bar.update()
+            bar.set_postfix(units=sum(map(len, results)))
+
+    unit = _KeyedUnit(function, keys)
     try:
-        while running:
-            step = math.ceil(slots / len(running))
-            plan = []
-            for j in running:
-                have = len(results[j])
-                count = low[j] - have if have < low[j] else step
-                plan += [(j, i) for i in range(have, min(have + count, high[j]))]
-            values = run_units(
-                _KeyedUnit(function, keys), plan, workers=workers, scheduler=scheduler, desc=desc
-            )
-            for (j, _), value in zip(plan, values):
-                results[j].append(value)
-            still = []
-            for j in running:
-                first_new = len(results[j]) - sum(1 for p in plan if p[0] == j)
-                accepted = next(
-                    (
-                        n
-                        for n in range(max(first_new + 1, low[j]), len(results[j]) + 1)
-                        if done(keys[j], results[j][:n])
-                    ),
-                    None,
-                )
-                if accepted is not None:
-                    del results[j][accepted:]
-                if accepted is not None or len(results[j]) >= high[j]:
-                    bar.update()
-                    bar.set_postfix(units=sum(map(len, results)))
-                else:
-                    still.append(j)
-            running = still
+        if scheduler is None and workers == 1:
+            for j in range(len(keys)):
+                index = 0
+                while not finished[j]:
+                    take(*_single_threaded(unit, (j, index)))
+                    index += 1
+        else:
+            submitted = [0] * len(keys)
+
+            def units() -> Iterator[tuple[int, int]]:
+                # read by joblib as workers free up: the keys still running, in turn
+                while True:
+                    running = [j for j in range(len(keys)) if not finished[j] and submitted[j] < high[j]]
+                    if not running:
+                        return
+                    for j in running:
+                        if not finished[j]:
+                            submitted[j] += 1
+                            yield j, submitted[j] - 1
+
+            for j, value in _ordered_map(unit, units(), workers, scheduler):
+                take(j, value)
     finally:
         bar.close()
     return results
 
 
 class _KeyedUnit:
-    """``function(keys[j], i)`` for the unit ``(j, i)``: a small picklable wrapper."""
+    """``(j, function(keys[j], i))`` for the unit ``(j, i)``: a small picklable wrapper."""
 
     def __init__(self, function: Callable, keys: list):
         self.function, self.keys = function, keys
 
-    def __call__(self, unit: tuple[int, int]) -> Any:
+    def __call__(self, unit: tuple[int, int]) -> tuple[int, Any]:
         j, i = unit
-        return self.function(self.keys[j], i)
+        return j, self.function(self.keys[j], i)
 
 
 def _per_key(name: str, value: int | Sequence[int], n: int, minimum: int) -> list[int]:
@@ -313,10 +326,9 @@ def run_until(
     """Units ``function(0), function(1), ...`` until ``done(results)`` holds (at least ``min_units``,
     at most ``max_units``), with the same result for any number of workers.
 
-    :func:`run_until_each` with one key: units are computed in rounds of :func:`capacity`; ``done``
-    is then checked on every prefix in order, and the first prefix (of length >= ``min_units``) it
-    accepts is returned: extra units of the last round are discarded, so the stopping point does not
-    depend on the round size.
+    :func:`run_until_each` with one key: ``done`` is checked on every prefix in order and the first
+    prefix (of length >= ``min_units``) it accepts is returned; units that workers computed ahead
+    of it are discarded, so the stopping point does not depend on the number of workers.
 
     Example
     -------
@@ -338,8 +350,7 @@ def run_until(
 
 
 class _Unkeyed:
-    """``function(argument)`` called as ``function(key, argument)``: picklable, unlike a lambda
-    over a lambda in some pickles."""
+    """``function(argument)`` called as ``function(key, argument)`` (picklable)."""
 
     def __init__(self, function: Callable):
         self.function = function

@@ -198,7 +198,6 @@ def conv_shared_sweep(
     return pd.DataFrame(table)
 
 
-
 def _shared_repeat(
     index: int, r: int, *, in_channels, kernel_size, weight_std, upstream_channels, size, out_channels, n_samples,
     std, dstd, seed,
@@ -255,7 +254,6 @@ def conv_resolution(
         desc="conv resolution",
     )
     return pd.DataFrame(table)
-
 
 
 def _resolution_grid(

@@ -100,7 +100,6 @@ def maxpool_sweep(
     return pd.DataFrame(rows)
 
 
-
 def _maxpool_batch(unit: tuple[int, int], *, points, n_paths, n_samples, length, dstd, batch_paths, seed) -> tuple:
     """Batch ``batch`` of point ``index`` of :func:`maxpool_sweep`, seeded by ``(seed, index, batch)``:
     per window the measured SMP, the identity's births and its switches."""
@@ -190,7 +189,6 @@ def maxpool_cnn(
             row[name] = float(g[name].mean())
         rows.append(row)
     return pd.DataFrame(rows)
-
 
 
 def _maxpool_network(r: int, *, channels, input_size, n_samples, seed, full_draws) -> list[dict]:

@@ -80,7 +80,7 @@ def relu_sweep(
     n_samples = [int(round(samples_per_ell * length / (1.0 / r))) + 1 for _, r, _ in points]
     per_batch = [max(1, batch_samples // n) for n in n_samples]
 
-    def stats(index: int, batches: list) -> tuple[np.ndarray, float, float]:
+    def stats(batches: list) -> tuple[np.ndarray, float, float]:
         values = np.concatenate([b[0] for b in batches])
         return values, values.mean(), values.std(ddof=1) / np.sqrt(values.size)
 
@@ -88,11 +88,11 @@ def relu_sweep(
         # the serial loop's rule: enough paths, and the s.e. on target or the sample budget spent
         if len(batches) * per_batch[index] < max(min_paths, 2):
             return False
-        _, mean, sem = stats(index, batches)
+        _, mean, sem = stats(batches)
         budget = (len(batches) + 1) * per_batch[index] * n_samples[index] > max_samples
         return bool((mean > 0 and sem < target_rel_sem * mean) or budget)
 
-    # the rule holds at the latest once both the paths and the budget are
+    # the rule holds at the latest once there are enough paths and the budget is spent
     most = [
         max(-(-max(min_paths, 2) // p), int(max_samples // (p * n)), 1) for p, n in zip(per_batch, n_samples)
     ]
@@ -105,7 +105,7 @@ def relu_sweep(
     )
     table = []
     for index, ((z, r, tents), n, batches) in enumerate(zip(points, n_samples, runs_per_point)):
-        values, mean, sem = stats(index, batches)
+        values, mean, sem = stats(batches)
         proc_std, proc_dstd = batches[-1][4:]
         s_in = float(np.concatenate([b[1] for b in batches]).mean())
         births = float(relu_model(proc_std, proc_dstd, z, length))
@@ -119,7 +119,6 @@ def relu_sweep(
             estimator_error=mean / ex - 1,
         ))
     return pd.DataFrame(table)
-
 
 
 def _relu_batch(index: int, batch: int, *, points, n_samples, per_batch, length, seed) -> tuple:
@@ -165,7 +164,6 @@ def relu_resolution(
     grid = partial(_resolution_grid, mu_over_sigma=mu_over_sigma, length=length, n_paths=n_paths, seed=seed)
     rows = run_units(grid, [int(spe) for spe in samples_per_ell], workers=workers, scheduler=scheduler)
     return pd.DataFrame(rows)
-
 
 
 def _resolution_grid(spe: int, *, mu_over_sigma, length, n_paths, seed) -> dict:
@@ -219,7 +217,6 @@ def relu_great_circle(
                    n_samples=n_samples, seed=seed)
     rows = run_units(bias, range(len(mu_over_sigma)), workers=workers, scheduler=scheduler)
     return pd.DataFrame(rows)
-
 
 
 def _great_circle_bias(index: int, *, mu_over_sigma, in_features, units, n_samples, seed) -> dict:
