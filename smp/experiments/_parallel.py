@@ -132,11 +132,19 @@ def _reraise(recorded: list) -> None:
         warnings.warn_explicit(message, category, filename, lineno)
 
 
-def _ordered_map(function: Callable, units: Iterable, workers: int, scheduler: str | None) -> Iterator:
+def _ordered_map(
+    function: Callable,
+    units: Iterable,
+    workers: int,
+    scheduler: str | None,
+    batch_size: int | str = "auto",
+    pre_dispatch: str = "2 * n_jobs",
+) -> Iterator:
     """``function(unit)`` for each unit, yielded in unit order as they finish, on joblib's workers.
 
     ``units`` is consumed lazily, a few ``n_jobs`` ahead of the results (joblib's ``pre_dispatch``),
-    so a generator of units may decide what to submit next from the results seen so far.
+    so a generator of units may decide what to submit next from the results seen so far
+    (``batch_size=1, pre_dispatch="n_jobs"`` keeps that lead short: one unit per worker).
     """
     import joblib
 
@@ -148,7 +156,10 @@ def _ordered_map(function: Callable, units: Iterable, workers: int, scheduler: s
         config = joblib.parallel_config(backend="loky", inner_max_num_threads=1)
         n_jobs = workers  # the same pool size every call: loky reuses its workers
     with config:
-        for result, recorded in joblib.Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+        parallel = joblib.Parallel(
+            n_jobs=n_jobs, return_as="generator", batch_size=batch_size, pre_dispatch=pre_dispatch
+        )
+        for result, recorded in parallel(jobs):
             _reraise(recorded)
             yield result
 
@@ -285,7 +296,8 @@ def run_until_each(
                             submitted[j] += 1
                             yield j, submitted[j] - 1
 
-            for j, value in _ordered_map(unit, units(), workers, scheduler):
+            # one unit per worker in flight: few units computed past a stopping point
+            for j, value in _ordered_map(unit, units(), workers, scheduler, batch_size=1, pre_dispatch="n_jobs"):
                 take(j, value)
     finally:
         bar.close()
