@@ -271,8 +271,8 @@ def run_until_each(
         results[j].append(value)
         if (len(results[j]) >= low[j] and done(keys[j], results[j])) or len(results[j]) >= high[j]:
             finished[j] = True
+            bar.set_postfix(units=sum(map(len, results)), refresh=False)
             bar.update()
-            bar.set_postfix(units=sum(map(len, results)))
 
     unit = _KeyedUnit(function, keys)
     try:
