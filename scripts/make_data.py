@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from smp import data
+from smp.experiments._parallel import default_workers
 
 
 def producers(names: list[str] | None = None) -> dict[str, list[str]]:
@@ -108,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     if already:
         print(f"note: stale before the run (bytes differ from {data.HASH_FILE}): {', '.join(already)}")
     out_dir = Path(args.directory) if args.directory else stored
-    where = f"scheduler {args.scheduler}" if args.scheduler else f"{args.workers or 'all'} local worker(s)"
+    if args.scheduler:
+        from smp.experiments._parallel import capacity
+
+        where = f"scheduler {args.scheduler} ({capacity(scheduler=args.scheduler)} worker threads)"
+    else:
+        where = f"{args.workers or default_workers()} local worker(s)"
     print(f"regenerating {len(names)} table(s) from {len(plan)} producer(s) on {where} into {out_dir}", flush=True)
     timings = {}
     for producer, tables in plan.items():

@@ -35,7 +35,9 @@ def unit_seed(seed: int, *index: int) -> int:
     """The seed of unit ``index`` of a sweep seeded with ``seed`` (a 32-bit int, any workers).
 
     ``np.random.SeedSequence([seed, *index]).generate_state(1)[0]``: the first word of the
-    sequence's state, the seed every sweep of chapters 3-5 has used for its units.
+    sequence's state, the seed of every batch of :func:`~smp.experiments.relu.relu_sweep` and
+    :func:`~smp.experiments.maxpool.maxpool_sweep` (the repeats of
+    :func:`~smp.experiments.conv.conv_sweep` draw two or three words of the same sequence).
 
     Example
     -------

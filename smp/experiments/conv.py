@@ -109,6 +109,7 @@ def _conv_repeat(index: int, r: int, *, points, n_samples, n_kinks, size, out_ch
     """Repeat ``r`` of point ``index`` of :func:`conv_sweep`, seeded by ``(seed, index, r)``."""
     c_in, k, sw = points[index]
     n_samples = n_samples[index]
+    # two words of the unit's seed sequence (unit_seed is its first): inputs, then weights
     seeds = np.random.SeedSequence([seed, index, r]).generate_state(2)
     maps = kinked_feature_map(n_samples, c_in, size, k, n_kinks, seed=int(seeds[0]))
     layer = random_conv2d(c_in, out_channels, k, sw, seed=int(seeds[1]))
@@ -204,6 +205,7 @@ def _shared_repeat(
 ) -> tuple:
     """Repeat ``r`` of point ``index`` of :func:`conv_shared_sweep`, seeded by ``(seed, index, r)``."""
     c_in, k = in_channels[index], kernel_size
+    # three words of the unit's seed sequence (unit_seed is its first): process, mixing, layer
     seeds = np.random.SeedSequence([seed, index, r]).generate_state(3)
     gp = gaussian_process(upstream_channels * size * size, n_samples, std=std, dstd=dstd, seed=int(seeds[0]))
     u = gp.y.T.reshape(n_samples, upstream_channels, size, size)

@@ -28,7 +28,7 @@ from ..models import (
 )
 from ..networks import conv_net
 from ..signals import gaussian_process, great_circle
-from ._parallel import run_units
+from ._parallel import run_units, unit_seed
 
 __all__ = ["MAXPOOL_SWEEP_POINTS", "maxpool_sweep", "maxpool_cnn", "write_tables"]
 
@@ -108,7 +108,7 @@ def _maxpool_batch(unit: tuple[int, int], *, points, n_paths, n_samples, length,
     pool = nn.MaxPool2d((1, k))
     start = batch * batch_paths
     p = min(batch_paths, n_paths - start)
-    bseed = int(np.random.SeedSequence([seed, index, batch]).generate_state(1)[0])
+    bseed = unit_seed(seed, index, batch)
     t, h, y, dy = gaussian_process(p * (k + 1), n_samples, length=length, std=1.0, dstd=dstd, seed=bseed)
     y, dy = y.reshape(p, k + 1, -1), dy.reshape(p, k + 1, -1)
     a, b = np.sqrt(rho), np.sqrt(1.0 - rho)

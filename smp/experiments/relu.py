@@ -21,7 +21,7 @@ from ..measure import along_path, mean_sem, unit_statistics
 from ..models import relu as relu_model
 from ..models import relu_identity, relu_sinusoid
 from ..signals import add_tents, gaussian_process
-from ._parallel import run_units, run_until_each
+from ._parallel import run_units, run_until_each, unit_seed
 
 __all__ = ["RELU_SWEEP_POINTS", "relu_sweep", "relu_resolution", "relu_great_circle", "write_tables"]
 
@@ -127,7 +127,7 @@ def _relu_batch(index: int, batch: int, *, points, n_samples, per_batch, length,
     ensemble std and derivative std."""
     z, r, tents = points[index]
     n, p = n_samples[index], per_batch[index]
-    bseed = int(np.random.SeedSequence([seed, index, batch]).generate_state(1)[0])
+    bseed = unit_seed(seed, index, batch)
     proc = add_tents(
         gaussian_process(p, n, length=length, mean=z, std=1.0, dstd=r, seed=bseed),
         std=1.0, dstd=r, tent_spacing=10.0 if tents else 0.0, seed=bseed,
@@ -224,7 +224,7 @@ def _great_circle_bias(index: int, *, mu_over_sigma, in_features, units, n_sampl
     ``(seed, index)``."""
     b = mu_over_sigma[index]
     _, h, path = signals.great_circle((in_features,), n_samples, seed=seed)
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+    gen = torch.Generator().manual_seed(unit_seed(seed, index))
     layer = nn.Linear(in_features, units).double()
     with torch.no_grad():
         layer.weight.normal_(0.0, 1.0 / np.sqrt(in_features), generator=gen)
