@@ -38,3 +38,14 @@ test: $(STAMP)
 
 clean:
 	rm -rf _build $(VENV) .pytest_cache .hypothesis
+
+# Regenerate every table in data/ (scripts/make_data.py): all local cores by default, or
+#   make data WORKERS=8                        8 local worker processes
+#   make data SCHEDULER=tcp://host:8786        the workers of a running dask.distributed scheduler
+#   make data ONLY="conv_sweep relu_sweep"     only these tables (and their producers' siblings)
+# It ends by naming the stored files whose bytes changed (exit status 1 if any did).
+.PHONY: data
+data: $(STAMP)
+	$(BIN)/python scripts/make_data.py \
+		$(if $(filter command line environment,$(origin WORKERS)),--workers $(WORKERS)) \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(ONLY),--only $(ONLY))

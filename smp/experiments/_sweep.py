@@ -1,23 +1,49 @@
-"""Shared by the sweeps: repeat a seeded run until its standard error is small, summarise ratios."""
+"""Shared by the sweeps: stop a seeded run when its standard error is small, summarise ratios."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
-from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
+
+from ._parallel import run_until
 
 
-def repeat_until(one_repeat, min_repeats: int, max_repeats: int, target_rel_sem: float, progress: bool, desc: str):
-    """Run ``one_repeat(r)`` -> (measured, model, ...) until the s.e. of measured / model is below target."""
-    rows = []
-    bar = tqdm(total=max_repeats, disable=not progress, desc=desc, leave=False)
-    for r in range(max_repeats):
-        rows.append(one_repeat(r))
-        bar.update()
-        if r + 1 >= min_repeats:
-            ratio = np.asarray(rows)[:, 0] / np.asarray(rows)[:, 1]
-            if ratio.std(ddof=1) / np.sqrt(len(ratio)) < target_rel_sem * ratio.mean():
-                break
-    bar.close()
+def ratio_sem_below(rows: list, target_rel_sem: float) -> bool:
+    """Whether the per-repeat ratios ``row[0] / row[1]`` of ``rows`` have a standard error below
+    ``target_rel_sem`` times their mean (the stopping rule of :func:`repeat_until`)."""
+    runs = np.asarray(rows)
+    ratio = runs[:, 0] / runs[:, 1]
+    return bool(ratio.std(ddof=1) / np.sqrt(len(ratio)) < target_rel_sem * ratio.mean())
+
+
+def repeat_until(
+    one_repeat: Callable[[int], Any],
+    min_repeats: int,
+    max_repeats: int,
+    target_rel_sem: float,
+    progress: bool,
+    desc: str,
+    *,
+    workers: int | None = 1,
+    scheduler: str | None = None,
+) -> np.ndarray:
+    """Run ``one_repeat(r)`` -> (measured, model, ...) until the s.e. of measured / model is below
+    target (at least ``min_repeats``, at most ``max_repeats``); the rows as an array.
+
+    The repeats run through :func:`smp.experiments._parallel.run_until`: the stopping point is
+    the one a serial loop finds, for any ``workers``.
+    """
+    rows = run_until(
+        one_repeat,
+        lambda rows: ratio_sem_below(rows, target_rel_sem),
+        min_units=min_repeats,
+        max_units=max_repeats,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc=desc,
+    )
     return np.asarray(rows)
 
 
@@ -31,4 +57,3 @@ def ratio_summary(measured: np.ndarray, model: np.ndarray, suffix: str = "") -> 
         f"rel_error{suffix}": 1.0 / mean - 1.0,
         f"z{suffix}": (1.0 - mean) / sem,
     }
-

@@ -8,6 +8,7 @@ across channels (:func:`conv_shared_sweep`) and kinks closer than the grid resol
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -22,7 +23,8 @@ from ..feature import smp as _smp
 from ..measure import along_path
 from ..networks import random_conv2d
 from ..signals import KINK_SLOT_SAMPLES, gaussian_process, kinked_feature_map
-from ._sweep import ratio_summary, repeat_until
+from ._parallel import run_units, run_until_each
+from ._sweep import ratio_sem_below, ratio_summary
 
 __all__ = ["CONV_SWEEP_POINTS", "conv_sweep", "conv_shared_sweep", "conv_resolution", "write_tables"]
 
@@ -47,6 +49,8 @@ def conv_sweep(
     target_rel_sem: float = 0.015,
     seed: int = 0,
     progress: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """Expected SMP of a real ``nn.Conv2d`` output unit: model :func:`smp.models.conv` vs measurement.
 
@@ -71,42 +75,59 @@ def conv_sweep(
     computed from the known jumps), ``dense_warning`` (fraction of repeats in which
     :class:`smp.DenseKinksWarning` was raised, for any unit) and ``flagged_units`` (largest fraction,
     over repeats, of output units that :func:`smp.feature.diagnose` marks unreliable).
+
+    ``workers`` and ``scheduler`` say where the repeats run (local processes or a ``dask.distributed``
+    scheduler's address, :func:`smp.experiments._parallel.run_units`); the table does not depend on
+    them.
     """
+    points = [(int(c_in), int(k), float(sw)) for c_in, k, sw in points]
+    n_samples = [max(int(min_samples), 2 * KINK_SLOT_SAMPLES * c_in * k * k * n_kinks + 5) for c_in, k, _ in points]
+    repeat = partial(
+        _conv_repeat, points=points, n_samples=n_samples, n_kinks=n_kinks, size=size, out_channels=out_channels,
+        seed=seed,
+    )
+    runs_per_point = run_until_each(
+        repeat, lambda _, rows: ratio_sem_below(rows, target_rel_sem), range(len(points)), min_units=min_repeats,
+        max_units=max_repeats, workers=workers, scheduler=scheduler, progress=progress, desc="conv sweep",
+    )
     table = []
-    for index, (c_in, k, sw) in enumerate(points):
-        fan_in = c_in * k * k
-        n_samples = max(int(min_samples), 2 * KINK_SLOT_SAMPLES * fan_in * n_kinks + 5)
-
-        def one_repeat(r: int, c_in=c_in, k=k, sw=sw, n_samples=n_samples, index=index):
-            seeds = np.random.SeedSequence([seed, index, r]).generate_state(2)
-            maps = kinked_feature_map(n_samples, c_in, size, k, n_kinks, seed=int(seeds[0]))
-            layer = random_conv2d(c_in, out_channels, k, sw, seed=int(seeds[1]))
-            (y,) = along_path(layer, maps.x)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", DenseKinksWarning)
-                smp_in = _smp(maps.x.reshape(n_samples, -1), maps.h, axis=0).mean()
-                smp_y = _smp(y, maps.h, axis=0)
-            # the identity SMP(y) = sum_i |w_i| SMP(x_i) is itself a convolution of the exact input
-            # SMP map with |w| (kink times are distinct in every receptive field by construction)
-            exact_in = torch.from_numpy(np.abs(maps.slope_jumps).sum(axis=-1))[None]
-            exact_y = nn.functional.conv2d(exact_in, layer.weight.detach().abs()).numpy().ravel()
-            estimator_error = np.abs(smp_y / exact_y - 1).max()
-            warned = any(issubclass(w.category, DenseKinksWarning) for w in caught)
-            # which output units the warning is about (diagnose repeats the detector: only when warned)
-            flagged = diagnose(y, axis=0).unreliable.mean() if warned else 0.0
-            return smp_y.mean(), models.conv(sw, fan_in, smp_in), smp_in, estimator_error, warned, flagged
-
-        runs = repeat_until(one_repeat, min_repeats, max_repeats, target_rel_sem, progress, f"conv C_in={c_in} k={k}")
+    for (c_in, k, sw), n, rows in zip(points, n_samples, runs_per_point):
+        runs = np.asarray(rows)
         measured, model, smp_in = runs[:, :3].mean(axis=0)
         table.append(
             dict(
-                c_in=c_in, kernel_size=k, fan_in=fan_in, weight_std=float(sw), n_samples=n_samples,
+                c_in=c_in, kernel_size=k, fan_in=c_in * k * k, weight_std=sw, n_samples=n,
                 repeats=len(runs), smp_in=smp_in, model=model, measured=measured,
                 **ratio_summary(runs[:, 0], runs[:, 1]),
                 estimator_error=runs[:, 3].max(), dense_warning=runs[:, 4].mean(), flagged_units=runs[:, 5].max(),
             )
         )
     return pd.DataFrame(table)
+
+
+def _conv_repeat(index: int, r: int, *, points, n_samples, n_kinks, size, out_channels, seed) -> tuple:
+    """Repeat ``r`` of point ``index`` of :func:`conv_sweep`, seeded by ``(seed, index, r)``."""
+    c_in, k, sw = points[index]
+    n_samples = n_samples[index]
+    # two words of the unit's seed sequence (unit_seed is its first): inputs, then weights
+    seeds = np.random.SeedSequence([seed, index, r]).generate_state(2)
+    maps = kinked_feature_map(n_samples, c_in, size, k, n_kinks, seed=int(seeds[0]))
+    layer = random_conv2d(c_in, out_channels, k, sw, seed=int(seeds[1]))
+    (y,) = along_path(layer, maps.x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DenseKinksWarning)
+        smp_in = _smp(maps.x.reshape(n_samples, -1), maps.h, axis=0).mean()
+        smp_y = _smp(y, maps.h, axis=0)
+    # the identity SMP(y) = sum_i |w_i| SMP(x_i) is itself a convolution of the exact input
+    # SMP map with |w| (kink times are distinct in every receptive field by construction)
+    exact_in = torch.from_numpy(np.abs(maps.slope_jumps).sum(axis=-1))[None]
+    exact_y = nn.functional.conv2d(exact_in, layer.weight.detach().abs()).numpy().ravel()
+    estimator_error = np.abs(smp_y / exact_y - 1).max()
+    warned = any(issubclass(w.category, DenseKinksWarning) for w in caught)
+    # which output units the warning is about (diagnose repeats the detector: only when warned)
+    flagged = diagnose(y, axis=0).unreliable.mean() if warned else 0.0
+    fan_in = c_in * k * k
+    return smp_y.mean(), models.conv(sw, fan_in, smp_in), smp_in, estimator_error, warned, flagged
 
 
 def conv_shared_sweep(
@@ -125,6 +146,8 @@ def conv_shared_sweep(
     target_rel_sem: float = 0.015,
     seed: int = 0,
     progress: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """Kinks shared by the channels of a pixel, as after a common upstream ReLU: both models vs measurement.
 
@@ -146,28 +169,24 @@ def conv_shared_sweep(
     repeats, smp_in, model_independent, model_shared, measured`` (means over repeats) and, for each
     model (suffix ``_shared``, ``_independent``), ``ratio``, ``ratio_sem``, ``rel_error``, ``z`` as in
     :func:`conv_sweep` (per-repeat ratios measured / model; repeats continue until the shared model's
-    ratio has a relative s.e. below ``target_rel_sem``).
+    ratio has a relative s.e. below ``target_rel_sem``).  ``workers``, ``scheduler``: where the repeats
+    run, as in :func:`conv_sweep`.
     """
     k = check_int("kernel_size", kernel_size)
+    in_channels = [check_int("in_channels", c_in) for c_in in in_channels]
+    repeat = partial(
+        _shared_repeat, in_channels=in_channels, kernel_size=k, weight_std=weight_std,
+        upstream_channels=upstream_channels, size=size, out_channels=out_channels, n_samples=n_samples, std=std,
+        dstd=dstd, seed=seed,
+    )
+    runs_per_point = run_until_each(
+        repeat, lambda _, rows: ratio_sem_below(rows, target_rel_sem), range(len(in_channels)),
+        min_units=min_repeats, max_units=max_repeats, workers=workers, scheduler=scheduler, progress=progress,
+        desc="conv shared sweep",
+    )
     table = []
-    for index, c_in in enumerate(in_channels):
-        c_in = check_int("in_channels", c_in)
-
-        def one_repeat(r: int, c_in=c_in, index=index):
-            seeds = np.random.SeedSequence([seed, index, r]).generate_state(3)
-            gp = gaussian_process(upstream_channels * size * size, n_samples, std=std, dstd=dstd, seed=int(seeds[0]))
-            u = gp.y.T.reshape(n_samples, upstream_channels, size, size)
-            mix = random_conv2d(upstream_channels, c_in, 1, 1.0, bias_std=0.0, seed=int(seeds[1]))
-            tested = random_conv2d(c_in, out_channels, k, weight_std, seed=int(seeds[2]))
-            z, x, y = along_path(nn.Sequential(nn.ReLU(), mix, tested), u)
-            smp_z = _smp(z, gp.h, axis=0).reshape(upstream_channels, size * size).mean(axis=1)
-            smp_in = _smp(x, gp.h, axis=0).mean()
-            measured = _smp(y, gp.h, axis=0).mean()
-            v = mix.weight.detach().numpy()[:, :, 0, 0]  # (C_in, upstream_channels)
-            shared = k * k * models.conv_shared(weight_std, (v * smp_z).T)  # one row per upstream channel
-            return measured, shared, models.conv(weight_std, c_in * k * k, smp_in), smp_in
-
-        runs = repeat_until(one_repeat, min_repeats, max_repeats, target_rel_sem, progress, f"shared C_in={c_in}")
+    for c_in, rows in zip(in_channels, runs_per_point):
+        runs = np.asarray(rows)
         measured, shared, independent, smp_in = runs.mean(axis=0)
         table.append(
             dict(
@@ -180,6 +199,27 @@ def conv_shared_sweep(
     return pd.DataFrame(table)
 
 
+def _shared_repeat(
+    index: int, r: int, *, in_channels, kernel_size, weight_std, upstream_channels, size, out_channels, n_samples,
+    std, dstd, seed,
+) -> tuple:
+    """Repeat ``r`` of point ``index`` of :func:`conv_shared_sweep`, seeded by ``(seed, index, r)``."""
+    c_in, k = in_channels[index], kernel_size
+    # three words of the unit's seed sequence (unit_seed is its first): process, mixing, layer
+    seeds = np.random.SeedSequence([seed, index, r]).generate_state(3)
+    gp = gaussian_process(upstream_channels * size * size, n_samples, std=std, dstd=dstd, seed=int(seeds[0]))
+    u = gp.y.T.reshape(n_samples, upstream_channels, size, size)
+    mix = random_conv2d(upstream_channels, c_in, 1, 1.0, bias_std=0.0, seed=int(seeds[1]))
+    tested = random_conv2d(c_in, out_channels, k, weight_std, seed=int(seeds[2]))
+    z, x, y = along_path(nn.Sequential(nn.ReLU(), mix, tested), u)
+    smp_z = _smp(z, gp.h, axis=0).reshape(upstream_channels, size * size).mean(axis=1)
+    smp_in = _smp(x, gp.h, axis=0).mean()
+    measured = _smp(y, gp.h, axis=0).mean()
+    v = mix.weight.detach().numpy()[:, :, 0, 0]  # (C_in, upstream_channels)
+    shared = k * k * models.conv_shared(weight_std, (v * smp_z).T)  # one row per upstream channel
+    return measured, shared, models.conv(weight_std, c_in * k * k, smp_in), smp_in
+
+
 def conv_resolution(
     n_samples: Sequence[int] = (256, 512, 1024, 2048, 4096),
     *,
@@ -190,6 +230,9 @@ def conv_resolution(
     size: int = 8,
     out_channels: int = 16,
     seed: int = 0,
+    progress: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """When kinks fall closer than the grid resolves: ``smp.smp`` of a conv output against the identity.
 
@@ -201,43 +244,63 @@ def conv_resolution(
     ``n_samples``, ``kinks_per_output`` (fan_in * n_kinks), ``spacing`` (mean samples between
     output kinks), ``measured``, ``exact`` (means over output units), ``ratio`` (measured / exact),
     ``worst_ratio`` (smallest unit-wise ratio) and ``dense_warning`` (whether ``smp.smp`` raised
-    :class:`smp.DenseKinksWarning` for any unit).
+    :class:`smp.DenseKinksWarning` for any unit).  ``workers``, ``scheduler``: where the grids run, as
+    in :func:`conv_sweep`.
     """
-    fan_in = in_channels * kernel_size * kernel_size
-    layer = random_conv2d(in_channels, out_channels, kernel_size, weight_std, seed=seed + 1)
-    table = []
-    for n in n_samples:
-        maps = kinked_feature_map(int(n), in_channels, size, kernel_size, n_kinks, layout="uniform", seed=seed)
-        (y,) = along_path(layer, maps.x)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DenseKinksWarning)
-            measured = _smp(y, maps.h, axis=0)
-        exact_in = torch.from_numpy(np.abs(maps.slope_jumps).sum(axis=-1))[None]
-        exact = nn.functional.conv2d(exact_in, layer.weight.detach().abs()).numpy().ravel()
-        table.append(
-            dict(
-                n_samples=int(n), kinks_per_output=fan_in * n_kinks, spacing=(int(n) - 1) / (fan_in * n_kinks),
-                measured=measured.mean(), exact=exact.mean(), ratio=measured.mean() / exact.mean(),
-                worst_ratio=(measured / exact).min(),
-                dense_warning=any(issubclass(w.category, DenseKinksWarning) for w in caught),
-            )
-        )
+    grid = partial(
+        _resolution_grid, in_channels=in_channels, kernel_size=kernel_size, n_kinks=n_kinks, weight_std=weight_std,
+        size=size, out_channels=out_channels, seed=seed,
+    )
+    table = run_units(
+        grid, [int(n) for n in n_samples], workers=workers, scheduler=scheduler, progress=progress,
+        desc="conv resolution",
+    )
     return pd.DataFrame(table)
 
 
-def write_tables(*, progress: bool = False, directory: str | None = None) -> dict[str, pd.DataFrame]:
+def _resolution_grid(
+    n: int, *, in_channels, kernel_size, n_kinks, weight_std, size, out_channels, seed
+) -> dict:
+    """One row of :func:`conv_resolution`: the grid of ``n`` samples (same layer, same signals)."""
+    fan_in = in_channels * kernel_size * kernel_size
+    layer = random_conv2d(in_channels, out_channels, kernel_size, weight_std, seed=seed + 1)
+    maps = kinked_feature_map(n, in_channels, size, kernel_size, n_kinks, layout="uniform", seed=seed)
+    (y,) = along_path(layer, maps.x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DenseKinksWarning)
+        measured = _smp(y, maps.h, axis=0)
+    exact_in = torch.from_numpy(np.abs(maps.slope_jumps).sum(axis=-1))[None]
+    exact = nn.functional.conv2d(exact_in, layer.weight.detach().abs()).numpy().ravel()
+    return dict(
+        n_samples=n, kinks_per_output=fan_in * n_kinks, spacing=(n - 1) / (fan_in * n_kinks),
+        measured=measured.mean(), exact=exact.mean(), ratio=measured.mean() / exact.mean(),
+        worst_ratio=(measured / exact).min(),
+        dense_warning=any(issubclass(w.category, DenseKinksWarning) for w in caught),
+    )
+
+
+def write_tables(
+    *,
+    progress: bool = False,
+    directory: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> dict[str, pd.DataFrame]:
     """Run chapter 3's three measurements with their published settings and store them.
 
     ``conv_sweep`` (independent kink times), ``conv_shared`` (kinks shared after an upstream ReLU),
-    ``conv_resolution`` (kinks closer than the grid resolves).
+    ``conv_resolution`` (kinks closer than the grid resolves).  ``workers`` and ``scheduler`` say
+    where the units run (:func:`smp.experiments._parallel.run_units`); the tables do not depend on
+    them.
 
     Stored through :func:`smp.data.write` (``directory`` defaults to the package's ``data/``);
     returns the tables by registry name.
     """
+    where = dict(progress=progress, workers=workers, scheduler=scheduler)
     tables = {
-        "conv_sweep": conv_sweep(progress=progress),
-        "conv_shared": conv_shared_sweep(progress=progress),
-        "conv_resolution": conv_resolution(),
+        "conv_sweep": conv_sweep(**where),
+        "conv_shared": conv_shared_sweep(**where),
+        "conv_resolution": conv_resolution(**where),
     }
     data.write_many(tables, directory)
     return tables

@@ -7,13 +7,13 @@ inside a real Conv-ReLU stack with the window models of :mod:`smp.models` (:func
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
 from .. import data
 from .._validation import check_int, pool_windows
@@ -28,6 +28,7 @@ from ..models import (
 )
 from ..networks import conv_net
 from ..signals import gaussian_process, great_circle
+from ._parallel import run_units, unit_seed
 
 __all__ = ["MAXPOOL_SWEEP_POINTS", "maxpool_sweep", "maxpool_cnn", "write_tables"]
 
@@ -46,6 +47,8 @@ def maxpool_sweep(
     batch_paths: int = 50,
     seed: int = 0,
     progress: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """Expected SMP of a real ``nn.MaxPool2d`` on Gaussian windows: model vs measurement.
 
@@ -66,39 +69,55 @@ def maxpool_sweep(
     pandas.DataFrame, one row per point: ``k, rho, length, dstd, n_samples, paths, switches`` (mean per
     path), ``model, measured, measured_sem, rel_sem, rel_error`` (model / measured - 1), ``z``
     ((model - measured) / sem), ``exact, estimator_error``.
+
+    ``workers`` and ``scheduler`` say where the batches run (local processes or a
+    ``dask.distributed`` scheduler's address, :func:`smp.experiments._parallel.run_units`); the
+    table does not depend on them.
     """
-    rows = []
-    for index, (k, rho) in enumerate(tqdm(points, disable=not progress, desc="maxpool sweep", leave=False)):
-        k = check_int("k", k)
+    points = [(check_int("k", k), rho) for k, rho in points]
+    for _, rho in points:
         if not 0 <= rho < 1:
             raise ValueError(f"rho must be in [0, 1), got {rho!r}")
-        pool = nn.MaxPool2d((1, k))
-        measured, exact, switches = [], [], []
-        for batch, start in enumerate(range(0, n_paths, batch_paths)):
-            p = min(batch_paths, n_paths - start)
-            bseed = int(np.random.SeedSequence([seed, index, batch]).generate_state(1)[0])
-            t, h, y, dy = gaussian_process(p * (k + 1), n_samples, length=length, std=1.0, dstd=dstd, seed=bseed)
-            y, dy = y.reshape(p, k + 1, -1), dy.reshape(p, k + 1, -1)
-            a, b = np.sqrt(rho), np.sqrt(1.0 - rho)
-            x, dx = a * y[:, :1] + b * y[:, 1:], a * dy[:, :1] + b * dy[:, 1:]
-            with torch.no_grad():
-                out = pool(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[:, :, None, :])))
-            out = out.numpy().reshape(n_samples, p)
-            measured.append(_smp(out, h, axis=0, warn=False))
-            ident = maxpool_identity(t, x, dx)
-            exact.append(ident.born)
-            switches.append(ident.switches)
-        values = np.concatenate(measured)
+    units = [(index, batch) for index in range(len(points)) for batch in range(-(-n_paths // batch_paths))]
+    batch = partial(
+        _maxpool_batch, points=points, n_paths=n_paths, n_samples=n_samples, length=length, dstd=dstd,
+        batch_paths=batch_paths, seed=seed,
+    )
+    batches = run_units(batch, units, workers=workers, scheduler=scheduler, progress=progress, desc="maxpool sweep")
+    rows = []
+    for index, (k, rho) in enumerate(points):
+        mine = [b for (i, _), b in zip(units, batches) if i == index]
+        values = np.concatenate([b[0] for b in mine])
         mean, sem = mean_sem(values)
         model = float(maxpool_correlated(k, 1.0, dstd, rho, rho, length))
-        ex = float(np.concatenate(exact).mean())
+        ex = float(np.concatenate([b[1] for b in mine]).mean())
         rows.append(dict(
             k=k, rho=float(rho), length=float(length), dstd=float(dstd), n_samples=int(n_samples), paths=int(values.size),
-            switches=float(np.concatenate(switches).mean()), model=model, measured=float(mean),
+            switches=float(np.concatenate([b[2] for b in mine]).mean()), model=model, measured=float(mean),
             measured_sem=float(sem), rel_sem=float(sem / mean), rel_error=model / float(mean) - 1,
             z=(model - float(mean)) / float(sem), exact=ex, estimator_error=float(mean) / ex - 1,
         ))
     return pd.DataFrame(rows)
+
+
+def _maxpool_batch(unit: tuple[int, int], *, points, n_paths, n_samples, length, dstd, batch_paths, seed) -> tuple:
+    """Batch ``batch`` of point ``index`` of :func:`maxpool_sweep`, seeded by ``(seed, index, batch)``:
+    per window the measured SMP, the identity's births and its switches."""
+    index, batch = unit
+    k, rho = points[index]
+    pool = nn.MaxPool2d((1, k))
+    start = batch * batch_paths
+    p = min(batch_paths, n_paths - start)
+    bseed = unit_seed(seed, index, batch)
+    t, h, y, dy = gaussian_process(p * (k + 1), n_samples, length=length, std=1.0, dstd=dstd, seed=bseed)
+    y, dy = y.reshape(p, k + 1, -1), dy.reshape(p, k + 1, -1)
+    a, b = np.sqrt(rho), np.sqrt(1.0 - rho)
+    x, dx = a * y[:, :1] + b * y[:, 1:], a * dy[:, :1] + b * dy[:, 1:]
+    with torch.no_grad():
+        out = pool(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[:, :, None, :])))
+    out = out.numpy().reshape(n_samples, p)
+    ident = maxpool_identity(t, x, dx)
+    return _smp(out, h, axis=0, warn=False), ident.born, ident.switches
 
 
 def maxpool_cnn(
@@ -110,6 +129,8 @@ def maxpool_cnn(
     seed: int = 0,
     full_draws: int = 2000,
     progress: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """The 2x2 max pools of a real Conv-ReLU-MaxPool stack on a great circle: window models vs measurement.
 
@@ -140,61 +161,18 @@ def maxpool_cnn(
     births_full`` (mean
     totals over networks), ``smp_in`` (total measured input SMP over windows) and ``mean_spread``
     (mean over windows of the std of the 4 inputs' means over their rms sigma).
+
+    ``workers`` and ``scheduler`` say where the networks run, as in :func:`maxpool_sweep`.
     """
-    n_blocks = len(channels) - 1
-    per_net = []
-    for r in tqdm(range(n_networks), disable=not progress, desc="maxpool cnn", leave=False):
-        net = conv_net(tuple(channels), input_size=input_size, seed=seed + r)
-        t, h, x = great_circle((channels[0], input_size, input_size), n_samples, seed=seed + r)
-        length = float(h * n_samples)
-        keep = [i for b in range(n_blocks) for i in (3 * b, 3 * b + 2)]
-        outs = along_path(net, torch.from_numpy(x), keep=keep)
-        side = input_size
-        for b in range(n_blocks):
-            conv_out, pool_out = outs[2 * b], outs[2 * b + 1]
-            maps = conv_out.reshape(n_samples, channels[b + 1], side, side)
-            side //= 2
-            win = pool_windows(maps, 2).reshape(n_samples, -1, 4)  # (N, windows, 4)
-            stats = unit_statistics(win.reshape(n_samples, -1), h)
-            mu = stats.mean.reshape(-1, 4)
-            sig = stats.std.reshape(-1, 4)
-            dsig = stats.dstd.reshape(-1, 4)
-            s_in = _smp(win.reshape(n_samples, -1), h, axis=0, warn=False).reshape(-1, 4)
-            centred = win - win.mean(axis=0)
-            slope = np.diff(win, axis=0) / h
-            slope -= slope.mean(axis=0)
-            iu = np.triu_indices(4, 1)
-
-            cov = np.einsum("nwi,nwj->wij", centred, centred) / n_samples  # (windows, 4, 4)
-            dcov = np.einsum("nwi,nwj->wij", slope, slope) / slope.shape[0]
-
-            def mean_corr(c):
-                d = np.sqrt(np.einsum("wii->wi", c))
-                corr = c / (d[:, :, None] * d[:, None, :] + 1e-300)
-                return corr[:, iu[0], iu[1]].mean(axis=1)
-
-            rho = np.clip(mean_corr(cov), 0.0, 0.999)
-            drho = np.clip(mean_corr(dcov), 0.0, 0.999)
-            sig_w = np.sqrt((sig**2).mean(axis=1))
-            dsig_w = np.sqrt((dsig**2).mean(axis=1))
-            live = sig_w > 0  # dead windows (constant inputs) carry no SMP
-            args = (4, sig_w[live], dsig_w[live], mu.mean(axis=1)[live], length, s_in.mean(axis=1)[live])
-            iid_parts = np.array(relu_maxpool_parts(*args, 0.0, 0.0))
-            corr_parts = np.array(relu_maxpool_parts(*args, rho[live], drho[live]))
-            window_parts = np.array(relu_maxpool_window(mu[live], sig[live], dsig[live], length, s_in[live]))
-            full = maxpool_window(mu[live], cov[live], dcov[live], length, s_in[live], relu=True, n_draws=full_draws,
-                                  seed=seed + 1000 * r + b)
-            measured = float(_smp(pool_out, h, axis=0, warn=False).sum())
-            ident = maxpool_identity(t, win.transpose(1, 2, 0), None, relu=True)
-            per_net.append(dict(
-                block=b + 1, network=r, windows=win.shape[1], rho=float(rho.mean()), drho=float(drho.mean()),
-                measured=measured, iid=float(iid_parts.sum()), corr=float(corr_parts.sum()),
-                births_counted=float(ident.born.sum()), births_iid=float(iid_parts[:2].sum()),
-                births_corr=float(corr_parts[:2].sum()), smp_in=float(s_in.sum()),
-                window=float(window_parts.sum()), births_window=float(window_parts[:2].sum()),
-                full=float(full.births.sum() + full.passed.sum()), births_full=float(full.births.sum()),
-                mean_spread=float(np.mean(mu[live].std(axis=1) / sig_w[live])),
-            ))
+    network = partial(_maxpool_network, channels=tuple(channels), input_size=input_size, n_samples=n_samples,
+                      seed=seed, full_draws=full_draws)
+    per_net = [
+        row
+        for rows in run_units(
+            network, range(n_networks), workers=workers, scheduler=scheduler, progress=progress, desc="maxpool cnn"
+        )
+        for row in rows
+    ]
     frame = pd.DataFrame(per_net)
     rows = []
     for b, g in frame.groupby("block"):
@@ -213,15 +191,81 @@ def maxpool_cnn(
     return pd.DataFrame(rows)
 
 
-def write_tables(*, progress: bool = False, directory: str | None = None) -> dict[str, pd.DataFrame]:
+def _maxpool_network(r: int, *, channels, input_size, n_samples, seed, full_draws) -> list[dict]:
+    """Network ``r`` of :func:`maxpool_cnn` (seeds ``seed + r``): one row per block."""
+    n_blocks = len(channels) - 1
+    per_net = []
+    net = conv_net(tuple(channels), input_size=input_size, seed=seed + r)
+    t, h, x = great_circle((channels[0], input_size, input_size), n_samples, seed=seed + r)
+    length = float(h * n_samples)
+    keep = [i for b in range(n_blocks) for i in (3 * b, 3 * b + 2)]
+    outs = along_path(net, torch.from_numpy(x), keep=keep)
+    side = input_size
+    for b in range(n_blocks):
+        conv_out, pool_out = outs[2 * b], outs[2 * b + 1]
+        maps = conv_out.reshape(n_samples, channels[b + 1], side, side)
+        side //= 2
+        win = pool_windows(maps, 2).reshape(n_samples, -1, 4)  # (N, windows, 4)
+        stats = unit_statistics(win.reshape(n_samples, -1), h)
+        mu = stats.mean.reshape(-1, 4)
+        sig = stats.std.reshape(-1, 4)
+        dsig = stats.dstd.reshape(-1, 4)
+        s_in = _smp(win.reshape(n_samples, -1), h, axis=0, warn=False).reshape(-1, 4)
+        centred = win - win.mean(axis=0)
+        slope = np.diff(win, axis=0) / h
+        slope -= slope.mean(axis=0)
+        iu = np.triu_indices(4, 1)
+
+        cov = np.einsum("nwi,nwj->wij", centred, centred) / n_samples  # (windows, 4, 4)
+        dcov = np.einsum("nwi,nwj->wij", slope, slope) / slope.shape[0]
+
+        def mean_corr(c):
+            d = np.sqrt(np.einsum("wii->wi", c))
+            corr = c / (d[:, :, None] * d[:, None, :] + 1e-300)
+            return corr[:, iu[0], iu[1]].mean(axis=1)
+
+        rho = np.clip(mean_corr(cov), 0.0, 0.999)
+        drho = np.clip(mean_corr(dcov), 0.0, 0.999)
+        sig_w = np.sqrt((sig**2).mean(axis=1))
+        dsig_w = np.sqrt((dsig**2).mean(axis=1))
+        live = sig_w > 0  # dead windows (constant inputs) carry no SMP
+        args = (4, sig_w[live], dsig_w[live], mu.mean(axis=1)[live], length, s_in.mean(axis=1)[live])
+        iid_parts = np.array(relu_maxpool_parts(*args, 0.0, 0.0))
+        corr_parts = np.array(relu_maxpool_parts(*args, rho[live], drho[live]))
+        window_parts = np.array(relu_maxpool_window(mu[live], sig[live], dsig[live], length, s_in[live]))
+        full = maxpool_window(mu[live], cov[live], dcov[live], length, s_in[live], relu=True, n_draws=full_draws,
+                              seed=seed + 1000 * r + b)
+        measured = float(_smp(pool_out, h, axis=0, warn=False).sum())
+        ident = maxpool_identity(t, win.transpose(1, 2, 0), None, relu=True)
+        per_net.append(dict(
+            block=b + 1, network=r, windows=win.shape[1], rho=float(rho.mean()), drho=float(drho.mean()),
+            measured=measured, iid=float(iid_parts.sum()), corr=float(corr_parts.sum()),
+            births_counted=float(ident.born.sum()), births_iid=float(iid_parts[:2].sum()),
+            births_corr=float(corr_parts[:2].sum()), smp_in=float(s_in.sum()),
+            window=float(window_parts.sum()), births_window=float(window_parts[:2].sum()),
+            full=float(full.births.sum() + full.passed.sum()), births_full=float(full.births.sum()),
+            mean_spread=float(np.mean(mu[live].std(axis=1) / sig_w[live])),
+        ))
+    return per_net
+
+
+def write_tables(
+    *,
+    progress: bool = False,
+    directory: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> dict[str, pd.DataFrame]:
     """Run chapter 5's measurements (:func:`maxpool_sweep`, :func:`maxpool_cnn`, defaults) and store them.
 
+    ``workers`` and ``scheduler`` say where the units run; the tables do not depend on them.
     Stored through :func:`smp.data.write` (``directory`` defaults to the package's ``data/``);
     returns the tables by registry name.
     """
+    where = dict(progress=progress, workers=workers, scheduler=scheduler)
     tables = {
-        "maxpool_sweep": maxpool_sweep(progress=progress),
-        "maxpool_cnn": maxpool_cnn(progress=progress),
+        "maxpool_sweep": maxpool_sweep(**where),
+        "maxpool_cnn": maxpool_cnn(**where),
     }
     data.write_many(tables, directory)
     return tables

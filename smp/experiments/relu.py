@@ -7,13 +7,13 @@ circle (:func:`relu_great_circle`); :func:`write_tables` stores the sweep throug
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
 from .. import data, signals
 from ..feature import smp as _smp
@@ -21,6 +21,7 @@ from ..measure import along_path, mean_sem, unit_statistics
 from ..models import relu as relu_model
 from ..models import relu_identity, relu_sinusoid
 from ..signals import add_tents, gaussian_process
+from ._parallel import run_units, run_until_each, unit_seed
 
 __all__ = ["RELU_SWEEP_POINTS", "relu_sweep", "relu_resolution", "relu_great_circle", "write_tables"]
 
@@ -45,6 +46,8 @@ def relu_sweep(
     target_rel_sem: float = 0.019,
     seed: int = 0,
     progress: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """Expected SMP of a real ``nn.ReLU`` on stationary Gaussian inputs: model :func:`smp.models.relu` vs measurement.
 
@@ -67,50 +70,73 @@ def relu_sweep(
     path), ``paths``, ``crossings`` (mean per path), ``smp_in``, ``model_births``, ``model_pass``,
     ``model``, ``measured``, ``measured_sem``, ``rel_sem``, ``rel_error`` (model / measured - 1), ``z``
     ((model - measured) / sem), ``exact`` (mean identity SMP) and ``estimator_error``.
+
+    ``workers`` and ``scheduler`` say where the batches run (local processes or a
+    ``dask.distributed`` scheduler's address, :func:`smp.experiments._parallel.run_units`); the
+    table does not depend on them.
     """
-    relu = nn.ReLU()
+    points = [tuple(point) for point in points]
+    # n = samples_per_ell * length / ell + 1 with ell = 1 / r, in the serial loop's arithmetic
+    n_samples = [int(round(samples_per_ell * length / (1.0 / r))) + 1 for _, r, _ in points]
+    per_batch = [max(1, batch_samples // n) for n in n_samples]
+
+    def stats(batches: list) -> tuple[np.ndarray, float, float]:
+        values = np.concatenate([b[0] for b in batches])
+        return values, values.mean(), values.std(ddof=1) / np.sqrt(values.size)
+
+    def done(index: int, batches: list) -> bool:
+        # the serial loop's rule: enough paths, and the s.e. on target or the sample budget spent
+        if len(batches) * per_batch[index] < max(min_paths, 2):
+            return False
+        _, mean, sem = stats(batches)
+        budget = (len(batches) + 1) * per_batch[index] * n_samples[index] > max_samples
+        return bool((mean > 0 and sem < target_rel_sem * mean) or budget)
+
+    # the rule holds at the latest once there are enough paths and the budget is spent
+    most = [
+        max(-(-max(min_paths, 2) // p), int(max_samples // (p * n)), 1) for p, n in zip(per_batch, n_samples)
+    ]
+    batch = partial(
+        _relu_batch, points=points, n_samples=n_samples, per_batch=per_batch, length=length, seed=seed
+    )
+    runs_per_point = run_until_each(
+        batch, done, range(len(points)), min_units=1, max_units=most, workers=workers, scheduler=scheduler,
+        progress=progress, desc="relu sweep",
+    )
     table = []
-    for index, (z, r, tents) in enumerate(points):
-        ell = 1.0 / r
-        n_samples = int(round(samples_per_ell * length / ell)) + 1
-        per_batch = max(1, batch_samples // n_samples)
-        measured, smp_in, exact, crossings = [], [], [], []
-        used = 0
-        bar = tqdm(total=max_samples, disable=not progress, desc=f"relu z={z:+.1f} r={r:g} tents={tents}", leave=False)
-        batch = 0
-        while True:
-            bseed = int(np.random.SeedSequence([seed, index, batch]).generate_state(1)[0])
-            proc = add_tents(
-                gaussian_process(per_batch, n_samples, length=length, mean=z, std=1.0, dstd=r, seed=bseed),
-                std=1.0, dstd=r, tent_spacing=10.0 if tents else 0.0, seed=bseed,
-            )
-            y = relu(torch.from_numpy(proc.x)).numpy()
-            measured.append(_smp(y, proc.h, axis=-1, warn=False))
-            smp_in.append(_smp(proc.x, proc.h, axis=-1, warn=False) if tents else np.zeros(per_batch))
-            ident = relu_identity(proc.t, proc.x, proc.dx, proc.kink_times, proc.slope_jumps)
-            exact.append(ident.born + ident.passed)
-            crossings.append(ident.crossings)
-            used += per_batch * n_samples
-            bar.update(per_batch * n_samples)
-            batch += 1
-            values = np.concatenate(measured)
-            if values.size >= min_paths and values.size >= 2:
-                mean, sem = values.mean(), values.std(ddof=1) / np.sqrt(values.size)
-                if (mean > 0 and sem < target_rel_sem * mean) or used + per_batch * n_samples > max_samples:
-                    break
-        bar.close()
-        s_in = float(np.concatenate(smp_in).mean())
-        births = float(relu_model(proc.std, proc.dstd, z, length))
-        model = float(relu_model(proc.std, proc.dstd, z, length, s_in))
-        ex = float(np.concatenate(exact).mean())
+    for index, ((z, r, tents), n, batches) in enumerate(zip(points, n_samples, runs_per_point)):
+        values, mean, sem = stats(batches)
+        proc_std, proc_dstd = batches[-1][4:]
+        s_in = float(np.concatenate([b[1] for b in batches]).mean())
+        births = float(relu_model(proc_std, proc_dstd, z, length))
+        model = float(relu_model(proc_std, proc_dstd, z, length, s_in))
+        ex = float(np.concatenate([b[2] for b in batches]).mean())
         table.append(dict(
-            mu_over_sigma=z, dstd_over_std=r, tents=bool(tents), length=length, n_samples=n_samples,
-            paths=values.size, crossings=float(np.concatenate(crossings).mean()), smp_in=s_in,
+            mu_over_sigma=z, dstd_over_std=r, tents=bool(tents), length=length, n_samples=n,
+            paths=values.size, crossings=float(np.concatenate([b[3] for b in batches]).mean()), smp_in=s_in,
             model_births=births, model_pass=model - births, model=model, measured=mean, measured_sem=sem,
             rel_sem=sem / mean, rel_error=model / mean - 1, z=(model - mean) / sem, exact=ex,
             estimator_error=mean / ex - 1,
         ))
     return pd.DataFrame(table)
+
+
+def _relu_batch(index: int, batch: int, *, points, n_samples, per_batch, length, seed) -> tuple:
+    """Batch ``batch`` of point ``index`` of :func:`relu_sweep`, seeded by ``(seed, index, batch)``:
+    per path the measured SMP, the input SMP, the identity's SMP and crossings; the process's
+    ensemble std and derivative std."""
+    z, r, tents = points[index]
+    n, p = n_samples[index], per_batch[index]
+    bseed = unit_seed(seed, index, batch)
+    proc = add_tents(
+        gaussian_process(p, n, length=length, mean=z, std=1.0, dstd=r, seed=bseed),
+        std=1.0, dstd=r, tent_spacing=10.0 if tents else 0.0, seed=bseed,
+    )
+    y = nn.ReLU()(torch.from_numpy(proc.x)).numpy()
+    measured = _smp(y, proc.h, axis=-1, warn=False)
+    smp_in = _smp(proc.x, proc.h, axis=-1, warn=False) if tents else np.zeros(p)
+    ident = relu_identity(proc.t, proc.x, proc.dx, proc.kink_times, proc.slope_jumps)
+    return measured, smp_in, ident.born + ident.passed, ident.crossings, proc.std, proc.dstd
 
 
 def relu_resolution(
@@ -120,6 +146,8 @@ def relu_resolution(
     length: float = 31.0,
     n_paths: int = 16,
     seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """How finely the grid must sample a ReLU output for ``smp.smp`` to see its births.
 
@@ -131,25 +159,30 @@ def relu_resolution(
     have density ``~|x'|``, the missed SMP ``~ |x'|^2 d|x'|``).
 
     Returns a pandas.DataFrame: ``samples_per_ell, n_samples, ratio, ratio_sem, worst_path``.
+    ``workers``, ``scheduler``: where the grids run, as in :func:`relu_sweep`.
     """
-    rows = []
-    for spe in samples_per_ell:
-        n_samples = int(round(spe * length * 10.0)) + 1
-        proc = add_tents(
-            gaussian_process(n_paths, n_samples, length=length, mean=mu_over_sigma, std=1.0, dstd=10.0, seed=seed),
-            std=1.0, dstd=10.0, tent_spacing=0.0, seed=seed,
-        )
-        y = nn.ReLU()(torch.from_numpy(proc.x)).numpy()
-        measured = _smp(y, proc.h, axis=-1, warn=False)
-        ident = relu_identity(proc.t, proc.x, proc.dx)
-        ratio = measured.sum() / ident.born.sum()
-        # s.e. of a ratio of means (delta method): the paired residuals measured - ratio * exact
-        sem = (measured - ratio * ident.born).std(ddof=1) / np.sqrt(n_paths) / ident.born.mean()
-        has = ident.born > 0
-        per_path = measured[has] / ident.born[has]
-        rows.append(dict(samples_per_ell=int(spe), n_samples=n_samples, ratio=ratio, ratio_sem=sem,
-                         worst_path=float(per_path[np.argmax(np.abs(per_path - 1))])))
+    grid = partial(_resolution_grid, mu_over_sigma=mu_over_sigma, length=length, n_paths=n_paths, seed=seed)
+    rows = run_units(grid, [int(spe) for spe in samples_per_ell], workers=workers, scheduler=scheduler)
     return pd.DataFrame(rows)
+
+
+def _resolution_grid(spe: int, *, mu_over_sigma, length, n_paths, seed) -> dict:
+    """One row of :func:`relu_resolution`: the same paths sampled at ``spe`` samples per ell."""
+    n_samples = int(round(spe * length * 10.0)) + 1
+    proc = add_tents(
+        gaussian_process(n_paths, n_samples, length=length, mean=mu_over_sigma, std=1.0, dstd=10.0, seed=seed),
+        std=1.0, dstd=10.0, tent_spacing=0.0, seed=seed,
+    )
+    y = nn.ReLU()(torch.from_numpy(proc.x)).numpy()
+    measured = _smp(y, proc.h, axis=-1, warn=False)
+    ident = relu_identity(proc.t, proc.x, proc.dx)
+    ratio = measured.sum() / ident.born.sum()
+    # s.e. of a ratio of means (delta method): the paired residuals measured - ratio * exact
+    sem = (measured - ratio * ident.born).std(ddof=1) / np.sqrt(n_paths) / ident.born.mean()
+    has = ident.born > 0
+    per_path = measured[has] / ident.born[has]
+    return dict(samples_per_ell=spe, n_samples=n_samples, ratio=ratio, ratio_sem=sem,
+                worst_path=float(per_path[np.argmax(np.abs(per_path - 1))]))
 
 
 def relu_great_circle(
@@ -159,6 +192,8 @@ def relu_great_circle(
     units: int = 4000,
     n_samples: int = 4096,
     seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ):
     """First-layer ReLU units on a great circle: Rice per path against Rice for the ensemble.
 
@@ -176,46 +211,61 @@ def relu_great_circle(
 
     Returns a pandas.DataFrame with these, ``measured_sem`` (s.e. of ``measured`` over units) and the relative errors
     ``rel_error_ensemble``, ``rel_error_pathwise`` (model / measured - 1) and ``z_ensemble``.
+    ``workers``, ``scheduler``: where the biases run, as in :func:`relu_sweep`.
     """
-    _, h, path = signals.great_circle((in_features,), n_samples, seed=seed)
-    rows = []
-    for index, b in enumerate(mu_over_sigma):
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
-        layer = nn.Linear(in_features, units).double()
-        with torch.no_grad():
-            layer.weight.normal_(0.0, 1.0 / np.sqrt(in_features), generator=gen)
-            layer.bias.fill_(float(b))
-        x, y = along_path(nn.Sequential(layer, nn.ReLU()), path)
-        measured = _smp(y, h, axis=0, warn=False)
-        # the sinusoid's amplitude from its two Fourier coefficients along the closed path
-        t = np.arange(n_samples) * h
-        amp = 2.0 / n_samples * np.hypot(np.cos(t) @ x, np.sin(t) @ x)
-        exact = relu_sinusoid(amp, float(b))
-        stats = unit_statistics(x, h)
-        pathwise = relu_model(stats.std, stats.dstd, stats.mean, 2 * np.pi)
-        ensemble = float(relu_model(1.0, 1.0, float(b), 2 * np.pi))
-        mean, sem = mean_sem(measured)
-        rows.append(dict(
-            mu_over_sigma=float(b), units=units, measured=float(mean), measured_sem=float(sem), exact=float(exact.mean()),
-            model_ensemble=ensemble, model_pathwise=float(pathwise.mean()),
-            rel_error_ensemble=ensemble / mean - 1, z_ensemble=(ensemble - mean) / sem,
-            rel_error_pathwise=float(pathwise.mean()) / mean - 1,
-            estimator_error=float(np.abs(measured - exact).sum() / exact.sum()),
-        ))
+    bias = partial(_great_circle_bias, mu_over_sigma=list(mu_over_sigma), in_features=in_features, units=units,
+                   n_samples=n_samples, seed=seed)
+    rows = run_units(bias, range(len(mu_over_sigma)), workers=workers, scheduler=scheduler)
     return pd.DataFrame(rows)
 
 
-def write_tables(*, progress: bool = False, directory: str | None = None) -> dict[str, pd.DataFrame]:
+def _great_circle_bias(index: int, *, mu_over_sigma, in_features, units, n_samples, seed) -> dict:
+    """One row of :func:`relu_great_circle`: the bias ``mu_over_sigma[index]``, weights seeded by
+    ``(seed, index)``."""
+    b = mu_over_sigma[index]
+    _, h, path = signals.great_circle((in_features,), n_samples, seed=seed)
+    gen = torch.Generator().manual_seed(unit_seed(seed, index))
+    layer = nn.Linear(in_features, units).double()
+    with torch.no_grad():
+        layer.weight.normal_(0.0, 1.0 / np.sqrt(in_features), generator=gen)
+        layer.bias.fill_(float(b))
+    x, y = along_path(nn.Sequential(layer, nn.ReLU()), path)
+    measured = _smp(y, h, axis=0, warn=False)
+    # the sinusoid's amplitude from its two Fourier coefficients along the closed path
+    t = np.arange(n_samples) * h
+    amp = 2.0 / n_samples * np.hypot(np.cos(t) @ x, np.sin(t) @ x)
+    exact = relu_sinusoid(amp, float(b))
+    stats = unit_statistics(x, h)
+    pathwise = relu_model(stats.std, stats.dstd, stats.mean, 2 * np.pi)
+    ensemble = float(relu_model(1.0, 1.0, float(b), 2 * np.pi))
+    mean, sem = mean_sem(measured)
+    return dict(
+        mu_over_sigma=float(b), units=units, measured=float(mean), measured_sem=float(sem), exact=float(exact.mean()),
+        model_ensemble=ensemble, model_pathwise=float(pathwise.mean()),
+        rel_error_ensemble=ensemble / mean - 1, z_ensemble=(ensemble - mean) / sem,
+        rel_error_pathwise=float(pathwise.mean()) / mean - 1,
+        estimator_error=float(np.abs(measured - exact).sum() / exact.sum()),
+    )
+
+
+def write_tables(
+    *,
+    progress: bool = False,
+    directory: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> dict[str, pd.DataFrame]:
     """Run chapter 4's sweep (:func:`relu_sweep`, its defaults) and store it as ``relu_sweep``.
 
     Several minutes on 2 cores (the points at ``|mu/sigma| >= 2.5`` need 1e8 samples: crossings
-    are rare).
+    are rare).  ``workers`` and ``scheduler`` say where the batches run; the table does not depend
+    on them.
 
     Stored through :func:`smp.data.write` (``directory`` defaults to the package's ``data/``);
     returns the tables by registry name.
     """
     tables = {
-        "relu_sweep": relu_sweep(progress=progress),
+        "relu_sweep": relu_sweep(progress=progress, workers=workers, scheduler=scheduler),
     }
     data.write_many(tables, directory)
     return tables
