@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import data, models
 from .._validation import check_int
-from ..feature import DenseKinksWarning, diagnose
+from ..feature import DenseKinksWarning, SMPWarning, diagnose
 from ..feature import smp as _smp
 from ..measure import along_path
 from ..networks import random_conv2d
@@ -166,7 +166,9 @@ def conv_shared_sweep(
     - measured: mean ``smp.smp`` over the tested layer's output units.
 
     Returns a pandas.DataFrame, one row per ``C_in``: ``c_in, kernel_size, fan_in, weight_std,
-    repeats, smp_in, model_independent, model_shared, measured`` (means over repeats) and, for each
+    repeats, smp_in, model_independent, model_shared, measured`` (means over repeats), ``warned``
+    (fraction of repeats in which the detector warned on some output unit: two opposite kinks
+    within a grid step, see :class:`smp.CloseKinksWarning`) and, for each
     model (suffix ``_shared``, ``_independent``), ``ratio``, ``ratio_sem``, ``rel_error``, ``z`` as in
     :func:`conv_sweep` (per-repeat ratios measured / model; repeats continue until the shared model's
     ratio has a relative s.e. below ``target_rel_sem``).  ``workers``, ``scheduler``: where the repeats
@@ -187,11 +189,12 @@ def conv_shared_sweep(
     table = []
     for c_in, rows in zip(in_channels, runs_per_point):
         runs = np.asarray(rows)
-        measured, shared, independent, smp_in = runs.mean(axis=0)
+        measured, shared, independent, smp_in, warned = runs.mean(axis=0)
         table.append(
             dict(
                 c_in=c_in, kernel_size=k, fan_in=c_in * k * k, weight_std=float(weight_std), repeats=len(runs),
                 smp_in=smp_in, model_independent=independent, model_shared=shared, measured=measured,
+                warned=warned,
                 **ratio_summary(runs[:, 0], runs[:, 1], "_shared"),
                 **ratio_summary(runs[:, 0], runs[:, 2], "_independent"),
             )
@@ -212,12 +215,17 @@ def _shared_repeat(
     mix = random_conv2d(upstream_channels, c_in, 1, 1.0, bias_std=0.0, seed=int(seeds[1]))
     tested = random_conv2d(c_in, out_channels, k, weight_std, seed=int(seeds[2]))
     z, x, y = along_path(nn.Sequential(nn.ReLU(), mix, tested), u)
-    smp_z = _smp(z, gp.h, axis=0).reshape(upstream_channels, size * size).mean(axis=1)
-    smp_in = _smp(x, gp.h, axis=0).mean()
-    measured = _smp(y, gp.h, axis=0).mean()
+    # a few of the 1152 outputs get two opposite kinks within a grid step (the detector warns):
+    # record it per repeat (column "warned") instead of printing it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SMPWarning)
+        smp_z = _smp(z, gp.h, axis=0).reshape(upstream_channels, size * size).mean(axis=1)
+        smp_in = _smp(x, gp.h, axis=0).mean()
+        measured = _smp(y, gp.h, axis=0).mean()
+    warned = float(any(issubclass(w.category, SMPWarning) for w in caught))
     v = mix.weight.detach().numpy()[:, :, 0, 0]  # (C_in, upstream_channels)
     shared = k * k * models.conv_shared(weight_std, (v * smp_z).T)  # one row per upstream channel
-    return measured, shared, models.conv(weight_std, c_in * k * k, smp_in), smp_in
+    return measured, shared, models.conv(weight_std, c_in * k * k, smp_in), smp_in, warned
 
 
 def conv_resolution(
