@@ -392,7 +392,7 @@ def maxpool_window(mean, cov, dcov, length=1.0, smp_in=0.0, *, relu: bool = Fals
             vals, vecs = np.linalg.eigh(ccov)
             root = vecs * np.sqrt(np.clip(vals, 0.0, None))[..., None, :]
             z = rng.standard_normal(lead + (n_draws, kk))
-            x = cm[..., None, :] + np.einsum("...ij,...nj->...ni", root, z)
+            x = cm[..., None, :] + np.matmul(z, np.swapaxes(root, -1, -2))
             rest = [q for q in range(kk) if q not in (i, j)]
             # common level (x_i = x_j on the conditional law, up to rounding): use their average
             level = 0.5 * (x[..., i] + x[..., j])
@@ -405,7 +405,7 @@ def maxpool_window(mean, cov, dcov, length=1.0, smp_in=0.0, *, relu: bool = Fals
     # P(argmax = i) on the unconditional law
     vals, vecs = np.linalg.eigh(c)
     root = vecs * np.sqrt(np.clip(vals, 0.0, None))[..., None, :]
-    x = m[..., None, :] + np.einsum("...ij,...nj->...ni", root, rng.standard_normal(lead + (n_draws, kk)))
+    x = m[..., None, :] + np.matmul(rng.standard_normal(lead + (n_draws, kk)), np.swapaxes(root, -1, -2))
     arg = np.argmax(x, axis=-1)
     p_arg = np.stack([(arg == i).mean(axis=-1) for i in range(k)], axis=-1)
     passed = (s_in * p_arg).sum(axis=-1)
