@@ -279,26 +279,38 @@ def stack_resolution_sweep(
     return out
 
 
-def write_tables(*, progress: bool = False, directory: str | None = None) -> dict[str, pd.DataFrame]:
+def write_tables(
+    *, progress: bool = False, directory: str | None = None, workers: int | None = None
+) -> dict[str, pd.DataFrame]:
     """Run the chapter-6 sweeps with the book's settings and store them.
 
     - ``stack_dense``: :func:`dense_stack_sweep` at gains 0.8, 1, 1.2 (width 256, depth 8, 36
       networks: the per-network scatter of a deep layer's SMP is ~10 %);
     - ``stack_width``: :func:`dense_stack_sweep` at widths 64 .. 512 (gain 1, depth 4);
-    - ``stack_cnn``: :func:`conv_stack_sweep` (channels 1, 8, 16, 16 on 16 x 16 images);
+    - ``stack_dense_bias``: :func:`dense_bias_sweep` (biases, unequal widths);
+    - ``stack_cnn_networks``: :func:`conv_stack_networks` for every architecture of
+      ``CNN_ARCHITECTURES`` with ``CNN_SETTINGS`` (200 networks each, on parallel units);
+    - ``stack_cnn``: :func:`conv_stack_sweep` of those measurements against the model;
     - ``stack_resolution``: :func:`stack_resolution_sweep`, dense at gain 1.2 and the CNN.
 
-    Takes 20-30 minutes on 2 cores.
-
-    Stored through :func:`smp.data.write` (``directory`` defaults to the package's ``data/``);
+    About an hour of CPU on 2 loaded cores (the CNN networks ~2/3 of it, split over ``workers``).
+    Stored through :func:`smp.data.write_many` (``directory`` defaults to the package's ``data/``);
     returns the tables by registry name.
     """
+    cnn_networks = pd.concat(
+        [conv_stack_networks(name, workers=workers, progress=progress, **CNN_SETTINGS) for name in CNN_ARCHITECTURES],
+        ignore_index=True,
+    )
     tables = {
         "stack_dense": dense_stack_sweep(n_networks=36, progress=progress),
         "stack_width": dense_stack_sweep(
             gains=(1.0,), widths=(64, 128, 256, 512), depth=4, n_networks=6, max_units=64, progress=progress
         ),
-        "stack_cnn": conv_stack_sweep(progress=progress),
+        "stack_dense_bias": dense_bias_sweep(progress=progress),
+        "stack_cnn_networks": cnn_networks,
+        "stack_cnn": pd.concat(
+            [conv_stack_sweep(cnn_networks, architecture=name) for name in CNN_ARCHITECTURES], ignore_index=True
+        ),
         "stack_resolution": pd.concat(
             [
                 stack_resolution_sweep(progress=progress),
