@@ -204,11 +204,12 @@ def conv_stack_sweep(
     ``per_network`` are rows of :func:`conv_stack_networks` (measured here with
     ``measurement_options`` if None), pooled over networks by :func:`smp.measure.summarise_networks`;
     the model is :func:`smp.models.conv_stack` for the architecture over the arc's length, with
-    correlated windows (``model``) and with i.i.d. windows (``model_iid``), ``model_draws`` Monte
-    Carlo draws.
+    correlated windows (``model``), with i.i.d. windows (``model_iid``) and with the receptive-field
+    norm's root mean square in place of its mean (``model_no_jensen``, the earlier approximation),
+    ``model_draws`` Monte Carlo draws.
 
     Returns a pandas.DataFrame: the summary columns of :func:`stack_measurement` plus
-    ``architecture``, ``block``, ``model``, ``model_iid``, ``model_rms``, ``model_drms``,
+    ``architecture``, ``block``, ``length``, ``model``, ``model_iid``, ``model_no_jensen``, ``model_rms``, ``model_drms``,
     ``model_p_active``, ``window_rho`` and ``error`` (model / measured - 1).
     """
     if per_network is None:
@@ -222,11 +223,13 @@ def conv_stack_sweep(
                    length=length, n_draws=model_draws, seed=seed)
     model = conv_stack(shape, arch["channels"], **options)
     iid = conv_stack(shape, arch["channels"], correlated_windows=False, **options)
+    upper = conv_stack(shape, arch["channels"], jensen=False, **options)
     table.insert(0, "architecture", architecture)
     table.insert(1, "block", model["block"].to_numpy())
     table["length"] = length
     table["model"] = model["smp"].to_numpy()
     table["model_iid"] = iid["smp"].to_numpy()
+    table["model_no_jensen"] = upper["smp"].to_numpy()
     table["model_rms"] = model["rms"].to_numpy()
     table["model_drms"] = model["drms"].to_numpy()
     table["model_p_active"] = model["p_active"].to_numpy()
