@@ -89,16 +89,16 @@ def test_resolution_table_coarsest_grid_is_reproduced():
 # ---------------------------------------------------------------------------------------------
 # Detecting a several-percent shift
 # ---------------------------------------------------------------------------------------------
-# The dense table's per-layer s.e. are ~1.2 %; its layers share the networks, so their errors are
-# correlated and the s.e. of their mean lies between 0.3 % and 1.2 %.  The mean over the measured
-# layers of model / measured - 1 within 1.5 % of 0 (above the worst case, half the shift to detect)
-# holds for the stored tables (+0.1 % at every gain, +0.9 % over widths, see the bias table below)
-# and fails for a 3 % shift of the measurement.
+# The dense tables' per-layer s.e. are 1-3 %; the layers of one run share its networks, so their
+# errors are correlated and the s.e. of their mean lies between s.e./sqrt(layers) and s.e.  The
+# mean over all measured rows of a table of model / measured - 1 (the three gains of stack_dense are
+# one experiment scaled; the four widths of stack_width are independent runs of 6 networks) within
+# 1.5 % of 0 holds for the stored tables (+0.1 %, +0.9 %, +0.6 % with biases) and fails for a 3 %
+# shift of the measurement.
 def _check_dense_mean_error(table: pd.DataFrame) -> None:
     measured = table[table["smp"] > 0]
-    for _, rows in measured.groupby([c for c in ("gain", "width", "bias_std") if c in measured], dropna=False):
-        error = rows["model"] / rows["smp"] - 1
-        assert abs(error.mean()) < 0.015, error.mean()
+    error = measured["model"] / measured["smp"] - 1
+    assert abs(error.mean()) < 0.015, error.mean()
 
 
 @pytest.mark.parametrize("name", ["stack_dense", "stack_width", "stack_dense_bias"])
@@ -151,8 +151,10 @@ def _check_cnn_summary(cnn: pd.DataFrame, cnn_networks: pd.DataFrame) -> None:
         pooled = measure.summarise_networks(cnn_networks[cnn_networks["architecture"] == name])
         for key in ("smp", "smp_sem", "rms", "drms", "p_positive"):
             np.testing.assert_allclose(rows[key].to_numpy(), pooled[key].to_numpy(), rtol=1e-9)
-        np.testing.assert_allclose(rows["error"].to_numpy(), (rows["model"] / pooled["smp"]).to_numpy() - 1,
-                                   rtol=1e-9, atol=1e-12)
+        with np.errstate(invalid="ignore"):  # the first convolution: 0 / 0
+            expected = rows["model"].to_numpy() / pooled["smp"].to_numpy() - 1
+        np.testing.assert_allclose(rows["error"].to_numpy(), expected,
+                                   rtol=0, atol=1e-8)  # the CSV keeps 10 digits
 
 
 def _check_cnn_paired(cnn_networks: pd.DataFrame, fresh: pd.DataFrame) -> None:
