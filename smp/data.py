@@ -102,6 +102,14 @@ REGISTRY: dict[str, Entry] = {
         "06_stacked_resolution.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
         "chapter 6: measured per-layer SMP against the number of samples",
     ),
+    "stack_cnn_networks": Entry(
+        "06_stacked_cnn_networks.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "chapter 6: CNN stacks, per-network per-layer measurement (three architectures, 200 networks each)",
+    ),
+    "stack_dense_bias": Entry(
+        "06_stacked_dense_bias.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "chapter 6: dense ReLU stack with biases and unequal widths, model against measurement",
+    ),
     "forensics_auc": Entry(
         "08_forensics_auc.csv", "smp.experiments.forensics:write_tables", 0, "%.6g",
         "forensics chapter: AUC of SMP and the TV baseline with bootstrap intervals",

@@ -84,3 +84,32 @@ def test_fresh_resolution_run_reproduces_the_table():
         assert row.ratio == pytest.approx(stored.loc[row.n_samples].ratio, rel=1e-6)
         # the detector's verdict too (the stored flags once went stale after a detector fix)
         assert bool(row.dense_warning) == bool(stored.loc[row.n_samples].dense_warning)
+
+
+# Detecting a several-percent shift.  Each point's s.e. is 1-2 %, so the per-point criteria above
+# (max(3 s.e., 3 %)) pass a table shifted by 3 %.  The mean over points of model / measured - 1
+# has s.e. sqrt(sum rel_sem^2) / n (independent points: 0.36 % for the sweep, 0.65 % shared), so
+# requiring it within max(3 s.e., 1 %) of 0 holds for the stored tables (0.0 % and 0.6 %) and
+# fails when the measurement is shifted by 3 % (the test below shifts the stored tables in memory).
+def _check_mean_error(measured, model, rel_sem):
+    error = np.asarray(model) / np.asarray(measured) - 1
+    sem = np.sqrt(np.sum(np.asarray(rel_sem) ** 2)) / error.size
+    assert abs(error.mean()) <= max(3 * sem, 0.01), (error.mean(), sem)
+
+
+def _check_tables(sweep: pd.DataFrame, shared: pd.DataFrame) -> None:
+    _check_mean_error(sweep.measured, sweep.model, sweep.ratio_sem / sweep.ratio)
+    _check_mean_error(shared.measured, shared.model_shared, shared.ratio_sem_shared / shared.ratio_shared)
+
+
+def test_mean_error_over_points():
+    _check_tables(_table("sweep"), _table("shared"))
+
+
+@pytest.mark.parametrize("shift", [0.97, 1.03])
+@pytest.mark.parametrize("which", ["sweep", "shared"])
+def test_mean_error_check_detects_a_3_percent_shift(shift, which):
+    tables = {"sweep": _table("sweep"), "shared": _table("shared")}
+    tables[which] = tables[which].assign(measured=tables[which].measured * shift)
+    with pytest.raises(AssertionError):
+        _check_tables(tables["sweep"], tables["shared"])

@@ -54,3 +54,23 @@ def test_fresh_sweep_reproduces_the_table():
     assert (np.abs(fresh.measured.to_numpy() - stored.measured.to_numpy()) <= TOLERANCE_SE * combined).all()
     # and the model against the fresh measurement (its own s.e.)
     assert (fresh.rel_error.abs() <= np.maximum(TOLERANCE_SE * fresh.rel_sem, 0.03)).all()
+
+
+# Detecting a several-percent shift.  The points' s.e. are 1-2 % and the per-point criterion
+# (max(3 s.e., 3 %)) passes a table shifted by 3 %; the mean over the 34 independent points of
+# model / measured - 1 has s.e. sqrt(sum rel_sem^2) / n = 0.24 %, so requiring it within
+# max(3 s.e., 1 %) of 0 holds for the stored table (+0.08 %) and fails for a 3 % shift.
+def _check_mean_error(table: pd.DataFrame) -> None:
+    error = table.model / table.measured - 1
+    sem = np.sqrt(np.sum(table.rel_sem**2)) / len(table)
+    assert abs(error.mean()) <= max(3 * sem, 0.01), (error.mean(), sem)
+
+
+def test_mean_error_over_points():
+    _check_mean_error(_table())
+
+
+@pytest.mark.parametrize("shift", [0.97, 1.03])
+def test_mean_error_check_detects_a_3_percent_shift(shift):
+    with pytest.raises(AssertionError):
+        _check_mean_error(_table().assign(measured=_table().measured * shift))

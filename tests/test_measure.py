@@ -87,3 +87,28 @@ def test_along_path_keep():
     np.testing.assert_array_equal(first, everything[0])
     with pytest.raises(ValueError, match="keep"):
         measure.along_path(net, x, keep=[6])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stack_measurement_reports_the_root_of_the_ensemble_mean_square(dtype):
+    # two networks whose activations differ in scale by 3: the mean of per-network rms is below the
+    # root of the mean square over networks (what the mean-field models predict) by Jensen
+    nets = [networks.dense_net(8, 16, 2, seed=s) for s in range(2)]
+    with torch.no_grad():
+        for layer in nets[1]:
+            if isinstance(layer, nn.Linear):
+                layer.weight.mul_(np.sqrt(3.0))
+    _, dt, path = signals.great_circle((8,), 3000, seed=0)
+    rows = measure.stack_measurement(nets, path.astype(dtype), dt, per_network=True)
+    table = measure.summarise_networks(rows)
+    ms = rows.pivot(index="network", columns="layer", values="ms").to_numpy()
+    np.testing.assert_allclose(table["rms"], np.sqrt(ms.mean(axis=0)), rtol=1e-12)
+    assert (table["rms"] > np.sqrt(ms).mean(axis=0) * 1.05).all()  # 3^(l) scale gaps: Jensen is large
+    # delta method: sem(ms) / (2 rms)
+    np.testing.assert_allclose(table["rms_sem"], ms.std(axis=0, ddof=1) / np.sqrt(2) / (2 * table["rms"]), rtol=1e-12)
+    # the summary of stack_measurement is the pooled per-network table
+    direct = measure.stack_measurement(nets, path.astype(dtype), dt)
+    np.testing.assert_allclose(direct["smp"], table["smp"], rtol=1e-12)
+    assert list(direct["n_networks"]) == [2] * 4
+    with pytest.raises(ValueError, match="at least 2"):
+        measure.summarise_networks(rows[rows["network"] == 0])

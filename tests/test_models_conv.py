@@ -151,3 +151,41 @@ def test_random_conv2d_is_seeded_float64():
     assert torch.equal(a.weight, b.weight)
     # std of 54 N(0, 0.25) draws: 0.5 within ~30 % (sampling error of a std from 54 values is ~10 %)
     assert 0.35 < a.weight.std().item() < 0.65
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_conv_with_pytorch_default_init(dtype):
+    # nn.Conv2d's default init is uniform on +-1/sqrt(fan_in): E|w| = bound / 2 = 0.866 sw, 8.5 %
+    # above the Gaussian sqrt(2/pi) sw.  Inputs with separated kinks, so E SMP(y) = E|w| sum_RF
+    # SMP(x_i) per output unit (exact given the inputs); 40 default-initialised layers average
+    # 40 * 16 * 27 = 17,280 weights: |w| has relative spread 0.58, so the s.e. is 0.44 % and 2 %
+    # is 4.5 s.e., while the Gaussian assumption misses by 8.5 % (19 s.e.)
+    c_in, c_out, k, size = 3, 16, 3, 5
+    maps = signals.kinked_feature_map(1500, c_in, size, k, 2, seed=3)
+    x = torch.from_numpy(maps.x).to(dtype)
+    per_input = np.abs(maps.slope_jumps).sum(-1)  # exact SMP of every input unit
+    # the sum of input SMP over each output unit's receptive field (no padding, 3 x 3 outputs)
+    rf_sum = np.array([[per_input[:, i : i + k, j : j + k].sum() for j in range(size - k + 1)] for i in range(size - k + 1)])
+    fan_in = c_in * k * k
+    bound = 1 / np.sqrt(fan_in)
+    measured, gaussian = [], []
+    for seed in range(40):
+        torch.manual_seed(seed)
+        layer = nn.Conv2d(c_in, c_out, k, dtype=dtype)  # PyTorch's default initialisation
+        with torch.no_grad():
+            y = layer(x).reshape(x.shape[0], -1).double().numpy()
+        # float32 rounding roughens the smooth parts (the detector warns) but moves SMP by ~0.2 %
+        measured.append(smp.smp(y, maps.h, axis=0, warn=dtype == torch.float64).mean())
+        gaussian.append(models.conv(layer.weight.std().item(), fan_in, rf_sum.mean() / fan_in))
+    model = models.conv(None, fan_in, rf_sum.mean() / fan_in, mean_abs_weight=bound / 2)
+    assert np.mean(measured) == pytest.approx(model, rel=0.02)
+    # the Gaussian model at the weights' own standard deviation is 8.5 % low
+    assert np.mean(gaussian) / np.mean(measured) - 1 == pytest.approx(-0.079, abs=0.02)
+
+
+def test_conv_mean_abs_weight_arguments():
+    assert models.conv(2.0, 3, 1.0, mean_abs_weight=0.5) == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="weight_std"):
+        models.conv(None, 3, 1.0)
+    with pytest.raises(ValueError, match="mean_abs_weight"):
+        models.conv(None, 3, 1.0, mean_abs_weight=-1.0)

@@ -164,3 +164,31 @@ def test_window_not_equicorrelated_differs():
     assert lo < w.births < hi
     with pytest.raises(ValueError, match="cov"):
         maxpool_window(np.zeros(4), np.eye(3), np.eye(3))
+
+
+@pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("mu", [0.0, 1.0])
+@pytest.mark.parametrize("rho", [0.9, 0.99, 0.999])
+def test_relu_maxpool_at_high_correlation_agrees_with_the_window_model(k, mu, rho):
+    # the common part's level a_w spreads as sqrt(rho / (1 - rho)) (31 at rho = 0.999): a fixed
+    # Gauss-Hermite rule in w missed by +19 % .. -100 % here.  maxpool_window conditions on each
+    # pair exactly; its Monte-Carlo error with 200,000 draws is ~0.2 %, so 1 % is the bar
+    from smp.models import maxpool_window
+
+    drho = rho
+    cov = np.full((k, k), rho) + np.eye(k) * (1 - rho)
+    dcov = np.full((k, k), drho) + np.eye(k) * (1 - drho)
+    window = maxpool_window(np.full((1, k), mu), cov[None], dcov[None], 1.0, smp_in=0.5, relu=True,
+                            n_draws=200_000, seed=1)
+    zero, switch, passed = relu_maxpool_parts(k, 1.0, 1.0, mu, 1.0, 0.5, rho, drho)
+    assert zero + switch == pytest.approx(window.births[0], rel=0.01)
+    assert passed == pytest.approx(window.passed[0], rel=0.01)
+
+
+def test_relu_maxpool_tends_to_one_relu_as_the_window_becomes_one_input():
+    # rho = drho -> 1: all K inputs are one signal, max(0, x_1..x_K) = relu(x_1)
+    for rho in (1 - 1e-6, 1 - 1e-10):
+        got = relu_maxpool(4, 1.0, 1.0, 0.5, 1.0, 1.0, rho, rho)
+        assert got == pytest.approx(relu(1.0, 1.0, 0.5, 1.0, 1.0), rel=2e-3)
+    with pytest.raises(ValueError, match="rho"):
+        relu_maxpool(4, 1.0, 1.0, rho=1.0)

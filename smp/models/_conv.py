@@ -19,27 +19,49 @@ from .._validation import check_array
 __all__ = ["conv", "conv_shared", "conv_kinks", "ConvKinks"]
 
 
-def conv(weight_std, fan_in, smp_in):
+def conv(weight_std, fan_in, smp_in, *, mean_abs_weight=None):
     """Expected SMP of one output unit of a convolution / linear layer, kinks at distinct times.
 
-    ``y = sum_i w_i x_i + b`` with ``w_i ~ N(0, sw**2)`` i.i.d.: every kink of input i reappears in y
-    with its jump times ``w_i``.  When no two inputs kink at the same t (the identity
+    ``y = sum_i w_i x_i + b`` with i.i.d. weights: every kink of input i reappears in y with its
+    jump times ``w_i``.  When no two inputs kink at the same t (the identity
     ``SMP(y) = sum_i |w_i| SMP(x_i)`` then holds on every path),
 
-        E SMP(y) = fan_in * sw * sqrt(2/pi) * smp_in,
+        E SMP(y) = fan_in * E|w| * smp_in,
 
-    since ``E|w| = sw sqrt(2/pi)``.  Shared kink times: :func:`conv_shared`; exact bookkeeping on one path: :func:`conv_kinks`.
+    for any weight distribution.  For Gaussian weights ``w ~ N(0, sw**2)``,
+    ``E|w| = sw sqrt(2/pi) = 0.798 sw`` (the default).  Other initialisations differ: PyTorch's
+    default for ``nn.Conv2d`` / ``nn.Linear`` is uniform on ``(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
+    whose ``E|w| = sw sqrt(3) / 2 = 0.866 sw`` is 8.5 % above the Gaussian value at the same
+    standard deviation; pass the weights' actual mean absolute value as ``mean_abs_weight`` (e.g.
+    ``layer.weight.abs().mean()``, or ``bound / 2`` for a uniform law on ``(-bound, bound)``).
+    Shared kink times: :func:`conv_shared`; exact bookkeeping on one path: :func:`conv_kinks`.
 
     Parameters
     ----------
-    weight_std : ``sw``, the weights' standard deviation (units of y per unit x).
+    weight_std : ``sw``, the weights' standard deviation (units of y per unit x); used only when
+        ``mean_abs_weight`` is None (Gaussian weights), and may then be None.
     fan_in : number of inputs of one output unit (``C_in * k * k`` for a convolution).
     smp_in : SMP carried by each input unit (units of x per unit t).
+    mean_abs_weight : ``E|w|`` of the weights' distribution (units of y per unit x); None means
+        Gaussian weights of standard deviation ``weight_std``.
+
+    Example
+    -------
+    >>> round(conv(1.0, 9, 2.0), 4)  # Gaussian weights: 9 * sqrt(2/pi) * 2
+    14.3619
+    >>> bound = 1 / 3  # PyTorch's default init at fan_in 9: U(-1/3, 1/3), E|w| = bound / 2
+    >>> round(conv(None, 9, 2.0, mean_abs_weight=bound / 2), 4)
+    3.0
     """
-    sw = check_array("weight_std", weight_std, nonnegative=True)
     n = check_array("fan_in", fan_in, positive=True)
     s_in = check_array("smp_in", smp_in, nonnegative=True)
-    return to_output(n * sw * SQRT_2_OVER_PI * s_in)
+    if mean_abs_weight is None:
+        if weight_std is None:
+            raise ValueError("weight_std must be given (>= 0) when mean_abs_weight is None")
+        mean_abs = check_array("weight_std", weight_std, nonnegative=True) * SQRT_2_OVER_PI
+    else:
+        mean_abs = check_array("mean_abs_weight", mean_abs_weight, nonnegative=True)
+    return to_output(n * mean_abs * s_in)
 
 
 class ConvKinks(NamedTuple):
@@ -113,6 +135,12 @@ def conv_shared(weight_std, jump_vectors):
     ``w_i ~ N(0, sw**2)``, so ``E|w . J_e| = sw sqrt(2/pi) ||J_e||_2`` and, events at distinct times,
 
         E SMP(y) = sw * sqrt(2/pi) * sum_e ||J_e||_2.
+
+    This assumes Gaussian weights.  For other weight laws ``w . J_e`` is Gaussian only when many
+    inputs share the event (central limit); with one input per event ``E|w . J_e| = E|w| |Ds|``
+    exactly (use :func:`conv` with ``mean_abs_weight``).  For PyTorch's uniform default init the
+    Gaussian value is 7.9 % low for one-input events, 2.3 % low for two equal entries, and the
+    gap closes as ``1/m`` for ``m`` equal entries.
 
     With one input per event (``J_e = Ds e_i``) this is :func:`conv` (``||J||_2 = ||J||_1``); with a
     kink shared by ``m`` inputs of equal jumps ``||J||_2 = ||J||_1 / sqrt(m)``: the jumps add before
