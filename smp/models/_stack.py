@@ -336,7 +336,6 @@ def _first_block_pool(shape, c_in, k, pool, sw, sb, m2, dm2, length, n_draws, po
     cov = _first_block_window_cov(kernels, shape, pool, m2)  # (kernels, windows, K, K)
     if not correlated:
         cov = cov * np.eye(pool * pool)
-    kk = pool * pool
     mean = np.broadcast_to(biases[:, None, None], cov.shape[:-1])
     births = np.zeros(cov.shape[1])
     seed = int(rng.integers(2**31))
