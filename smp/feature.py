@@ -349,7 +349,7 @@ def second_difference(y: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     y : array_like, shape (..., N)
-        signals sampled on a uniform grid along the last axis, N >= 3 for a non-empty result.
+        signals on a uniform grid along the last axis (N >= 3 for a non-empty result).
 
     Returns
     -------
