@@ -57,8 +57,8 @@ in a single interval.  Per output, the number of pieces where that output is aff
 Examples
 --------
 The names this module re-exports from its private modules: :func:`flatten_layers`
-unrolls nested ``nn.Sequential``, the event walker :func:`trace_line_walk` finds the breakpoints
-that :func:`trace_line` finds, and a :class:`Trace` holds them.
+unrolls nested ``nn.Sequential``, the event walker :func:`trace_line_walk` finds the
+breakpoints that :func:`trace_line` finds, and a :class:`Trace` holds them.
 
 >>> import numpy as np
 >>> from torch import nn
