@@ -25,16 +25,59 @@ __all__ = ["unit_seed", "default_workers", "run_units", "run_until"]
 def unit_seed(seed: int, *index: int) -> int:
     """The seed of unit ``index`` of a sweep seeded with ``seed`` (a 32-bit int, any workers).
 
+    The first word of ``numpy.random.SeedSequence([seed, *index])``: a function of the
+    sweep's seed and the unit's index alone, so a unit draws the same numbers whichever
+    worker runs it, and in whatever order.
+
+    Parameters
+    ----------
+    seed : int
+        the sweep's seed (non-negative).
+    *index : int
+        the unit's position in the sweep, one or more non-negative integers (e.g. the
+        width's index and the network's).
+
+    Returns
+    -------
+    int
+        a seed in ``[0, 2**32)``.
+
     Example
     -------
     >>> unit_seed(0, 3) == unit_seed(0, 3) != unit_seed(0, 4)
     True
+    >>> unit_seed(0, 1, 2) != unit_seed(0, 2, 1), 0 <= unit_seed(7, 0) < 2**32
+    (True, True)
     """
     return int(np.random.SeedSequence([int(seed), *map(int, index)]).generate_state(1)[0])
 
 
 def default_workers() -> int:
-    """``$SMP_WORKERS`` if set, else every local core (``os.cpu_count()``)."""
+    """``$SMP_WORKERS`` if set, else every local core (``os.cpu_count()``).
+
+    Returns
+    -------
+    int
+        the number of worker processes :func:`run_units` starts by default.
+
+    Raises
+    ------
+    ValueError
+        ``$SMP_WORKERS`` is not a positive integer.
+
+    Example
+    -------
+    >>> import os
+    >>> saved = os.environ.get("SMP_WORKERS")
+    >>> os.environ["SMP_WORKERS"] = "3"
+    >>> default_workers()
+    3
+    >>> _ = os.environ.pop("SMP_WORKERS")
+    >>> default_workers() == (os.cpu_count() or 1)
+    True
+    >>> if saved is not None:
+    ...     os.environ["SMP_WORKERS"] = saved
+    """
     value = os.environ.get("SMP_WORKERS")
     return check_int("SMP_WORKERS", int(value)) if value else (os.cpu_count() or 1)
 
@@ -67,6 +110,13 @@ def run_units(
         when given, the units run on its workers through joblib's Dask backend (needs the
         ``cluster`` extra: ``pip install smp[cluster]``).
     progress : a tqdm bar over finished units.
+    desc : the bar's label.
+
+    Returns
+    -------
+    list
+        ``function(unit)`` for every unit, in the order of ``units`` whichever worker
+        finished first.
 
     Example
     -------
@@ -121,6 +171,21 @@ def run_until(
     Units are computed in rounds of ``max(workers, 1)``; ``done`` is then checked on every prefix in
     order, and the first prefix (of length >= ``min_units``) it accepts is returned: extra units of
     the last round are discarded, so the stopping point does not depend on the round size.
+
+    Parameters
+    ----------
+    function : a picklable function of the unit's index ``0, 1, ...`` (derive its seed
+        with :func:`unit_seed`).
+    done : a function of the list of results so far, true when they are enough (e.g. a
+        standard error below a target).
+    min_units, max_units : the fewest and the most units computed.
+    workers, scheduler, progress, desc : as in :func:`run_units`.
+
+    Returns
+    -------
+    list
+        ``[function(0), ..., function(n - 1)]`` for the first ``n >= min_units`` that
+        ``done`` accepts, or ``max_units`` results if none does.
 
     Example
     -------
