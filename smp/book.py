@@ -41,6 +41,19 @@ def format_number(value: Any, digits: int = 3) -> str:
     """``value`` with ``digits`` significant digits, for reading: ``16650 -> '16,650'``,
     ``0.0012345 -> '0.00123'``, ``nan -> '–'``; exponent notation only outside [1e-4, 1e7).
 
+    Parameters
+    ----------
+    value : Any
+        a number (integers get thousands separators, never rounding), ``None`` or NaN
+        (shown as ``MISSING``), or anything else (shown with ``str``).
+    digits : int
+        significant digits of a float.
+
+    Returns
+    -------
+    str
+        the text; trailing zeros of the decimals dropped, infinities as ``∞``/``-∞``.
+
     Example
     -------
     >>> [format_number(v) for v in (16650.0, 0.0012345, 2.0, -0.5, float("nan"), 3e-9)]
@@ -89,6 +102,29 @@ def format_table(
     numeric columns use :func:`format_number` with ``digits`` significant digits.  Headers carry
     their units, e.g. ``{"smp_model": "model SMP (1/t)"}``.
 
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        the table of numbers.
+    columns : mapping of str to str, optional
+        ``{column name: header}`` of the columns to show, in order (default: all, under
+        their own names).
+    formats : mapping of str to str or callable, optional
+        per column, a format string or a function of one cell returning its text;
+        missing cells (NaN, None) show ``MISSING`` whatever the format.
+    digits : int
+        significant digits of the columns without a format.
+
+    Returns
+    -------
+    pandas.DataFrame
+        text cells under the headers, with ``frame``'s index.
+
+    Raises
+    ------
+    ValueError
+        a key of ``columns`` is not a column of ``frame``.
+
     Example
     -------
     >>> frame = pd.DataFrame({"k": [2, 4], "error": [0.0123, -0.004]})
@@ -118,6 +154,17 @@ def format_table(
 
 def markdown_table(text: pd.DataFrame) -> str:
     """A text table (from :func:`format_table`) as a Markdown pipe table, numbers right-aligned.
+
+    Parameters
+    ----------
+    text : pandas.DataFrame
+        a table of text cells (its index is not shown); ``|`` in a cell is escaped.
+
+    Returns
+    -------
+    str
+        the header row, the alignment row (``--:`` for columns whose every cell reads as
+        a number, ``:--`` otherwise) and one row per line of ``text``.
 
     Example
     -------
@@ -166,6 +213,28 @@ def glue_table(
 
     The page shows it through a ``{table}`` directive holding ``{glue:md}`` ``name`` with
     ``:format: myst`` (module docstring); the returned text is what the checked cell prints.
+
+    Parameters
+    ----------
+    name : str
+        the glue key the page cites.
+    frame, columns, formats, digits
+        as in :func:`format_table`.
+
+    Returns
+    -------
+    str
+        the formatted table as plain text, without the index.
+
+    Example
+    -------
+    Outside a notebook the glue goes nowhere; the text is returned all the same:
+
+    >>> frame = pd.DataFrame({"k": [2, 4], "smp": [1.23456, 16650.0]})
+    >>> print(glue_table("demo_table", frame, {"k": "window K", "smp": "SMP (1/t)"}))
+    window K SMP (1/t)
+           2      1.23
+           4    16,650
     """
     from IPython.display import Markdown
     from myst_nb import glue
@@ -181,9 +250,24 @@ def glue_all(values: Mapping[str, Any], prefix: str = "") -> None:
     One line in a chapter glues an experiment's whole summary; the prose then cites each number
     with ``{glue:text}`name:format```.
 
+    Parameters
+    ----------
+    values : mapping of str to Any
+        the numbers (or any values ``myst_nb.glue`` takes) by name.
+    prefix : str
+        put before every name, e.g. the chapter's topic.
+
+    Returns
+    -------
+    None
+        the values are glued for the page (outside a notebook, nowhere); nothing is
+        displayed.
+
     Example
     -------
-    >>> glue_all({"worst_error": 0.0137, "n_networks": 36}, prefix="dense_")  # doctest: +SKIP
+    The prose then cites ``{glue:text}`dense_worst_error:.1%```:
+
+    >>> glue_all({"worst_error": 0.0137, "n_networks": 36}, prefix="dense_")
     """
     from myst_nb import glue
 

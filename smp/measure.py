@@ -71,16 +71,36 @@ def along_path(
 
     Parameters
     ----------
-    network : an ``nn.Sequential`` (every child's output is returned) or any module (its output).
-    path : (N, ...) samples of the input path; N is the batch axis.
-    batch_size : samples per forward pass (memory bound, the result is the same).
-    progress : show a tqdm progress bar over the batches.
-    keep : indices of the children whose outputs are returned (default: all); memory is only spent on
-        these (e.g. ``keep=[-1]`` for the network's output on a long path).
+    network : nn.Module
+        an ``nn.Sequential`` (every child's output is returned) or any module (its
+        output).  Its parameters must be float64: the path is converted to float64.
+    path : ndarray or torch.Tensor, shape (N, ...)
+        samples of the input path, floating point, N >= 3; N is the batch axis.
+    batch_size : int
+        samples per forward pass (memory bound, the result is the same).
+    progress : bool
+        show a tqdm progress bar over the batches.
+    keep : sequence of int or None
+        indices of the children whose outputs are returned (default: all); memory is
+        only spent on these (``keep=[-1]``: the network's output on a long path).
 
     Returns
     -------
-    list of float64 arrays of shape (N, units), one per kept child, each unit a signal along t.
+    list of ndarray
+        float64 arrays of shape (N, units), one per kept child (each output flattened
+        past the batch axis), each unit a signal along t.
+
+    Example
+    -------
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)).double()
+    >>> path = np.linspace(0.0, 1.0, 101)[:, None] * np.ones(3)  # 101 points of a line
+    >>> [out.shape for out in along_path(net, path)]
+    [(101, 5), (101, 5), (101, 2)]
+    >>> [out.shape for out in along_path(net, path, keep=[-1])]
+    [(101, 2)]
     """
     path = _as_path(path)
     check_int("batch_size", batch_size)
@@ -113,6 +133,39 @@ def layer_smp(
     ``dt`` is the path's step in t, so each value is a total absolute slope jump (units per unit t).
     One child at a time over the whole path: only one layer's outputs are held in memory (a
     40000-sample path through a width-256 layer is 80 MB in float64).
+
+    Parameters
+    ----------
+    network : nn.Module
+        an ``nn.Sequential`` (every child is measured) or any module (its output);
+        float64 parameters.
+    path : ndarray or torch.Tensor, shape (N, ...)
+        samples of the input path, floating point, N >= 3; N is the batch axis.
+    dt : float
+        the path's grid step in t.
+    batch_size : int
+        samples per forward pass (memory only).
+    progress : bool
+        tqdm progress bar over the children.
+    **detector_options
+        passed to :func:`smp.smp` (``kappa``, ``window``, ``floor_eps``, ``warn``).
+
+    Returns
+    -------
+    list of ndarray
+        one float64 array of shape (units,) per child: the SMP of each of its units.
+
+    Example
+    -------
+    A ReLU of the path ``(t, -t)``, t from -1 to 1: each unit bends once, by a slope
+    jump of 1.
+
+    >>> from torch import nn
+    >>> t = np.linspace(-1.0, 1.0, 401)
+    >>> net = nn.Sequential(nn.Identity(), nn.ReLU())
+    >>> path = np.stack([t, -t], axis=1)
+    >>> [np.round(v, 6) for v in layer_smp(net, path, dt=t[1] - t[0])]
+    [array([0., 0.]), array([1., 1.])]
     """
     path = _as_path(path)
     check_int("batch_size", batch_size)
@@ -126,7 +179,20 @@ def layer_smp(
 
 
 class UnitStatistics(NamedTuple):
-    """Per-unit statistics over time along one path: ``mean`` (mu), ``std`` (sigma), ``dstd`` (sigma')."""
+    """Per-unit statistics over time along one path: ``mean`` (mu), ``std`` (sigma), ``dstd`` (sigma').
+
+    Attributes
+    ----------
+    mean, std, dstd : ndarray, shape (units,)
+        the time average of each unit, its standard deviation, and the standard
+        deviation of its slope (units per unit t).
+
+    Example
+    -------
+    >>> stats = unit_statistics(np.array([[0.0], [1.0], [2.0]]), dt=1.0)
+    >>> stats._fields, float(stats.dstd[0])  # a straight line: its slope does not vary
+    (('mean', 'std', 'dstd'), 0.0)
+    """
 
     mean: np.ndarray
     std: np.ndarray
@@ -138,6 +204,27 @@ def unit_statistics(signals: np.ndarray, dt: float) -> UnitStatistics:
 
     ``sigma'`` is the root mean square of the centred first difference ``(y[n+1]-y[n])/dt`` (its
     error is ``O(dt * |y''| / |y'|)``, and kinks affect it only at the samples they fall in).
+
+    Parameters
+    ----------
+    signals : array_like, shape (N, ...)
+        N >= 3 samples along t of any number of units (converted to float64).
+    dt : float
+        the grid step in t, positive.
+
+    Returns
+    -------
+    UnitStatistics
+        ``mean``, ``std`` and ``dstd``, each shaped like ``signals`` without axis 0.
+
+    Example
+    -------
+    One period of ``sin(2 pi t)``: sigma = 1/sqrt(2), sigma' = 2 pi / sqrt(2) = 4.443.
+
+    >>> t = np.linspace(0.0, 1.0, 1001)
+    >>> stats = unit_statistics(np.sin(2 * np.pi * t)[:, None], dt=t[1])
+    >>> bool(abs(stats.mean[0]) < 1e-12), np.round([stats.std[0], stats.dstd[0]], 3)
+    (True, array([0.707, 4.443]))
     """
     signals = np.asarray(signals, dtype=np.float64)
     if signals.ndim < 1 or signals.shape[0] < 3:
@@ -148,7 +235,26 @@ def unit_statistics(signals: np.ndarray, dt: float) -> UnitStatistics:
 
 
 def mean_sem(values: Sequence[float] | np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard error of the mean (``std(ddof=1)/sqrt(n)``) along ``axis``; needs n >= 2."""
+    """Mean and standard error of the mean (``std(ddof=1)/sqrt(n)``) along ``axis``; needs n >= 2.
+
+    Parameters
+    ----------
+    values : array_like
+        the measurements, n >= 2 of them along ``axis`` (converted to float64).
+    axis : int
+        the axis of repeats.
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        the mean and its standard error, each shaped like ``values`` without ``axis``.
+
+    Example
+    -------
+    >>> mean, sem = mean_sem([1.0, 2.0, 3.0, 4.0])  # std(ddof=1) = 1.291, over sqrt(4)
+    >>> float(mean), round(float(sem), 6)
+    (2.5, 0.645497)
+    """
     values = np.asarray(values, dtype=np.float64)
     n = values.shape[axis]
     if n < 2:

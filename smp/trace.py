@@ -53,6 +53,25 @@ The number of linear regions crossed (Hanin & Rolnick 2019) is ``1 + number of b
 activity pattern is a convex polytope in input space (inequalities affine in x), so a line meets it
 in a single interval.  Per output, the number of pieces where that output is affine is
 ``1 + number of breakpoints with a nonzero jump of that output``.
+
+Examples
+--------
+The names this module re-exports from its private modules: :func:`flatten_layers`
+unrolls nested ``nn.Sequential``, the event walker :func:`trace_line_walk` finds the
+breakpoints that :func:`trace_line` finds, and a :class:`Trace` holds them.
+
+>>> import numpy as np
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Linear(1, 2), nn.Sequential(nn.ReLU(), nn.Linear(2, 1)))
+>>> [type(layer).__name__ for layer in flatten_layers(net)]
+['Linear', 'ReLU', 'Linear']
+>>> _ = [p.data.fill_(1.0) for p in net.parameters()]  # y = 2 relu(x + 1) + 1
+>>> walk = trace_line_walk(net, np.array([-2.0]), np.array([2.0]))  # x from -2 to 0
+>>> walk.t, walk.jumps, walk.smp, walk.n_regions  # the kink at x = -1, slope 0 -> 4
+(array([0.5]), array([[4.]]), array([4.]), 2)
+>>> layered = trace_line(net, np.array([-2.0]), np.array([2.0]))
+>>> bool(np.array_equal(layered.t, walk.t) and np.allclose(layered.values, walk.values))
+True
 """
 
 from __future__ import annotations
@@ -270,6 +289,29 @@ def evaluate(trace: Trace, t: Any) -> np.ndarray:
     """The traced outputs at parameters ``t`` (array), shape ``(len(t), n_outputs)``.
 
     Linear interpolation between the knots, which is the network's output up to rounding.
+
+    Parameters
+    ----------
+    trace : Trace
+        the result of :func:`trace_line` (or one entry of :func:`trace_lines`).
+    t : array_like, shape (M,)
+        path parameters, in units of the segment (0 at ``x0``, 1 at ``x0 + direction``);
+        outside [0, 1] the end values are repeated.
+
+    Returns
+    -------
+    ndarray, shape (M, n_outputs), float64
+        the outputs at ``t``.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1))
+    >>> _ = [p.data.fill_(1.0) for p in net.parameters()]  # y = 2 relu(x + 1) + 1
+    >>> tr = trace_line(net, np.array([-2.0]), np.array([2.0]))  # x from -2 to 0
+    >>> evaluate(tr, [0.0, 0.5, 0.75, 1.0]).ravel()  # 1 until x = -1, then 4 t - 1
+    array([1., 1., 2., 3.])
     """
     t = np.asarray(t, dtype=np.float64)
     return np.stack([np.interp(t, trace.knots, trace.values[:, j]) for j in range(trace.values.shape[1])], axis=-1)
@@ -281,6 +323,36 @@ def activation_patterns(model: nn.Module, x: Any, *, threads: int | None = 1) ->
     The pattern is the tuple of ReLU/LeakyReLU activities (input > 0) and max-pool argmax indices
     of every unit; inputs with equal ids lie in the same linear region of the network.  Used to
     colour the input plane by region.  ``x`` is batched: ``(n, ...)``; ids are ``0 .. n_patterns-1``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        an ``nn.Sequential`` of the layers in :data:`SUPPORTED_LAYERS` (nested ones
+        allowed); evaluated in float64 on a copy.
+    x : tensor or array, shape (n, *sample_shape)
+        the inputs, one per row.
+    threads : int or None
+        torch intra-op threads (restored afterwards); ``None`` keeps the current one.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        the pattern id of every input, numbered in the sorted order of the patterns
+        (all 0 for a model without piecewise-linear layers).
+
+    Example
+    -------
+    Five points of the segment that :func:`trace_line` splits at x = -1 fall in its two
+    regions:
+
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1))
+    >>> _ = [p.data.fill_(1.0) for p in net.parameters()]  # y = 2 relu(x + 1) + 1
+    >>> activation_patterns(net, np.linspace(-2.0, 0.0, 5)[:, None])  # x + 1 > 0 or not
+    array([0, 0, 0, 1, 1])
+    >>> trace_line(net, np.array([-2.0]), np.array([2.0])).n_regions
+    2
     """
     layers = [copy.deepcopy(m).to(torch.float64) for m in flatten_layers(model)]
     h = x.detach().to(torch.float64) if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
