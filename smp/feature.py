@@ -70,7 +70,6 @@ A slope jump smaller than ``2 * max(kappa * level, floor) / dt`` is invisible
 from __future__ import annotations
 
 import numbers
-import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -98,10 +97,18 @@ from ._detector import (  # the detector's constants, re-exported: chapters cite
     STEP_BALANCE,
     UNDERSAMPLED_LIMIT_RATIO,
     UNDERSAMPLED_ROUGHNESS,
-    _Analysis,
     _analyse,
     roughness,
 )
+from ._warnings import (
+    CloseKinksWarning,
+    DenseKinksWarning,
+    DiscontinuityWarning,
+    RoundingLimitWarning,
+    SMPWarning,
+    UnderSampledWarning,
+)
+from ._diagnosis import Diagnosis, _diagnosis, _warn
 
 try:  # torch is a dependency, but the feature itself needs only numpy
     import torch
@@ -149,113 +156,6 @@ __all__ = [
     "UNDERSAMPLED_LIMIT_RATIO",
     "UNDERSAMPLED_ROUGHNESS",
 ]
-
-
-class SMPWarning(UserWarning):
-    """The data cannot support an accurate SMP; the subclass says why and what to do.
-
-    Example
-    -------
-    Every detector warning is one, so one filter silences them all:
-
-    >>> import warnings
-    >>> noise = np.random.default_rng(0).normal(size=2001)
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     _ = smp(noise)
-    >>> len(caught) > 0 and all(issubclass(w.category, SMPWarning) for w in caught)
-    True
-    >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter("error")  # a warning that got through would raise
-    ...     warnings.simplefilter("ignore", SMPWarning)
-    ...     _ = smp(noise)
-    """
-
-
-class DenseKinksWarning(SMPWarning):
-    """Kinks too dense for the grid, or noise: ``D`` between peaks is not smooth; SMP is underestimated.
-
-    Example
-    -------
-    >>> import warnings
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     _ = smp(np.random.default_rng(0).normal(size=2001))  # white noise
-    >>> sorted({w.category.__name__ for w in caught})
-    ['DenseKinksWarning']
-    """
-
-
-class RoundingLimitWarning(SMPWarning):
-    """Kinks' peaks ``dt*|Ds|`` reach down to the rounding noise of ``D``: smaller ones are lost.
-
-    Sample more coarsely (a peak grows like ``dt``) or compute the signal in float64.
-
-    Example
-    -------
-    A kink of slope jump 0.002 on an offset of 1000, stored in float32 (ulp 6e-5):
-
-    >>> import warnings
-    >>> t = np.linspace(0.0, 1.0, 2001)
-    >>> y = (1000.0 + 1e-3 * np.abs(t - 0.3)).astype(np.float32)
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     _ = smp(y, dt=t[1])
-    >>> RoundingLimitWarning in {w.category for w in caught}
-    True
-    """
-
-
-class DiscontinuityWarning(SMPWarning):
-    """A step in ``y`` (or two opposite kinks within two samples): its SMP grows like ``1/dt``.
-
-    Example
-    -------
-    >>> import warnings
-    >>> t = np.linspace(0.0, 1.0, 2001)
-    >>> y = t**2 + (t > 0.5)  # a parabola with a unit step at t = 0.5
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     _ = smp(y, dt=t[1])
-    >>> sorted({w.category.__name__ for w in caught})
-    ['DiscontinuityWarning']
-    """
-
-
-class CloseKinksWarning(SMPWarning):
-    """Kinks closer than the grid separates: opposite ones within a grid step cancel; sample finer.
-
-    Example
-    -------
-    Sixty kinks placed at random on 2001 samples (one every 33 samples on average):
-
-    >>> import warnings
-    >>> t = np.linspace(0.0, 1.0, 2001)
-    >>> kinks = np.random.default_rng(0).uniform(size=(60, 1))
-    >>> y = np.abs(t - kinks).sum(axis=0)
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     _ = smp(y, dt=t[1])
-    >>> sorted({w.category.__name__ for w in caught})
-    ['CloseKinksWarning']
-    """
-
-
-class UnderSampledWarning(SMPWarning):
-    """The smooth part changes within a few samples (or the signal is too short): sample finer.
-
-    Example
-    -------
-    Three periods of a sine on 41 samples (under 14 samples per period):
-
-    >>> import warnings
-    >>> t = np.linspace(0.0, 1.0, 41)
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     _ = smp(np.sin(6 * np.pi * t), dt=t[1])
-    >>> sorted({w.category.__name__ for w in caught})
-    ['UnderSampledWarning']
-    """
 
 
 class Peaks(NamedTuple):
@@ -373,160 +273,6 @@ def second_difference(y: np.ndarray) -> np.ndarray:
     """
     y = np.asarray(y, dtype=np.float64)
     return (y[..., 2:] + y[..., :-2]) - 2.0 * y[..., 1:-1]
-
-
-class Diagnosis(NamedTuple):
-    """Per-signal reliability of the SMP estimate (see :func:`diagnose`).
-
-    Attributes
-    ----------
-    peak_fraction : share of samples of ``D`` that are core peak samples.
-    roughness : :func:`roughness` of ``D`` between peaks.
-    unreliable : ``peak_fraction > DENSE_FRACTION`` or ``roughness > ROUGHNESS_LIMIT``: the
-        condition of :class:`DenseKinksWarning`.
-    detection_limit : smallest slope jump the detector sees (units of y per unit t, with ``dt``):
-        ``2 * median threshold / dt``.
-    rounding_limit : the same bound over the stretches where the data's rounding (not the smooth
-        curvature) sets the threshold; 0 where there are none.
-    rounding_share : share of SMP in peak samples within a factor ``MARGINAL_FACTOR`` of a rounding
-        threshold (:class:`RoundingLimitWarning` above ``ROUNDING_SHARE_LIMIT``): smaller kinks,
-        below the limit, are lost.
-    rounding_error : root-mean-square rounding noise summed over the peak samples, relative to SMP
-        (:class:`RoundingLimitWarning` above ``ROUNDING_ERROR_LIMIT``): the rounding error of SMP.
-    curvature_share : share of SMP in peak samples within a factor ``MARGINAL_FACTOR`` of a
-        threshold set by the smooth curvature (information only: kinks reach down to the
-        curvature carpet).
-    limit_ratio : the detection limit where curvature sets it, over the rms of the signal's slope
-        (where it is not exactly 0) (:class:`UnderSampledWarning` above ``UNDERSAMPLED_LIMIT_RATIO``): kinks
-        smaller than this share of the typical slope are invisible at this grid step.
-    rounding_ratio : ``rounding_limit`` over the standard deviation of the slope
-        (:class:`RoundingLimitWarning` above ``ROUNDING_LIMIT_RATIO``, with or without peaks).
-    steps : number of adjacent peak-sample pairs of opposite sign (:class:`DiscontinuityWarning`).
-    close_kinks : whether kinks are closer than the grid separates (:class:`CloseKinksWarning`):
-        adjacent peak samples of opposite sign (not a step mark) whose smaller sides, doubled,
-        exceed ``CLOSE_SHARE_LIMIT`` of SMP (what they may have cancelled), or peaks closer than
-        ``CLOSE_SPACING`` samples on average.
-    peak_spacing : samples of ``D`` per peak (inf without peaks).
-    undersampled : ``roughness > UNDERSAMPLED_ROUGHNESS`` or ``limit_ratio >
-        UNDERSAMPLED_LIMIT_RATIO`` (and not :attr:`unreliable`), or fewer than
-        ``MIN_LEVEL_SAMPLES + 2`` samples (:class:`UnderSampledWarning`).
-
-    Every attribute is an ndarray with the shape of the batch (the sample axis removed);
-    a single signal gives 0-d arrays.
-
-    Example
-    -------
-    >>> t = np.linspace(0.0, 1.0, 401)
-    >>> report = diagnose(np.abs(t - 0.3), dt=t[1])  # one isolated kink, well sampled
-    >>> bool(report.unreliable), bool(report.undersampled), int(report.steps)
-    (False, False, 0)
-    """
-
-    peak_fraction: np.ndarray
-    roughness: np.ndarray
-    unreliable: np.ndarray
-    detection_limit: np.ndarray
-    rounding_limit: np.ndarray
-    rounding_share: np.ndarray
-    rounding_error: np.ndarray
-    curvature_share: np.ndarray
-    limit_ratio: np.ndarray
-    rounding_ratio: np.ndarray
-    steps: np.ndarray
-    close_kinks: np.ndarray
-    peak_spacing: np.ndarray
-    undersampled: np.ndarray
-
-
-def _diagnosis(a: _Analysis, dt: float) -> Diagnosis:
-    dense = (a.fraction > DENSE_FRACTION) | (a.roughness > ROUGHNESS_LIMIT)
-    under = ((a.roughness > UNDERSAMPLED_ROUGHNESS) | (a.limit_ratio > UNDERSAMPLED_LIMIT_RATIO)) & ~dense
-    if a.few_samples:
-        under = np.ones_like(dense)
-    return Diagnosis(
-        a.fraction, a.roughness, dense, 2.0 * a.limit / dt, 2.0 * a.rounding_limit / dt,
-        a.rounding_share, a.rounding_error, a.curvature_share, a.limit_ratio,
-        a.rounding_ratio, a.steps, (a.close > CLOSE_SHARE_LIMIT) | (a.spacing < CLOSE_SPACING),
-        a.spacing, under,
-    )
-
-
-def _warn(diagnosis: Diagnosis, dtype: np.dtype) -> None:
-    """Raise the specific warning of every failure present in the batch."""
-    n = diagnosis.unreliable.size
-    dense = diagnosis.unreliable
-    if np.any(dense):
-        warnings.warn(
-            f"kinks too dense for the grid, or noise: in {int(dense.sum())} of {n} signal(s) the "
-            "second difference between peaks is not smooth (roughness up to "
-            f"{float(diagnosis.roughness.max()):.2f} > {ROUGHNESS_LIMIT}) or peaks cover more than "
-            f"{DENSE_FRACTION:.0%} of the samples (up to {float(diagnosis.peak_fraction.max()):.0%})."
-            " Kinks below detection_limit(y, dt) are missed and SMP is underestimated: sample the "
-            "path more finely (kinks several samples apart) or reduce the noise.",
-            DenseKinksWarning,
-            stacklevel=3,
-        )
-    rounding = (
-        (diagnosis.rounding_share > ROUNDING_SHARE_LIMIT)
-        | (diagnosis.rounding_error > ROUNDING_ERROR_LIMIT)
-        | (diagnosis.rounding_ratio > ROUNDING_LIMIT_RATIO)
-    )
-    if np.any(rounding):
-        limit = float(np.max(diagnosis.rounding_limit[rounding]))
-        warnings.warn(
-            f"the data's rounding ({np.dtype(dtype).name}) limits SMP: in {int(rounding.sum())} of "
-            f"{n} signal(s) up to {float(diagnosis.rounding_share.max()):.1%} of SMP sits in peaks "
-            "barely above the rounding noise of the second difference (smaller kinks are lost) "
-            f"and the rounding error of SMP is up to {float(diagnosis.rounding_error.max()):.1%}. "
-            f"Slope jumps below about {limit:.3g} (y per unit t, with the true dt) are not seen: "
-            "sample more coarsely (a kink's peak grows like dt, the rounding does not) or compute "
-            "y in float64.",
-            RoundingLimitWarning,
-            stacklevel=3,
-        )
-    steps = diagnosis.steps > 0
-    if np.any(steps):
-        warnings.warn(
-            f"a discontinuity, not a kink: in {int(steps.sum())} of {n} signal(s) two adjacent "
-            "samples of the second difference stand out with opposite signs, the mark of a step in "
-            "y (or of two kinks of opposite sign less than two samples apart). A step adds "
-            "2 |step| / dt to SMP, which grows as the grid is refined: remove the step, or sample "
-            "more finely to tell the two apart.",
-            DiscontinuityWarning,
-            stacklevel=3,
-        )
-    close = diagnosis.close_kinks & ~dense
-    if np.any(close):
-        spacing = float(np.min(diagnosis.peak_spacing[close]))
-        crowded = diagnosis.peak_spacing[close] < CLOSE_SPACING
-        reason = (
-            f"peaks come every {spacing:.0f} samples on average"
-            if crowded.any()
-            else "peak samples of opposite sign touch (kinks sharing a sample)"
-        )
-        warnings.warn(
-            f"kinks closer than the grid separates: in {int(close.sum())} of {n} signal(s) "
-            f"{reason}. Kinks of opposite sign within one grid step share a sample of the second "
-            "difference and cancel: measured on kinks placed at random, SMP is about "
-            f"{CLOSE_LOSS:.2f} / (samples per kink) short on average (1 % at "
-            f"{CLOSE_SPACING:.0f}), more on some signals. Sample more finely.",
-            CloseKinksWarning,
-            stacklevel=3,
-        )
-    under = diagnosis.undersampled
-    if np.any(under):
-        warnings.warn(
-            f"the smooth part is under-sampled: in {int(under.sum())} of {n} signal(s) the "
-            "curvature between peaks hides slope jumps as large as "
-            f"{float(np.nanmax(diagnosis.limit_ratio[under])):.2f} of the slope's rms (limit "
-            f"{UNDERSAMPLED_LIMIT_RATIO}), or the second difference between peaks changes from "
-            f"sample to sample (roughness {float(diagnosis.roughness[under].max()):.2f}, limit "
-            f"{UNDERSAMPLED_ROUGHNESS}: fewer than about 8 samples per length-scale), or the "
-            f"signal has fewer than {MIN_LEVEL_SAMPLES + 2} samples; curvature and kinks are not "
-            "told apart and SMP may be off by 10 % or more: sample the path more finely.",
-            UnderSampledWarning,
-            stacklevel=3,
-        )
 
 
 def diagnose(
