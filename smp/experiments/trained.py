@@ -39,7 +39,6 @@ Retraining and remeasuring: ``.venv/bin/python scripts/train_trained.py``.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import torch
@@ -617,7 +616,9 @@ def summary(pred: pd.DataFrame) -> dict[str, float]:
         "ok-cells": int(ok.sum()),
         "all-cells": len(ok),
         "misses": int((~ok).sum()),
-        "pass-share": float(np.floor(100 * (1 - relu[relu["layer"] > 1]["birth_share"]).min())),
+        "pass-share": float(
+            np.floor(100 * (1 - relu[relu["layer"] > 1]["birth_share"]).min())
+        ),
         "pass-gauss-worst": 100 * relu["pass_gauss_error"].abs().max(),
         "pass-indep-worst": 100 * relu["pass_indep_error"].abs().max(),
         "births-worst": 100 * held["births_gauss_error"].max(),
@@ -625,7 +626,9 @@ def summary(pred: pd.DataFrame) -> dict[str, float]:
         "births-worst-init": 100 * held[held["step"] == 0]["births_gauss_error"].max(),
         "births-init-zb": held[held["step"] == 0]["births_gauss_zb"].max(),
         "births-train-init": 100
-        * relu[(relu["paths"] == "train") & (relu["step"] == 0)]["births_gauss_error"].max(),
+        * relu[(relu["paths"] == "train") & (relu["step"] == 0)][
+            "births_gauss_error"
+        ].max(),
         "births-circle-worst": 100
         * relu[relu["paths"] == "circle"]["births_gauss_error"].max(),
         "kernel-worst": 100 * relu["births_kernel_error"].abs().max(),
