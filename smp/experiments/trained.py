@@ -39,6 +39,8 @@ Retraining and remeasuring: ``.venv/bin/python scripts/train_trained.py``.
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
 import pandas as pd
 import torch
@@ -542,7 +544,12 @@ def _named(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def step_table(
-    pred: pd.DataFrame, cell, *, kinds=PATH_KINDS, layers=None, steps=None
+    pred: pd.DataFrame,
+    cell: str | Callable[[pd.Series], object],
+    *,
+    kinds: Sequence[str] = PATH_KINDS,
+    layers: Sequence[int] | None = None,
+    steps: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """One row per (path kind, layer), one column per training step (``"step N"``).
 
@@ -587,7 +594,15 @@ def misses(pred: pd.DataFrame) -> pd.DataFrame:
 def births_and_pass(pred: pd.DataFrame, step: int) -> pd.DataFrame:
     """Measured births and pass-through of every layer at checkpoint ``step``, one row per layer,
     columns ``<kind> births`` and ``<kind> passed`` (mean over paths) for every path kind.  A
-    linear layer creates no kinks: its births are 0 and its whole SMP is passed through."""
+    linear layer creates no kinks: its births are 0 and its whole SMP is passed through.
+
+    Example
+    -------
+    >>> from smp import data
+    >>> table = births_and_pass(predictions(data.load("trained_digits_smp")), 0)
+    >>> table.loc[table["layer"] == "Linear 2", "circle births"].item()
+    0.0
+    """
     rows = pred[(pred["step"] == step) & pred["layer"].isin(list(LAYER_NAMES))]
     if rows.empty:
         raise ValueError(f"step must be a checkpoint of the table, got {step!r}")
@@ -602,35 +617,47 @@ def births_and_pass(pred: pd.DataFrame, step: int) -> pd.DataFrame:
 
 
 def summary(pred: pd.DataFrame) -> dict[str, float]:
-    """The chapter's headline numbers from :func:`predictions`' table (percents where the
-    name says ``pct`` or ``worst``; factors and probabilities as fractions)."""
+    """The chapter's headline numbers from :func:`predictions`' table, by name.
+
+    Counts (``ok-cells``, ``all-cells``, ``misses``: (checkpoint, kind, layer) cells where the
+    conditional prediction holds by :func:`holds`, or not); worst errors in percent (``*-worst``,
+    ``births-*``, ``mf-*``: prediction / measured - 1); ``*-zb``, ``pair-z-worst`` in standard
+    errors; ``held1-*``: the held-out first ReLU after training; factors and ``pact-*`` (fraction
+    of active paths) as plain ratios.
+
+    Example
+    -------
+    >>> from smp import data
+    >>> numbers = summary(predictions(data.load("trained_digits_smp")))
+    >>> numbers["ok-cells"] + numbers["misses"] == numbers["all-cells"]
+    True
+    """
     ok, relu = holds(pred), pred[pred["name"] == "ReLU"]
-    measured = pred[pred["smp"] > 0]
-    held, final = relu[relu["paths"] == "held_out"], max(pred["step"])
+    measured, final = pred[pred["smp"] > 0], max(pred["step"])
+    held, circle = relu[relu["paths"] == "held_out"], relu[relu["paths"] == "circle"]
+    held0, train0 = held[held["step"] == 0], relu[relu["paths"] == "train"]
+    train0 = train0[train0["step"] == 0]
     held1 = held[(held["step"] == final) & (held["layer"] == 1)].iloc[0]
-    lines, circles = measured["paths"] != "circle", measured["paths"] == "circle"
-    at0 = measured["step"] == 0
-    worst = held.loc[held["births_gauss_error"].idxmax()]
+    mf = measured["mean_field_error"].abs()
+    mf0 = mf[measured["step"] == 0]
+    on_circles = measured["paths"] == "circle"
     pair_z = relu["births_pair_error"] * relu["births"] / relu["births_sem"]
+    passed = 1 - relu[relu["layer"] > 1]["birth_share"]
     return {
         "ok-cells": int(ok.sum()),
         "all-cells": len(ok),
         "misses": int((~ok).sum()),
-        "pass-share": float(
-            np.floor(100 * (1 - relu[relu["layer"] > 1]["birth_share"]).min())
-        ),
+        "pass-share": float(np.floor(100 * passed.min())),
         "pass-gauss-worst": 100 * relu["pass_gauss_error"].abs().max(),
         "pass-indep-worst": 100 * relu["pass_indep_error"].abs().max(),
         "births-worst": 100 * held["births_gauss_error"].max(),
-        "births-worst-zb": float(worst["births_gauss_zb"]),
-        "births-worst-init": 100 * held[held["step"] == 0]["births_gauss_error"].max(),
-        "births-init-zb": held[held["step"] == 0]["births_gauss_zb"].max(),
-        "births-train-init": 100
-        * relu[(relu["paths"] == "train") & (relu["step"] == 0)][
-            "births_gauss_error"
-        ].max(),
-        "births-circle-worst": 100
-        * relu[relu["paths"] == "circle"]["births_gauss_error"].max(),
+        "births-worst-zb": held.loc[
+            held["births_gauss_error"].idxmax(), "births_gauss_zb"
+        ],
+        "births-worst-init": 100 * held0["births_gauss_error"].max(),
+        "births-init-zb": held0["births_gauss_zb"].max(),
+        "births-train-init": 100 * train0["births_gauss_error"].max(),
+        "births-circle-worst": 100 * circle["births_gauss_error"].max(),
         "kernel-worst": 100 * relu["births_kernel_error"].abs().max(),
         "pair-worst": 100 * relu["births_pair_error"].abs().max(),
         "pair-z-worst": pair_z.abs().max(),
@@ -639,9 +666,9 @@ def summary(pred: pd.DataFrame) -> dict[str, float]:
         "held1-density": float(held1["density_ratio"]),
         "held1-slope": float(held1["slope_ratio"]),
         "held1-gauss": 100 * float(held1["births_gauss_error"]),
-        "mf-circle0": 100 * measured[circles & at0]["mean_field_error"].abs().max(),
-        "mf-line0": 100 * measured[lines & at0]["mean_field_error"].abs().max(),
-        "mf-worst": 100 * measured["mean_field_error"].abs().max(),
+        "mf-circle0": 100 * mf0[on_circles].max(),
+        "mf-line0": 100 * mf0[~on_circles].max(),
+        "mf-worst": 100 * mf.max(),
         "pact-min": relu["p_active"].min(),
         "pact-max": relu["p_active"].max(),
         "final-step": int(final),
