@@ -270,3 +270,62 @@ def test_conditional_models_reject_bad_input():
         models.pair_births(np.ones((1, 3)))
     with pytest.raises(TypeError):
         models.linear_shared("w", 1.0)
+
+
+# ---- the chapter's summaries ----
+
+
+@pytest.fixture(scope="module")
+def pred(table):
+    return trained.predictions(table)
+
+
+def test_summary_counts_every_measured_cell_once(pred):
+    numbers = trained.summary(pred)
+    measured = pred[pred["smp"] > 0]
+    # 3 path kinds x 6 measured layers x every checkpoint (the first linear layer has SMP 0)
+    assert numbers["all-cells"] == len(measured) == 3 * 6 * len(trained.CHECKPOINTS)
+    assert numbers["ok-cells"] + numbers["misses"] == numbers["all-cells"]
+    assert numbers["final-step"] == max(trained.CHECKPOINTS)
+    # the held-out first-layer figures are the same row's, and the worst births miss bounds them
+    assert numbers["held1-gauss"] <= numbers["births-worst"]
+    assert 0 < numbers["pact-min"] <= numbers["pact-max"] < 1
+
+
+def test_misses_are_exactly_the_cells_beyond_both_tolerances(pred):
+    missed = trained.misses(pred)
+    assert len(missed) == trained.summary(pred)["misses"]
+    assert (missed["conditional_error"].abs() >= trained.HOLD_ERROR).all()
+    assert (missed["conditional_z"].abs() >= trained.HOLD_Z).all()
+    relu = missed["name"] == "ReLU"
+    # a ReLU miss carries its cause: the births' factors are measured, not missing
+    assert missed.loc[relu, ["density_ratio", "slope_ratio"]].notna().all().all()
+    assert missed.loc[~relu, "births_gauss_error"].isna().all()
+    assert set(missed["paths"]) <= set(trained.KIND_NAMES.values())
+
+
+def test_births_and_pass_add_up_to_the_measured_smp(pred):
+    final = max(trained.CHECKPOINTS)
+    table = trained.births_and_pass(pred, final)
+    assert list(table["layer"]) == list(trained.LAYER_NAMES.values())
+    rows = pred[(pred["step"] == final) & (pred["layer"] >= 1)].set_index(
+        ["paths", "layer"]
+    )
+    for kind in trained.PATH_KINDS:
+        total = table[f"{kind} births"] + table[f"{kind} passed"]
+        smp = rows.loc[kind]["smp"].sort_index().to_numpy()
+        # births and pass-through partition every kink event: equal up to rounding
+        np.testing.assert_allclose(total.to_numpy(), smp, rtol=1e-8)
+        linear = table["layer"].str.startswith("Linear")
+        assert (table.loc[linear, f"{kind} births"] == 0).all()
+    with pytest.raises(ValueError, match="step"):
+        trained.births_and_pass(pred, 12345)
+
+
+def test_step_table_has_one_row_per_kind_and_layer(pred):
+    wide = trained.step_table(pred, "conditional_error", layers=[1, 3])
+    assert len(wide) == len(trained.PATH_KINDS) * 2
+    assert list(wide.columns[2:]) == [f"step {s}" for s in trained.CHECKPOINTS]
+    row = pred[(pred["paths"] == "circle") & (pred["layer"] == 3) & (pred["step"] == 0)]
+    cell = wide[(wide["paths"] == "great circles") & (wide["layer"] == "ReLU 2")]
+    assert cell["step 0"].iloc[0] == row["conditional_error"].iloc[0]
