@@ -19,6 +19,7 @@ from .. import data as _data
 from .._validation import check_int
 
 __all__ = [
+    "PATH_KINDS",
     "CHECKPOINTS",
     "HELD_OUT",
     "WIDTHS",
@@ -30,6 +31,9 @@ __all__ = [
     "reconstruction_error",
     "train_autoencoder",
 ]
+
+#: the three kinds of path
+PATH_KINDS = ("train", "held_out", "circle")
 
 
 #: training steps at which the weights are stored (0 = initialisation)
