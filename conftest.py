@@ -9,7 +9,9 @@ torch.set_num_threads(1)
 
 try:
     from hypothesis import settings
-except ImportError:  # hypothesis comes with the test extra; doctests alone do not need it
+except (
+    ImportError
+):  # hypothesis comes with the test extra; doctests alone do not need it
     pass
 else:
     # the same examples on every run and machine: a property test that fails, fails everywhere

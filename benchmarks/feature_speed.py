@@ -47,9 +47,13 @@ def main() -> None:
     parser.add_argument("--cols", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    walk = np.random.default_rng(0).standard_normal((args.rows, args.cols)).cumsum(axis=-1)
+    walk = (
+        np.random.default_rng(0).standard_normal((args.rows, args.cols)).cumsum(axis=-1)
+    )
     print(f"array: {args.rows} x {args.cols}, best of {args.repeat}")
-    print(f"{'dtype':8s} {'np.diff ms':>11s} {'smp.smp ms':>11s} {'ratio':>6s} {'peak extra':>11s}")
+    print(
+        f"{'dtype':8s} {'np.diff ms':>11s} {'smp.smp ms':>11s} {'ratio':>6s} {'peak extra':>11s}"
+    )
     for dtype in (np.float64, np.float32):
         y = walk.astype(dtype)
         baseline = best_time(lambda: np.diff(y, n=2, axis=-1), args.repeat)

@@ -83,7 +83,9 @@ async () => {
 """
 
 
-def check(build: Path, widths: list[int], screenshots: Path | None) -> dict[str, list[str]]:
+def check(
+    build: Path, widths: list[int], screenshots: Path | None
+) -> dict[str, list[str]]:
     """Every page's problems at every width, as ``{"page @ width": [problem, ...]}``."""
     from playwright.sync_api import sync_playwright
 
@@ -117,14 +119,18 @@ def check(build: Path, widths: list[int], screenshots: Path | None) -> dict[str,
                 if screenshots is not None:
                     screenshots.mkdir(parents=True, exist_ok=True)
                     stem = name.replace("/", "_").removesuffix(".html")
-                    page.screenshot(path=str(screenshots / f"{stem}_{width}.png"), full_page=True)
+                    page.screenshot(
+                        path=str(screenshots / f"{stem}_{width}.png"), full_page=True
+                    )
             context.close()
         browser.close()
     return found
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--build", type=Path, default=ROOT / "_build" / "html")
     parser.add_argument("--widths", type=int, nargs="+", default=[1024, 1280, 1400])
     parser.add_argument("--screenshots", type=Path, default=None)

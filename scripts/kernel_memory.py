@@ -105,7 +105,9 @@ def measure(path: Path, timeout: int = 600, setup: str | None = None) -> dict:
                     continue
                 poller.cell_peak = 0
                 client.execute_cell(cell, index)
-                time.sleep(2 * poller.interval)  # let the poller see the cell's last state
+                time.sleep(
+                    2 * poller.interval
+                )  # let the poller see the cell's last state
                 cell_peaks.append((index, poller.cell_peak))
         hwm = high_water_mark(pid)
     elapsed = time.perf_counter() - start
@@ -123,13 +125,21 @@ def measure(path: Path, timeout: int = 600, setup: str | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
-    parser.add_argument("--csv", type=Path, default=None, help="also write the table here")
-    parser.add_argument("--setup", type=Path, default=None, help="code to run before the notebook")
+    parser.add_argument(
+        "--csv", type=Path, default=None, help="also write the table here"
+    )
+    parser.add_argument(
+        "--setup", type=Path, default=None, help="code to run before the notebook"
+    )
     args = parser.parse_args(argv)
     notebooks = args.notebooks or sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
     rows = []
-    print(f"{'notebook':26s} {'VmHWM MiB':>9s} {'anon MiB':>9s} {'cell':>5s} {'s':>6s}  cell's first line")
-    for path in notebooks:  # one at a time: the machine is shared and Binder runs one kernel
+    print(
+        f"{'notebook':26s} {'VmHWM MiB':>9s} {'anon MiB':>9s} {'cell':>5s} {'s':>6s}  cell's first line"
+    )
+    for (
+        path
+    ) in notebooks:  # one at a time: the machine is shared and Binder runs one kernel
         setup = args.setup.read_text() if args.setup else None
         row = measure(path.resolve(), setup=setup)
         rows.append(row)

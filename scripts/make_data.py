@@ -31,7 +31,6 @@ from pathlib import Path
 from smp import data
 
 
-
 def producers(names: list[str] | None = None) -> dict[str, list[str]]:
     """Distinct producers (``module:function``) in registry order, each with its table names."""
     chosen = list(data.REGISTRY) if not names else names
@@ -57,7 +56,14 @@ def resolve(producer: str):
     return getattr(importlib.import_module(module), function)
 
 
-def run(producer: str, *, workers: int | None, scheduler: str | None, directory: str | None, progress: bool):
+def run(
+    producer: str,
+    *,
+    workers: int | None,
+    scheduler: str | None,
+    directory: str | None,
+    progress: bool,
+):
     """Call one producer; returns the seconds it took."""
     function = resolve(producer)
     parameters = inspect.signature(function).parameters
@@ -68,7 +74,10 @@ def run(producer: str, *, workers: int | None, scheduler: str | None, directory:
     if "workers" in parameters:
         kwargs.update(workers=workers or os.cpu_count() or 1, scheduler=scheduler)
     else:
-        print(f"  note: {producer} takes no workers/scheduler: it runs in this process", flush=True)
+        print(
+            f"  note: {producer} takes no workers/scheduler: it runs in this process",
+            flush=True,
+        )
     start = time.perf_counter()
     function(**kwargs)
     return time.perf_counter() - start
@@ -86,11 +95,34 @@ def changed(names: list[str], before: dict[str, str], directory: Path) -> list[s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
-    parser.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
-    parser.add_argument("--only", nargs="*", default=None, metavar="NAME", help="registry names (default: all)")
-    parser.add_argument("--directory", default=None, help="write here instead of data/ (compare with data/)")
-    parser.add_argument("--list", action="store_true", help="list every table's producer, seed and command")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes (default: all cores)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="dask.distributed scheduler address, e.g. tcp://host:8786",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="registry names (default: all)",
+    )
+    parser.add_argument(
+        "--directory",
+        default=None,
+        help="write here instead of data/ (compare with data/)",
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list every table's producer, seed and command",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
@@ -98,17 +130,24 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.list:
         for name, entry in data.REGISTRY.items():
-            print(f"{name:20s} {entry.file:30s} seed={entry.seed}  {entry.producer}  ({command(name)})")
+            print(
+                f"{name:20s} {entry.file:30s} seed={entry.seed}  {entry.producer}  ({command(name)})"
+            )
         return 0
 
     plan = producers(args.only or None)
     names = [name for tables in plan.values() for name in tables]
     stored = data.data_dir()
     # the stored bytes to compare with; a file already stale is reported, its bytes still compared
-    before = {name: data.sha256(data.path(name)) if data.path(name).exists() else "" for name in names}
+    before = {
+        name: data.sha256(data.path(name)) if data.path(name).exists() else ""
+        for name in names
+    }
     already = data.stale(names=names)
     if already:
-        print(f"note: stale before the run (bytes differ from {data.HASH_FILE}): {', '.join(already)}")
+        print(
+            f"note: stale before the run (bytes differ from {data.HASH_FILE}): {', '.join(already)}"
+        )
     out_dir = Path(args.directory) if args.directory else stored
     if args.scheduler:
         from smp.experiments._parallel import capacity
@@ -116,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         where = f"scheduler {args.scheduler} ({capacity(scheduler=args.scheduler)} worker threads)"
     else:
         where = f"{args.workers or os.cpu_count() or 1} local worker(s)"
-    print(f"regenerating {len(names)} table(s) from {len(plan)} producer(s) on {where} into {out_dir}", flush=True)
+    print(
+        f"regenerating {len(names)} table(s) from {len(plan)} producer(s) on {where} into {out_dir}",
+        flush=True,
+    )
     timings = {}
     for producer, tables in plan.items():
         print(f"{producer}: {', '.join(tables)}", flush=True)
@@ -139,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nidentical to the stored bytes ({len(same)}): {', '.join(same) or '-'}")
     print(f"changed ({len(different)}): {', '.join(different) or '-'}")
     if different:
-        print("  (git diff data/ shows how; a change is either a reproducibility bug or a new result to commit)")
+        print(
+            "  (git diff data/ shows how; a change is either a reproducibility bug or a new result to commit)"
+        )
     return 1 if different else 0
 
 

@@ -22,22 +22,33 @@ MARK = "# NBVAL_CHECK_OUTPUT"
 def store(path: Path, timeout: int = 600) -> None:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
     elapsed = time.perf_counter() - start
     kept = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        cell.metadata.pop("execution", None)  # timestamps: they change on every run and carry nothing
+        cell.metadata.pop(
+            "execution", None
+        )  # timestamps: they change on every run and carry nothing
         if cell.source.lstrip().startswith(MARK):
             kept += 1
-            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "display_data"]
+            cell.outputs = [
+                o for o in cell.outputs if o.get("output_type") != "display_data"
+            ]
         else:
             cell.outputs = []
             cell.execution_count = None
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
-    print(f"{path}: executed in {elapsed:.1f} s, kept outputs of {kept} checked cell(s)")
+    print(
+        f"{path}: executed in {elapsed:.1f} s, kept outputs of {kept} checked cell(s)"
+    )
 
 
 if __name__ == "__main__":

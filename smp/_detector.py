@@ -184,7 +184,9 @@ def _count_steps(
     )
     np.add.at(steps, r[step], 1)
     # two kinks side by side over four samples (+, +, -, -) share none: not close
-    outer_left = (c > 0) & core[r, np.maximum(c - 1, 0)] & (d[r, np.maximum(c - 1, 0)] * a > 0)
+    outer_left = (
+        (c > 0) & core[r, np.maximum(c - 1, 0)] & (d[r, np.maximum(c - 1, 0)] * a > 0)
+    )
     last = np.minimum(c + 2, m - 1)
     outer_right = (c + 2 < m) & core[r, last] & (d[r, last] * b > 0)
     touching = opposite & ~step & ~(outer_left & outer_right)
@@ -200,14 +202,26 @@ class _Analysis(NamedTuple):
     fraction: np.ndarray  # share of core samples
     roughness: np.ndarray
     limit: np.ndarray  # median over blocks of the threshold (units of D)
-    rounding_share: np.ndarray  # share of the peak mass in samples barely above a rounding floor
+    rounding_share: (
+        np.ndarray
+    )  # share of the peak mass in samples barely above a rounding floor
     rounding_error: np.ndarray  # rms rounding noise over the peak samples / peak mass
-    curvature_share: np.ndarray  # share of the peak mass barely above a curvature-set threshold
-    limit_ratio: np.ndarray  # curvature-set detection limit / standard deviation of the slope
-    rounding_ratio: np.ndarray  # rounding-set detection limit / standard deviation of the slope
-    rounding_limit: np.ndarray  # median threshold over rounding-limited blocks (units of D), or 0
+    curvature_share: (
+        np.ndarray
+    )  # share of the peak mass barely above a curvature-set threshold
+    limit_ratio: (
+        np.ndarray
+    )  # curvature-set detection limit / standard deviation of the slope
+    rounding_ratio: (
+        np.ndarray
+    )  # rounding-set detection limit / standard deviation of the slope
+    rounding_limit: (
+        np.ndarray
+    )  # median threshold over rounding-limited blocks (units of D), or 0
     steps: np.ndarray  # step marks (balanced opposite-sign pairs): count per signal
-    close: np.ndarray  # mass of D that touching opposite-sign pairs may have cancelled / SMP mass
+    close: (
+        np.ndarray
+    )  # mass of D that touching opposite-sign pairs may have cancelled / SMP mass
     spacing: np.ndarray  # samples of D per peak
     few_samples: bool
     d: np.ndarray | None = None
@@ -277,7 +291,9 @@ def _analyse_chunk(
     d_blocks = _pad_blocks(d_buf, m, window)
     abs_buf = np.abs(d_buf, out=buffers["abs"][:rows])
     abs_blocks = abs_buf.reshape(d_blocks.shape)
-    if m < MIN_LEVEL_SAMPLES:  # too few samples for a median to stand for the smooth level
+    if (
+        m < MIN_LEVEL_SAMPLES
+    ):  # too few samples for a median to stand for the smooth level
         level = np.zeros((rows, n_blocks))
     else:
         level = _block_level(abs_blocks, overwrite=True)
@@ -286,7 +302,9 @@ def _analyse_chunk(
     # rounded to it carry at most ulp/2 each, and D at most 2 ulp.  Global, not local: a value
     # near zero computed from larger terms carries the rounding of the terms (measured: spikes of
     # 2-4 ulp of max|y| at the zero crossings of float64 piecewise-linear test signals)
-    scale = np.maximum(np.abs(y.max(axis=-1)), np.abs(y.min(axis=-1))).astype(np.float64)
+    scale = np.maximum(np.abs(y.max(axis=-1)), np.abs(y.min(axis=-1))).astype(
+        np.float64
+    )
     ulp = np.spacing(scale.astype(dtype)).astype(np.float64)
     rounding = np.broadcast_to(ulp[:, None], (rows, n_blocks))
     smooth_threshold = kappa * level
@@ -327,23 +345,33 @@ def _analyse_chunk(
     # kappa * level is within ROUNDING_LEVEL_ULP ulp
     calm = ~(core[:, 0 : m - 1 : 4] | core[:, 1:m:4])
     if left.shape[1]:
-        starts = -(-np.arange(n_blocks) * window // 4)  # first gathered pair of each block
+        starts = -(
+            -np.arange(n_blocks) * window // 4
+        )  # first gathered pair of each block
         starts = np.minimum(starts, left.shape[1] - 1)
         jag = np.add.reduceat(step_change * calm, starts, axis=-1)
         size = np.add.reduceat(right * calm, starts, axis=-1)
     else:  # a single sample of D
         jag = size = np.zeros((rows, n_blocks))
-    limited = (jag > ROUGHNESS_LIMIT * size) & (smooth_threshold <= ROUNDING_LEVEL_ULP * rounding)
+    limited = (jag > ROUGHNESS_LIMIT * size) & (
+        smooth_threshold <= ROUNDING_LEVEL_ULP * rounding
+    )
     # core samples barely above their threshold (within MARGINAL_FACTOR): a population of kinks
     # reaching down to the limit continues below it, unseen
     values = abs_buf[r_c, c_c]
     is_marginal = values <= MARGINAL_FACTOR * threshold[r_c, b_c]
     on_rounding = limited[r_c, b_c]
-    marginal_mass = np.bincount(r_c, values * (is_marginal & on_rounding), minlength=rows)
-    curvature_mass = np.bincount(r_c, values * (is_marginal & ~on_rounding), minlength=rows)
+    marginal_mass = np.bincount(
+        r_c, values * (is_marginal & on_rounding), minlength=rows
+    )
+    curvature_mass = np.bincount(
+        r_c, values * (is_marginal & ~on_rounding), minlength=rows
+    )
     if limited.any():
         # rounding noise per sample of D: the block's level, at least that of pure rounding
-        noise = np.where(limited, np.maximum(level, PURE_ROUNDING_MEDIAN * rounding), 0.0)
+        noise = np.where(
+            limited, np.maximum(level, PURE_ROUNDING_MEDIAN * rounding), 0.0
+        )
         n_peak = np.count_nonzero(peak_flat.reshape(d_blocks.shape), axis=-1)
         noise_rms = np.sqrt((n_peak * noise**2).sum(axis=-1))
     else:
@@ -356,7 +384,11 @@ def _analyse_chunk(
     eps = float(np.finfo(dtype).eps)
     # roughness (see the public function: the same sums, on the gathered pairs)
     floor_r = (ROUGHNESS_FLOOR_FACTOR * ROUGHNESS_FLOOR_EPS * eps * scale)[:, None]
-    pair = ~(peak[:, 0 : m - 1 : 4] | peak[:, 1:m:4]) & (left > floor_r) & (right > floor_r)
+    pair = (
+        ~(peak[:, 0 : m - 1 : 4] | peak[:, 1:m:4])
+        & (left > floor_r)
+        & (right > floor_r)
+    )
     weight = pair.astype(np.float64)
     rough_jag = np.einsum("rk,rk->r", step_change, weight)
     rough_size = np.einsum("rk,rk->r", right, weight)
@@ -369,13 +401,28 @@ def _analyse_chunk(
     total = np.bincount(peak_at // width, abs_buf.ravel()[peak_at], minlength=rows)
     masks = (d.copy(), core.copy(), peak.copy()) if keep else (None, None, None)
     return _Chunk(
-        total, fraction, rough, marginal_mass, curvature_mass, noise_rms, slope_scale, steps,
-        close, n_peaks, threshold, limited, *masks,
+        total,
+        fraction,
+        rough,
+        marginal_mass,
+        curvature_mass,
+        noise_rms,
+        slope_scale,
+        steps,
+        close,
+        n_peaks,
+        threshold,
+        limited,
+        *masks,
     )
 
 
 def _analyse(
-    arr: np.ndarray, source_dtype: np.dtype, kappa: float, window: int, floor_eps: float,
+    arr: np.ndarray,
+    source_dtype: np.dtype,
+    kappa: float,
+    window: int,
+    floor_eps: float,
     keep: bool = False,
 ) -> _Analysis:
     """Run the detector over a batch (signal axis last), chunk by chunk over the rows."""
@@ -385,7 +432,9 @@ def _analyse(
     step = max(1, min(_CHUNK_SAMPLES // n, rows.shape[0]))
     buffers = _buffers(step, n, window)
     parts = [
-        _analyse_chunk(rows[i : i + step], source_dtype, kappa, window, floor_eps, keep, buffers)
+        _analyse_chunk(
+            rows[i : i + step], source_dtype, kappa, window, floor_eps, keep, buffers
+        )
         for i in range(0, rows.shape[0], step)
     ]
     c = _Chunk(*[None if p[0] is None else np.concatenate(p) for p in zip(*parts)])
@@ -393,26 +442,48 @@ def _analyse(
     limit = np.median(c.threshold, axis=-1)
     limited_thr = np.where(c.limited, c.threshold, np.nan)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # signals without such blocks: NaN
+        warnings.simplefilter(
+            "ignore", RuntimeWarning
+        )  # signals without such blocks: NaN
         rounding_limit = np.nan_to_num(np.nanmedian(limited_thr, axis=-1), nan=0.0)
     curvature_limit = np.median(np.where(c.limited, 0.0, c.threshold), axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        limit_ratio = np.where(c.slope_scale > 0, 2.0 * curvature_limit / c.slope_scale, 0.0)
-        rounding_ratio = np.where(c.slope_scale > 0, 2.0 * rounding_limit / c.slope_scale, 0.0)
+        limit_ratio = np.where(
+            c.slope_scale > 0, 2.0 * curvature_limit / c.slope_scale, 0.0
+        )
+        rounding_ratio = np.where(
+            c.slope_scale > 0, 2.0 * rounding_limit / c.slope_scale, 0.0
+        )
         positive = c.total > 0
         safe_total = np.where(positive, c.total, 1.0)
         share = np.where(positive, c.marginal_mass / safe_total, 0.0)
         noise_share = np.where(positive, c.noise_rms / safe_total, 0.0)
         curvature_share = np.where(positive, c.curvature_mass / safe_total, 0.0)
     spacing = np.where(c.n_peaks > 0, m / np.maximum(c.n_peaks, 1), np.inf)
-    close_share = np.where(c.total > 0, c.close / np.where(c.total > 0, c.total, 1.0), 0.0)
+    close_share = np.where(
+        c.total > 0, c.close / np.where(c.total > 0, c.total, 1.0), 0.0
+    )
     per_sample = np.repeat(c.threshold, window, axis=-1)[:, :m] if keep else None
     values = [
-        c.total, c.fraction, c.roughness, limit, share, noise_share, curvature_share,
-        limit_ratio, rounding_ratio, rounding_limit, c.steps, close_share, spacing,
+        c.total,
+        c.fraction,
+        c.roughness,
+        limit,
+        share,
+        noise_share,
+        curvature_share,
+        limit_ratio,
+        rounding_ratio,
+        rounding_limit,
+        c.steps,
+        close_share,
+        spacing,
     ]
     shaped = [v.reshape(batch_shape) for v in values]
-    masks = [None if v is None else v.reshape(batch_shape + (m,)) for v in (c.d, c.core, c.peak)]
+    masks = [
+        None if v is None else v.reshape(batch_shape + (m,))
+        for v in (c.d, c.core, c.peak)
+    ]
     if per_sample is not None:
         per_sample = per_sample.reshape(batch_shape + (m,))
     return _Analysis(*shaped, m < MIN_LEVEL_SAMPLES, *masks, per_sample)
@@ -433,7 +504,11 @@ def roughness(d: np.ndarray, peak: np.ndarray, floor: np.ndarray) -> np.ndarray:
     """
     left, right = d[..., :-1:4], d[..., 1::4]
     level = ROUGHNESS_FLOOR_FACTOR * floor
-    pair = ~(peak[..., :-1:4] | peak[..., 1::4]) & (np.abs(left) > level) & (np.abs(right) > level)
+    pair = (
+        ~(peak[..., :-1:4] | peak[..., 1::4])
+        & (np.abs(left) > level)
+        & (np.abs(right) > level)
+    )
     jag = (np.abs(right - left) * pair).sum(axis=-1)
     size = (np.abs(right) * pair).sum(axis=-1)
     enough = pair.sum(axis=-1) >= ROUGHNESS_MIN_PAIRS

@@ -77,6 +77,7 @@ class Diagnosis(NamedTuple):
 
     Example
     -------
+    >>> from smp.feature import diagnose
     >>> t = np.linspace(0.0, 1.0, 401)
     >>> report = diagnose(np.abs(t - 0.3), dt=t[1])  # one isolated kink, well sampled
     >>> bool(report.unreliable), bool(report.undersampled), int(report.steps)
@@ -101,14 +102,27 @@ class Diagnosis(NamedTuple):
 
 def _diagnosis(a: _Analysis, dt: float) -> Diagnosis:
     dense = (a.fraction > DENSE_FRACTION) | (a.roughness > ROUGHNESS_LIMIT)
-    under = ((a.roughness > UNDERSAMPLED_ROUGHNESS) | (a.limit_ratio > UNDERSAMPLED_LIMIT_RATIO)) & ~dense
+    under = (
+        (a.roughness > UNDERSAMPLED_ROUGHNESS)
+        | (a.limit_ratio > UNDERSAMPLED_LIMIT_RATIO)
+    ) & ~dense
     if a.few_samples:
         under = np.ones_like(dense)
     return Diagnosis(
-        a.fraction, a.roughness, dense, 2.0 * a.limit / dt, 2.0 * a.rounding_limit / dt,
-        a.rounding_share, a.rounding_error, a.curvature_share, a.limit_ratio,
-        a.rounding_ratio, a.steps, (a.close > CLOSE_SHARE_LIMIT) | (a.spacing < CLOSE_SPACING),
-        a.spacing, under,
+        a.fraction,
+        a.roughness,
+        dense,
+        2.0 * a.limit / dt,
+        2.0 * a.rounding_limit / dt,
+        a.rounding_share,
+        a.rounding_error,
+        a.curvature_share,
+        a.limit_ratio,
+        a.rounding_ratio,
+        a.steps,
+        (a.close > CLOSE_SHARE_LIMIT) | (a.spacing < CLOSE_SPACING),
+        a.spacing,
+        under,
     )
 
 

@@ -86,7 +86,9 @@ def flatten_layers(model: nn.Module) -> list[nn.Module]:
     Raises ``TypeError`` naming the first layer that is not in :data:`SUPPORTED_LAYERS`.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module (an nn.Sequential of supported layers), got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a torch.nn.Module (an nn.Sequential of supported layers), got {type(model).__name__}"
+        )
     if isinstance(model, nn.Sequential):
         layers: list[nn.Module] = []
         for child in model:
@@ -106,7 +108,9 @@ def _torch_threads(threads: int | None):
     saved = torch.get_num_threads()
     if threads is not None:
         if not isinstance(threads, numbers.Integral) or threads < 1:
-            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+            raise ValueError(
+                f"threads must be a positive integer or None, got {threads!r}"
+            )
         torch.set_num_threads(int(threads))
     try:
         yield
@@ -121,9 +125,13 @@ def _as_sample(name: str, value: Any) -> torch.Tensor:
         try:
             out = torch.as_tensor(np.asarray(value, dtype=np.float64))
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be a real tensor or array shaped like one input sample, got {type(value).__name__}") from exc
+            raise TypeError(
+                f"{name} must be a real tensor or array shaped like one input sample, got {type(value).__name__}"
+            ) from exc
     if out.dim() == 0:
-        raise ValueError(f"{name} must be shaped like one input sample ((features,) or (C, H, W)), got a scalar")
+        raise ValueError(
+            f"{name} must be shaped like one input sample ((features,) or (C, H, W)), got a scalar"
+        )
     if not torch.isfinite(out).all():
         raise ValueError(f"{name} contains NaN or inf")
     return out
@@ -132,8 +140,14 @@ def _as_sample(name: str, value: Any) -> torch.Tensor:
 def _check_tolerances(merge_tol: float, jump_rtol: float, max_events: int) -> None:
     for name, val in (("merge_tol", merge_tol), ("jump_rtol", jump_rtol)):
         if not isinstance(val, numbers.Real) or not (0 <= val < 1e-3):
-            raise ValueError(f"{name} must be a small non-negative number (< 1e-3), got {val!r}")
+            raise ValueError(
+                f"{name} must be a small non-negative number (< 1e-3), got {val!r}"
+            )
     if merge_tol <= 0:
-        raise ValueError(f"merge_tol must be > 0 (it guarantees progress), got {merge_tol!r}")
+        raise ValueError(
+            f"merge_tol must be > 0 (it guarantees progress), got {merge_tol!r}"
+        )
     if not isinstance(max_events, numbers.Integral) or max_events < 0:
-        raise ValueError(f"max_events must be a non-negative integer, got {max_events!r}")
+        raise ValueError(
+            f"max_events must be a non-negative integer, got {max_events!r}"
+        )

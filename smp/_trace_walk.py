@@ -33,7 +33,9 @@ def _f64(p: torch.Tensor | None) -> torch.Tensor | None:
     return None if p is None else p.detach().to(torch.float64)
 
 
-def _affine_op(apply_linear: Callable[[torch.Tensor], torch.Tensor], bias_shape_fn) -> Callable:
+def _affine_op(
+    apply_linear: Callable[[torch.Tensor], torch.Tensor], bias_shape_fn
+) -> Callable:
     def op(X: torch.Tensor, tau: float):
         Y = apply_linear(X)
         b = bias_shape_fn(Y)
@@ -55,18 +57,30 @@ def _conv_op(m: nn.Conv2d) -> Callable:
         pad = m._reversed_padding_repeated_twice
 
         def lin(X):
-            return F.conv2d(F.pad(X, pad, mode=m.padding_mode), W, None, m.stride, 0, m.dilation, m.groups)
+            return F.conv2d(
+                F.pad(X, pad, mode=m.padding_mode),
+                W,
+                None,
+                m.stride,
+                0,
+                m.dilation,
+                m.groups,
+            )
     else:
 
         def lin(X):
             return F.conv2d(X, W, None, m.stride, m.padding, m.dilation, m.groups)
 
-    return _affine_op(lin, lambda Y: None if b is None else b.view(-1, *([1] * (Y.dim() - 2))))
+    return _affine_op(
+        lin, lambda Y: None if b is None else b.view(-1, *([1] * (Y.dim() - 2)))
+    )
 
 
 def _batchnorm_op(m: nn.Module, index: int) -> Callable:
     if m.training:
-        raise ValueError(f"trace: layer {index} ({type(m).__name__}) is in training mode; call model.eval() first")
+        raise ValueError(
+            f"trace: layer {index} ({type(m).__name__}) is in training mode; call model.eval() first"
+        )
     if m.running_mean is None or m.running_var is None:
         raise ValueError(
             f"trace: layer {index} ({type(m).__name__}) has no running statistics (track_running_stats=False): "
@@ -91,7 +105,9 @@ def _batchnorm_op(m: nn.Module, index: int) -> Callable:
 def _linear_module_op(m: nn.Module, index: int) -> Callable:
     # AvgPool2d and Flatten are linear without offset: apply them to values and slopes alike
     if isinstance(m, nn.Flatten) and m.start_dim == 0:
-        raise ValueError(f"trace: layer {index} (Flatten) has start_dim=0, which would flatten the batch axis")
+        raise ValueError(
+            f"trace: layer {index} (Flatten) has start_dim=0, which would flatten the batch axis"
+        )
 
     def op(X: torch.Tensor, tau: float):
         return m(X), math.inf
@@ -101,7 +117,9 @@ def _linear_module_op(m: nn.Module, index: int) -> Callable:
 
 def _identity_op(m: nn.Module, index: int) -> Callable:
     if isinstance(m, nn.Dropout) and m.training and m.p > 0:
-        raise ValueError(f"trace: layer {index} (Dropout) is in training mode; call model.eval() first")
+        raise ValueError(
+            f"trace: layer {index} (Dropout) is in training mode; call model.eval() first"
+        )
 
     def op(X: torch.Tensor, tau: float):
         return X, math.inf
@@ -112,11 +130,15 @@ def _identity_op(m: nn.Module, index: int) -> Callable:
 def _relu_op(negative_slope: float) -> Callable:
     inf = torch.tensor(math.inf, dtype=torch.float64)
     one = torch.tensor(1.0, dtype=torch.float64)
-    leak = torch.tensor(negative_slope, dtype=torch.float64)  # float64: a Python float in where() is float32
+    leak = torch.tensor(
+        negative_slope, dtype=torch.float64
+    )  # float64: a Python float in where() is float32
 
     def op(X: torch.Tensor, tau: float):
         v, s = X[0], X[1]
-        active = v + s * tau > 0  # activity just after the current point (ties go by slope)
+        active = (
+            v + s * tau > 0
+        )  # activity just after the current point (ties go by slope)
         # next crossing: an active unit heading down, or an inactive one heading up
         heading = torch.where(active, s < 0, s > 0)
         nxt = torch.where(heading, -v / s, inf).min().item() if v.numel() else math.inf
@@ -141,7 +163,9 @@ def _maxpool_op(m: nn.MaxPool2d) -> Callable:
 
     def geometry(H: int, W: int):
         if (H, W) not in cache:
-            Ho, Wo = F.max_pool2d(torch.zeros(1, 1, H, W), k, st, pd, dl, m.ceil_mode).shape[-2:]
+            Ho, Wo = F.max_pool2d(
+                torch.zeros(1, 1, H, W), k, st, pd, dl, m.ceil_mode
+            ).shape[-2:]
             # the padded extent that unfold needs for exactly Ho x Wo windows (ceil_mode adds some)
             need_h = (Ho - 1) * st[0] + dl[0] * (k[0] - 1) + 1
             need_w = (Wo - 1) * st[1] + dl[1] * (k[1] - 1) + 1
@@ -154,12 +178,20 @@ def _maxpool_op(m: nn.MaxPool2d) -> Callable:
         Ho, Wo, extra_h, extra_w = geometry(H, W)
         if tiling and extra_h <= 0 and extra_w <= 0:
             T = X[:, :, : Ho * k[0], : Wo * k[1]].reshape(2, C, Ho, k[0], Wo, k[1])
-            return T.permute(0, 1, 3, 5, 2, 4).reshape(2, C, k[0] * k[1], Ho * Wo), Ho, Wo
+            return (
+                T.permute(0, 1, 3, 5, 2, 4).reshape(2, C, k[0] * k[1], Ho * Wo),
+                Ho,
+                Wo,
+            )
         # values padded with -inf (never the max), slopes with 0; a negative extra crops
         Vp = F.pad(X[0:1], (pd[1], extra_w, pd[0], extra_h), value=-math.inf)
         Sp = F.pad(X[1:2], (pd[1], extra_w, pd[0], extra_h), value=0.0)
         P = torch.cat([Vp, Sp]).reshape(2 * C, 1, Vp.shape[-2], Vp.shape[-1])
-        return F.unfold(P, k, dilation=dl, stride=st).reshape(2, C, k[0] * k[1], Ho * Wo), Ho, Wo
+        return (
+            F.unfold(P, k, dilation=dl, stride=st).reshape(2, C, k[0] * k[1], Ho * Wo),
+            Ho,
+            Wo,
+        )
 
     def op(X: torch.Tensor, tau: float):
         squeeze = X.dim() == 3  # (2, H, W): an unbatched single-channel input
@@ -167,7 +199,9 @@ def _maxpool_op(m: nn.MaxPool2d) -> Callable:
             X = X.unsqueeze(1)
         U, Ho, Wo = windows(X)
         V, S = U[0], U[1]
-        idx = (V + S * tau).argmax(dim=1, keepdim=True)  # the argmax just after the current point
+        idx = (V + S * tau).argmax(
+            dim=1, keepdim=True
+        )  # the argmax just after the current point
         vi = V.gather(1, idx)
         si = S.gather(1, idx)
         # only an element climbing faster than the argmax can overtake it
@@ -202,7 +236,9 @@ def _build_ops(layers: list[nn.Module]) -> list[Callable]:
     return ops
 
 
-def _forward(ops: list[Callable], x: torch.Tensor, d: torch.Tensor, tau: float) -> tuple[torch.Tensor, float, int]:
+def _forward(
+    ops: list[Callable], x: torch.Tensor, d: torch.Tensor, tau: float
+) -> tuple[torch.Tensor, float, int]:
     X = torch.stack([x, d])
     best, where = math.inf, -1
     for i, op in enumerate(ops):
@@ -272,19 +308,35 @@ def trace_line_walk(
     x0 = _as_sample("x0", x0)
     d = _as_sample("direction", direction)
     if x0.shape != d.shape:
-        raise ValueError(f"direction must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}")
+        raise ValueError(
+            f"direction must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}"
+        )
     _check_tolerances(merge_tol, jump_rtol, max_events)
     with _torch_threads(threads):
         return _walk(ops, x0, d, merge_tol, jump_rtol, max_events, progress)
 
 
-def _walk(ops: list[Callable], x0: torch.Tensor, d: torch.Tensor, merge_tol: float, jump_rtol: float, max_events: int, progress: bool) -> Trace:
+def _walk(
+    ops: list[Callable],
+    x0: torch.Tensor,
+    d: torch.Tensor,
+    merge_tol: float,
+    jump_rtol: float,
+    max_events: int,
+    progress: bool,
+) -> Trace:
     events: list[float] = []
     sources: list[int] = []
     values: list[torch.Tensor] = []
     slopes: list[torch.Tensor] = []
     t = 0.0
-    bar = tqdm(total=1.0, disable=not progress, desc="trace", unit="t", bar_format="{l_bar}{bar}| t={n:.3f} [{elapsed}]")
+    bar = tqdm(
+        total=1.0,
+        disable=not progress,
+        desc="trace",
+        unit="t",
+        bar_format="{l_bar}{bar}| t={n:.3f} [{elapsed}]",
+    )
     with torch.no_grad():
         while True:
             out, step, where = _forward(ops, x0 + t * d, d, merge_tol)
@@ -296,7 +348,9 @@ def _walk(ops: list[Callable], x0: torch.Tensor, d: torch.Tensor, merge_tol: flo
                 break
             if len(events) >= max_events:
                 bar.close()
-                raise RuntimeError(f"trace: more than max_events={max_events} breakpoints before t={t:.6g}")
+                raise RuntimeError(
+                    f"trace: more than max_events={max_events} breakpoints before t={t:.6g}"
+                )
             events.append(t_next)
             sources.append(where)
             bar.update(t_next - t)

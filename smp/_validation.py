@@ -12,7 +12,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int", "check_real", "check_array", "check_choice", "pool_windows", "pool_window_indices"]
+try:  # torch is a dependency, but the checks of signals need only numpy
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+__all__ = [
+    "check_int",
+    "check_real",
+    "check_array",
+    "check_choice",
+    "pool_windows",
+    "pool_window_indices",
+]
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -60,7 +72,12 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def check_real(
-    name: str, value: Any, *, minimum: float | None = None, strict: bool = True, maximum: float | None = None
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    strict: bool = True,
+    maximum: float | None = None,
 ) -> float:
     """``value`` as a finite ``float`` within optional bounds.
 
@@ -120,7 +137,9 @@ def check_real(
     return value
 
 
-def check_array(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False) -> np.ndarray:
+def check_array(
+    name: str, value: Any, *, positive: bool = False, nonnegative: bool = False
+) -> np.ndarray:
     """``value`` (a number or array-like) as a finite float64 array.
 
     Optionally every entry > 0 (``positive``) or >= 0 (``nonnegative``).
@@ -162,7 +181,9 @@ def check_array(name: str, value: Any, *, positive: bool = False, nonnegative: b
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a real number or array, got {value!r}") from err
+        raise TypeError(
+            f"{name} must be a real number or array, got {value!r}"
+        ) from err
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite, got {value!r}")
     if positive and not (arr > 0).all():
@@ -286,3 +307,93 @@ def pool_windows(maps: np.ndarray, pool: int) -> np.ndarray:
     """
     *lead, h, w = maps.shape
     return maps.reshape(*lead, h * w)[..., pool_window_indices((h, w), pool)]
+
+
+# the checks of smp.feature's signals and detector options
+
+
+def _as_float_array(y: Any, name: str = "y") -> tuple[np.ndarray, np.dtype, bool]:
+    """Return (float64 numpy view/copy, dtype whose eps sets the floor, came-from-torch)."""
+    is_torch = torch is not None and isinstance(y, torch.Tensor)
+    if is_torch:
+        if y.is_complex() or y.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must be a real numeric tensor, got dtype {y.dtype}"
+            )
+        arr = y.detach().cpu().numpy()
+    elif isinstance(y, np.ndarray):
+        arr = y
+    elif isinstance(y, (str, bytes)):
+        raise TypeError(
+            f"{name} must be a numeric array, got a {type(y).__name__}: {y!r:.40}"
+        )
+    else:
+        try:
+            arr = np.asarray(y)
+        except (ValueError, TypeError) as err:
+            raise TypeError(
+                f"{name} must be a numeric array (ragged or mixed input): {err}"
+            ) from err
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name} must be a real numeric array (integer or float), got dtype {arr.dtype}"
+        )
+    source_dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+    # float32 and float64 stay as they are (the detector converts a chunk at a time to float64)
+    keep = arr.dtype in (np.float32, np.float64)
+    return (arr if keep else arr.astype(np.float64)), source_dtype, is_torch
+
+
+def _check_dt(dt: Any) -> float:
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Real):
+        raise TypeError(
+            f"dt must be a positive real number (the grid step), got {dt!r}"
+        )
+    dt = float(dt)
+    if not np.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be a positive finite grid step, got {dt}")
+    return dt
+
+
+def _check_options(kappa: float, window: int, floor_eps: float) -> None:
+    if isinstance(kappa, bool) or not isinstance(kappa, numbers.Real) or not kappa > 0:
+        raise ValueError(
+            f"kappa must be a positive number (threshold over the local level), got {kappa!r}"
+        )
+    if (
+        isinstance(window, bool)
+        or not isinstance(window, numbers.Integral)
+        or window < 3
+    ):
+        raise ValueError(
+            f"window must be an integer >= 3 (samples per median block), got {window!r}"
+        )
+    if (
+        isinstance(floor_eps, bool)
+        or not isinstance(floor_eps, numbers.Real)
+        or floor_eps < 0
+    ):
+        raise ValueError(f"floor_eps must be a non-negative number, got {floor_eps!r}")
+
+
+def _prepare(y: Any, axis: int) -> tuple[np.ndarray, np.dtype, bool]:
+    """Validate ``y`` and return it as float64 with the signal axis last."""
+    arr, source_dtype, is_torch = _as_float_array(y)
+    if arr.ndim == 0:
+        raise ValueError("y must have at least one axis of samples, got a scalar")
+    if not isinstance(axis, numbers.Integral) or not -arr.ndim <= axis < arr.ndim:
+        raise ValueError(
+            f"axis={axis!r} is out of range for y with {arr.ndim} dimension(s)"
+        )
+    arr = np.moveaxis(arr, axis, -1)
+    if arr.shape[-1] < 3:
+        raise ValueError(
+            f"y needs at least 3 samples along axis {axis} for a second difference, got {arr.shape[-1]}"
+        )
+    # one reduction first (fast); the exact count only when it is not finite (or overflowed)
+    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.isfinite(arr).sum())
+        raise ValueError(
+            f"y contains {bad} NaN or infinite value(s); SMP needs finite samples"
+        )
+    return arr, source_dtype, is_torch

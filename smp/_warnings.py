@@ -6,7 +6,6 @@ one filter silences or records them all.  Re-exported by :mod:`smp.feature` and 
 
 from __future__ import annotations
 
-
 __all__ = [
     "SMPWarning",
     "DenseKinksWarning",

@@ -19,7 +19,18 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["Entry", "REGISTRY", "HASH_FILE", "data_dir", "path", "load", "write", "write_many", "sha256", "stale"]
+__all__ = [
+    "Entry",
+    "REGISTRY",
+    "HASH_FILE",
+    "data_dir",
+    "path",
+    "load",
+    "write",
+    "write_many",
+    "sha256",
+    "stale",
+]
 
 #: the hash file inside the data directory, in ``sha256sum`` format (``sha256sum -c`` checks it)
 HASH_FILE = "SHA256SUMS"
@@ -59,87 +70,150 @@ _TABLE = "%.10g"
 #: every stored file, by name
 REGISTRY: dict[str, Entry] = {
     "conv_sweep": Entry(
-        "03_convolution.csv", "smp.experiments.conv:write_tables", 0, _TABLE,
+        "03_convolution.csv",
+        "smp.experiments.conv:write_tables",
+        0,
+        _TABLE,
         "chapter 3: conv layer, independent kink times, fan-in and weight-std sweep",
     ),
     "conv_shared": Entry(
-        "03_convolution_shared.csv", "smp.experiments.conv:write_tables", 0, _TABLE,
+        "03_convolution_shared.csv",
+        "smp.experiments.conv:write_tables",
+        0,
+        _TABLE,
         "chapter 3: conv layer, kinks shared across channels",
     ),
     "conv_resolution": Entry(
-        "03_convolution_resolution.csv", "smp.experiments.conv:write_tables", 0, _TABLE,
+        "03_convolution_resolution.csv",
+        "smp.experiments.conv:write_tables",
+        0,
+        _TABLE,
         "chapter 3: conv output SMP against samples per kink",
     ),
     "trace_speed": Entry(
-        "09_trace_speed.csv", "smp.experiments.tracer:write_tables", 0, _TABLE,
+        "09_trace_speed.csv",
+        "smp.experiments.tracer:write_tables",
+        0,
+        _TABLE,
         "chapter 9: layer-wise tracer against regioncam and the event walker (CPU time)",
     ),
     "relu_sweep": Entry(
-        "04_relu.csv", "smp.experiments.relu:write_tables", 0, _TABLE,
+        "04_relu.csv",
+        "smp.experiments.relu:write_tables",
+        0,
+        _TABLE,
         "chapter 4: ReLU bias sweep, Gaussian processes with and without input kinks",
     ),
     "maxpool_sweep": Entry(
-        "05_maxpool.csv", "smp.experiments.maxpool:write_tables", 0, _TABLE,
+        "05_maxpool.csv",
+        "smp.experiments.maxpool:write_tables",
+        0,
+        _TABLE,
         "chapter 5: max pooling of i.i.d. and equicorrelated windows",
     ),
     "maxpool_cnn": Entry(
-        "05_maxpool_cnn.csv", "smp.experiments.maxpool:write_tables", 0, _TABLE,
+        "05_maxpool_cnn.csv",
+        "smp.experiments.maxpool:write_tables",
+        0,
+        _TABLE,
         "chapter 5: 2x2 max pooling inside a Conv-ReLU stack, window models",
     ),
     "stack_dense": Entry(
-        "06_stacked_dense.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "06_stacked_dense.csv",
+        "smp.experiments.stack:write_tables",
+        0,
+        _TABLE,
         "chapter 6: dense ReLU stack, per-layer model against measurement, three gains",
     ),
     "stack_width": Entry(
-        "06_stacked_width.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "06_stacked_width.csv",
+        "smp.experiments.stack:write_tables",
+        0,
+        _TABLE,
         "chapter 6: dense ReLU stack, width sweep",
     ),
     "stack_cnn": Entry(
-        "06_stacked_cnn.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "06_stacked_cnn.csv",
+        "smp.experiments.stack:write_tables",
+        0,
+        _TABLE,
         "chapter 6: Conv-ReLU-MaxPool stack, per-layer model against measurement",
     ),
     "stack_resolution": Entry(
-        "06_stacked_resolution.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "06_stacked_resolution.csv",
+        "smp.experiments.stack:write_tables",
+        0,
+        _TABLE,
         "chapter 6: measured per-layer SMP against the number of samples",
     ),
     "stack_cnn_networks": Entry(
-        "06_stacked_cnn_networks.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "06_stacked_cnn_networks.csv",
+        "smp.experiments.stack:write_tables",
+        0,
+        _TABLE,
         "chapter 6: CNN stacks, per-network per-layer measurement (three architectures, 200 networks each)",
     ),
     "stack_dense_bias": Entry(
-        "06_stacked_dense_bias.csv", "smp.experiments.stack:write_tables", 0, _TABLE,
+        "06_stacked_dense_bias.csv",
+        "smp.experiments.stack:write_tables",
+        0,
+        _TABLE,
         "chapter 6: dense ReLU stack with biases and unequal widths, model against measurement",
     ),
     "forensics_auc": Entry(
-        "08_forensics_auc.csv", "smp.experiments.forensics:write_tables", 0, "%.6g",
+        "08_forensics_auc.csv",
+        "smp.experiments.forensics:write_tables",
+        0,
+        "%.6g",
         "forensics chapter: AUC of SMP and the TV baseline with bootstrap intervals",
     ),
     "forensics_models": Entry(
-        "08_forensics_models.csv", "smp.experiments.forensics:write_tables", 0, "%.6g",
+        "08_forensics_models.csv",
+        "smp.experiments.forensics:write_tables",
+        0,
+        "%.6g",
         "forensics chapter: training time and test error of the two landmark networks",
     ),
     "forensics_relu": Entry(
-        "forensics_relu.pt", "smp.experiments.forensics:write_tables", 0, "",
+        "forensics_relu.pt",
+        "smp.experiments.forensics:write_tables",
+        0,
+        "",
         "forensics chapter: ReLU + max-pool landmark CNN, float64 state dict",
     ),
     "forensics_smooth": Entry(
-        "forensics_smooth.pt", "smp.experiments.forensics:write_tables", 0, "",
+        "forensics_smooth.pt",
+        "smp.experiments.forensics:write_tables",
+        0,
+        "",
         "forensics chapter: GELU + average-pool landmark CNN, float64 state dict",
     ),
     "trained_digits": Entry(
-        "trained_digits.pt", "smp.experiments.trained:write_tables", 0, "",
+        "trained_digits.pt",
+        "smp.experiments.trained:write_tables",
+        0,
+        "",
         "trained networks: digits ReLU autoencoder, float64 checkpoints (steps 0, 30, 300, 3000)",
     ),
     "trained_digits_training": Entry(
-        "07_trained_training.csv", "smp.experiments.trained:write_tables", 0, _TABLE,
+        "07_trained_training.csv",
+        "smp.experiments.trained:write_tables",
+        0,
+        _TABLE,
         "trained networks: reconstruction error of the digits autoencoder at every checkpoint",
     ),
     "trained_digits_weights": Entry(
-        "07_trained_weights.csv", "smp.experiments.trained:write_tables", 0, _TABLE,
+        "07_trained_weights.csv",
+        "smp.experiments.trained:write_tables",
+        0,
+        _TABLE,
         "trained networks: weight distribution of every linear layer at every checkpoint",
     ),
     "trained_digits_smp": Entry(
-        "07_trained_smp.csv", "smp.experiments.trained:write_tables", 0, _TABLE,
+        "07_trained_smp.csv",
+        "smp.experiments.trained:write_tables",
+        0,
+        _TABLE,
         "trained networks: exact per-layer SMP (births, pass-through) and the block models' predictions",
     ),
 }
@@ -161,14 +235,20 @@ def data_dir() -> Path:
     True
     """
     override = os.environ.get("SMP_DATA_DIR")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "data"
+    return (
+        Path(override) if override else Path(__file__).resolve().parent.parent / "data"
+    )
 
 
 def _entry(name: str) -> Entry:
     if not isinstance(name, str):
-        raise TypeError(f"name must be a registry name (str), got {type(name).__name__}")
+        raise TypeError(
+            f"name must be a registry name (str), got {type(name).__name__}"
+        )
     if name not in REGISTRY:
-        raise ValueError(f"name must be one of the registered files {sorted(REGISTRY)}, got {name!r}")
+        raise ValueError(
+            f"name must be one of the registered files {sorted(REGISTRY)}, got {name!r}"
+        )
     return REGISTRY[name]
 
 
@@ -238,7 +318,9 @@ def load(name: str, directory: str | os.PathLike | None = None) -> Any:
     file = path(name, directory)
     if not file.exists():
         producer = _entry(name).producer
-        raise FileNotFoundError(f"{file} is missing: regenerate it with {producer} (see README, 'make data')")
+        raise FileNotFoundError(
+            f"{file} is missing: regenerate it with {producer} (see README, 'make data')"
+        )
     if file.suffix == ".csv":
         import pandas as pd
 
@@ -337,13 +419,17 @@ def write(name: str, obj: Any, directory: str | os.PathLike | None = None) -> Pa
     file = directory / entry.file
     if file.suffix == ".csv":
         if not hasattr(obj, "to_csv"):
-            raise TypeError(f"obj for {name!r} ({entry.file}) must be a pandas.DataFrame, got {type(obj).__name__}")
+            raise TypeError(
+                f"obj for {name!r} ({entry.file}) must be a pandas.DataFrame, got {type(obj).__name__}"
+            )
         obj.to_csv(file, index=False, float_format=entry.float_format)
     else:
         import torch
 
         if not isinstance(obj, dict):
-            raise TypeError(f"obj for {name!r} ({entry.file}) must be a state dict, got {type(obj).__name__}")
+            raise TypeError(
+                f"obj for {name!r} ({entry.file}) must be a state dict, got {type(obj).__name__}"
+            )
         torch.save(obj, file)
     hashes = _read_hashes(directory)
     hashes[entry.file] = sha256(file)
@@ -351,7 +437,9 @@ def write(name: str, obj: Any, directory: str | os.PathLike | None = None) -> Pa
     return file
 
 
-def stale(directory: str | os.PathLike | None = None, names: list[str] | None = None) -> list[str]:
+def stale(
+    directory: str | os.PathLike | None = None, names: list[str] | None = None
+) -> list[str]:
     """Names of registered files that are missing or differ from ``SHA256SUMS``.
 
     Parameters
@@ -389,7 +477,9 @@ def stale(directory: str | os.PathLike | None = None, names: list[str] | None = 
     return out
 
 
-def write_many(tables: dict[str, Any], directory: str | os.PathLike | None = None) -> list[Path]:
+def write_many(
+    tables: dict[str, Any], directory: str | os.PathLike | None = None
+) -> list[Path]:
     """:func:`write` every ``name: obj`` of ``tables``.
 
     Parameters

@@ -69,7 +69,6 @@ A slope jump smaller than ``2 * max(kappa * level, floor) / dt`` is invisible
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -100,6 +99,8 @@ from ._detector import (  # the detector's constants, re-exported: chapters cite
     _analyse,
     roughness,
 )
+from ._diagnosis import Diagnosis, _diagnosis, _warn
+from ._validation import _check_dt, _check_options, _prepare
 from ._warnings import (
     CloseKinksWarning,
     DenseKinksWarning,
@@ -108,7 +109,6 @@ from ._warnings import (
     SMPWarning,
     UnderSampledWarning,
 )
-from ._diagnosis import Diagnosis, _diagnosis, _warn
 
 try:  # torch is a dependency, but the feature itself needs only numpy
     import torch
@@ -185,69 +185,6 @@ class Peaks(NamedTuple):
     positions: np.ndarray
     magnitudes: np.ndarray
     jumps: np.ndarray
-
-
-def _as_float_array(y: Any, name: str = "y") -> tuple[np.ndarray, np.dtype, bool]:
-    """Return (float64 numpy view/copy, dtype whose eps sets the floor, came-from-torch)."""
-    is_torch = torch is not None and isinstance(y, torch.Tensor)
-    if is_torch:
-        if y.is_complex() or y.dtype == torch.bool:
-            raise TypeError(f"{name} must be a real numeric tensor, got dtype {y.dtype}")
-        arr = y.detach().cpu().numpy()
-    elif isinstance(y, np.ndarray):
-        arr = y
-    elif isinstance(y, (str, bytes)):
-        raise TypeError(f"{name} must be a numeric array, got a {type(y).__name__}: {y!r:.40}")
-    else:
-        try:
-            arr = np.asarray(y)
-        except (ValueError, TypeError) as err:
-            raise TypeError(f"{name} must be a numeric array (ragged or mixed input): {err}") from err
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(
-            f"{name} must be a real numeric array (integer or float), got dtype {arr.dtype}"
-        )
-    source_dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
-    # float32 and float64 stay as they are (the detector converts a chunk at a time to float64)
-    keep = arr.dtype in (np.float32, np.float64)
-    return (arr if keep else arr.astype(np.float64)), source_dtype, is_torch
-
-
-def _check_dt(dt: Any) -> float:
-    if isinstance(dt, bool) or not isinstance(dt, numbers.Real):
-        raise TypeError(f"dt must be a positive real number (the grid step), got {dt!r}")
-    dt = float(dt)
-    if not np.isfinite(dt) or dt <= 0:
-        raise ValueError(f"dt must be a positive finite grid step, got {dt}")
-    return dt
-
-
-def _check_options(kappa: float, window: int, floor_eps: float) -> None:
-    if isinstance(kappa, bool) or not isinstance(kappa, numbers.Real) or not kappa > 0:
-        raise ValueError(f"kappa must be a positive number (threshold over the local level), got {kappa!r}")
-    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 3:
-        raise ValueError(f"window must be an integer >= 3 (samples per median block), got {window!r}")
-    if isinstance(floor_eps, bool) or not isinstance(floor_eps, numbers.Real) or floor_eps < 0:
-        raise ValueError(f"floor_eps must be a non-negative number, got {floor_eps!r}")
-
-
-def _prepare(y: Any, axis: int) -> tuple[np.ndarray, np.dtype, bool]:
-    """Validate ``y`` and return it as float64 with the signal axis last."""
-    arr, source_dtype, is_torch = _as_float_array(y)
-    if arr.ndim == 0:
-        raise ValueError("y must have at least one axis of samples, got a scalar")
-    if not isinstance(axis, numbers.Integral) or not -arr.ndim <= axis < arr.ndim:
-        raise ValueError(f"axis={axis!r} is out of range for y with {arr.ndim} dimension(s)")
-    arr = np.moveaxis(arr, axis, -1)
-    if arr.shape[-1] < 3:
-        raise ValueError(
-            f"y needs at least 3 samples along axis {axis} for a second difference, got {arr.shape[-1]}"
-        )
-    # one reduction first (fast); the exact count only when it is not finite (or overflowed)
-    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
-        bad = int(np.size(arr) - np.isfinite(arr).sum())
-        raise ValueError(f"y contains {bad} NaN or infinite value(s); SMP needs finite samples")
-    return arr, source_dtype, is_torch
 
 
 def second_difference(y: np.ndarray) -> np.ndarray:
@@ -435,7 +372,9 @@ def smp(
         return torch.from_numpy(np.ascontiguousarray(total)).to(
             getattr(torch, np.dtype(out_dtype).name)
         )
-    return total.astype(out_dtype, copy=False) if np.ndim(total) else out_dtype.type(total)
+    return (
+        total.astype(out_dtype, copy=False) if np.ndim(total) else out_dtype.type(total)
+    )
 
 
 def peaks(
@@ -488,7 +427,9 @@ def peaks(
     _check_options(kappa, window, floor_eps)
     arr, source_dtype, _ = _prepare(y, -1)
     if arr.ndim != 1:
-        raise ValueError(f"peaks takes one 1-D signal, got y with shape {arr.shape}; use smp() for batches")
+        raise ValueError(
+            f"peaks takes one 1-D signal, got y with shape {arr.shape}; use smp() for batches"
+        )
     analysis = _analyse(arr, source_dtype, kappa, window, floor_eps, keep=True)
     if warn:
         _warn(_diagnosis(analysis, dt), source_dtype)
@@ -507,7 +448,9 @@ def peaks(
     run_signed = np.add.reduceat(np.where(peak, d, 0.0), starts)
     run_moment = np.add.reduceat(gap_free * times, starts)
     with np.errstate(invalid="ignore", divide="ignore"):
-        positions = np.where(run_abs > 0, run_moment / run_abs, 0.5 * (times[starts] + times[stops - 1]))
+        positions = np.where(
+            run_abs > 0, run_moment / run_abs, 0.5 * (times[starts] + times[stops - 1])
+        )
     return Peaks(positions, run_abs / dt, run_signed / dt)
 
 
@@ -594,4 +537,6 @@ def detection_limit(
     >>> bool(clean < 1e-6), round(float(noisy), 1)
     (True, 13.5)
     """
-    return diagnose(y, dt, axis=axis, kappa=kappa, window=window, floor_eps=floor_eps).detection_limit
+    return diagnose(
+        y, dt, axis=axis, kappa=kappa, window=window, floor_eps=floor_eps
+    ).detection_limit

@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import check_int, check_real
-
 from .feature import second_difference
 from .feature import smp as _smp
 
@@ -32,7 +31,9 @@ def _comparison_matrix(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     pos = np.asarray(pos, dtype=np.float64).ravel()
     neg = np.asarray(neg, dtype=np.float64).ravel()
     if pos.size == 0 or neg.size == 0:
-        raise ValueError(f"auc needs at least one positive and one negative score, got {pos.size} and {neg.size}")
+        raise ValueError(
+            f"auc needs at least one positive and one negative score, got {pos.size} and {neg.size}"
+        )
     if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
         raise ValueError("scores must be finite")
     return (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
@@ -97,10 +98,15 @@ def tv_score(y: np.ndarray, dt: float) -> np.ndarray:
     >>> round(float(tv_score(parabola, dt=t[1])), 6), round(199 * 2 * float(t[1]), 6)
     (1.99, 1.99)
     """
-    return np.abs(second_difference(np.asarray(y, dtype=np.float64))).sum(axis=(-1, -2)) / dt
+    return (
+        np.abs(second_difference(np.asarray(y, dtype=np.float64))).sum(axis=(-1, -2))
+        / dt
+    )
 
 
-def add_noise(y: np.ndarray, truth: np.ndarray, snr_db: float, *, seed: int = 0) -> np.ndarray:
+def add_noise(
+    y: np.ndarray, truth: np.ndarray, snr_db: float, *, seed: int = 0
+) -> np.ndarray:
     """``y`` plus white Gaussian noise of variance ``P/10^(snr_db/10)`` per trajectory.
 
     ``P`` is the power of the true trajectory ``truth`` (same shape ``(M, 2, N)``): the mean over
@@ -136,7 +142,9 @@ def add_noise(y: np.ndarray, truth: np.ndarray, snr_db: float, *, seed: int = 0)
     y = np.asarray(y, dtype=np.float64)
     if np.isinf(snr_db) and snr_db > 0:
         return y
-    power = ((truth - truth.mean(axis=-1, keepdims=True)) ** 2).mean(axis=(-1, -2), keepdims=True)
+    power = ((truth - truth.mean(axis=-1, keepdims=True)) ** 2).mean(
+        axis=(-1, -2), keepdims=True
+    )
     sigma = np.sqrt(power / 10.0 ** (snr_db / 10.0))
     return y + sigma * np.random.default_rng(seed).normal(size=y.shape)
 
@@ -206,7 +214,13 @@ def roc_curve(pos, neg) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bootstrap_auc(
-    pos, neg, *, n_boot: int = 2000, level: float = 0.95, paired: bool = True, seed: int = 0
+    pos,
+    neg,
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    paired: bool = True,
+    seed: int = 0,
 ) -> tuple[float, float, float]:
     """AUC and its percentile bootstrap interval over trajectories: ``(auc, low, high)``.
 
@@ -251,10 +265,20 @@ def bootstrap_auc(
     c = _comparison_matrix(pos, neg)
     m_pos, m_neg = c.shape
     if paired and m_pos != m_neg:
-        raise ValueError(f"paired bootstrap needs as many positives as negatives, got {m_pos} and {m_neg}")
+        raise ValueError(
+            f"paired bootstrap needs as many positives as negatives, got {m_pos} and {m_neg}"
+        )
     rng = np.random.default_rng(seed)
-    w = rng.multinomial(m_pos, np.full(m_pos, 1.0 / m_pos), size=n_boot).astype(np.float64)
-    v = w if paired else rng.multinomial(m_neg, np.full(m_neg, 1.0 / m_neg), size=n_boot).astype(np.float64)
+    w = rng.multinomial(m_pos, np.full(m_pos, 1.0 / m_pos), size=n_boot).astype(
+        np.float64
+    )
+    v = (
+        w
+        if paired
+        else rng.multinomial(m_neg, np.full(m_neg, 1.0 / m_neg), size=n_boot).astype(
+            np.float64
+        )
+    )
     reps = np.einsum("bi,ij,bj->b", w, c, v) / (m_pos * m_neg)
     alpha = (1 - level) / 2
     low, high = np.quantile(reps, [alpha, 1 - alpha])

@@ -51,9 +51,13 @@ def _as_path(path: Any) -> torch.Tensor:
     if isinstance(path, np.ndarray):
         path = torch.from_numpy(path)
     if not isinstance(path, torch.Tensor):
-        raise TypeError(f"path must be a numpy array or torch tensor of shape (N, ...), got {type(path).__name__}")
+        raise TypeError(
+            f"path must be a numpy array or torch tensor of shape (N, ...), got {type(path).__name__}"
+        )
     if path.ndim < 1 or path.shape[0] < 3:
-        raise ValueError(f"path needs at least 3 samples along its first (batch) axis, got shape {tuple(path.shape)}")
+        raise ValueError(
+            f"path needs at least 3 samples along its first (batch) axis, got shape {tuple(path.shape)}"
+        )
     if not torch.is_floating_point(path):
         raise TypeError(f"path must be floating point, got dtype {path.dtype}")
     return path.to(torch.float64)
@@ -111,11 +115,15 @@ def along_path(
         try:
             kept = [range(len(children))[i] for i in keep]
         except (IndexError, TypeError) as err:
-            raise ValueError(f"keep must list child indices in [-{len(children)}, {len(children)}), got {keep!r}") from err
+            raise ValueError(
+                f"keep must list child indices in [-{len(children)}, {len(children)}), got {keep!r}"
+            ) from err
     chunks: dict[int, list[torch.Tensor]] = {i: [] for i in kept}
     starts = range(0, path.shape[0], batch_size)
     with torch.no_grad():
-        for start in tqdm(starts, disable=not progress, desc="forward along path", leave=False):
+        for start in tqdm(
+            starts, disable=not progress, desc="forward along path", leave=False
+        ):
             h = path[start : start + batch_size]
             for i, child in enumerate(children):
                 h = child(h)
@@ -126,7 +134,13 @@ def along_path(
 
 
 def layer_smp(
-    network: nn.Module, path: Any, dt: float, *, batch_size: int = 4096, progress: bool = False, **detector_options
+    network: nn.Module,
+    path: Any,
+    dt: float,
+    *,
+    batch_size: int = 4096,
+    progress: bool = False,
+    **detector_options,
 ) -> list[np.ndarray]:
     """SMP of every unit of every child's output along ``path`` (list of arrays of shape (units,)).
 
@@ -173,8 +187,12 @@ def layer_smp(
     out, h = [], path
     with torch.no_grad():
         for child in tqdm(children, disable=not progress, desc="layers", leave=False):
-            h = torch.cat([child(h[s : s + batch_size]) for s in range(0, h.shape[0], batch_size)])
-            out.append(_smp(h.reshape(h.shape[0], -1).numpy(), dt, axis=0, **detector_options))
+            h = torch.cat(
+                [child(h[s : s + batch_size]) for s in range(0, h.shape[0], batch_size)]
+            )
+            out.append(
+                _smp(h.reshape(h.shape[0], -1).numpy(), dt, axis=0, **detector_options)
+            )
     return out
 
 
@@ -234,7 +252,9 @@ def unit_statistics(signals: np.ndarray, dt: float) -> UnitStatistics:
     return UnitStatistics(signals.mean(axis=0), signals.std(axis=0), slope.std(axis=0))
 
 
-def mean_sem(values: Sequence[float] | np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def mean_sem(
+    values: Sequence[float] | np.ndarray, axis: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard error of the mean (``std(ddof=1)/sqrt(n)``) along ``axis``; needs n >= 2.
 
     Parameters
@@ -258,7 +278,9 @@ def mean_sem(values: Sequence[float] | np.ndarray, axis: int = 0) -> tuple[np.nd
     values = np.asarray(values, dtype=np.float64)
     n = values.shape[axis]
     if n < 2:
-        raise ValueError(f"mean_sem needs at least 2 values along axis {axis} for a standard error, got {n}")
+        raise ValueError(
+            f"mean_sem needs at least 2 values along axis {axis} for a standard error, got {n}"
+        )
     return values.mean(axis=axis), values.std(axis=axis, ddof=1) / np.sqrt(n)
 
 
@@ -329,9 +351,13 @@ def stack_measurement(
     """
     networks = list(networks)
     if len(networks) < (1 if per_network else 2):
-        raise ValueError(f"networks must hold at least 2 networks for a standard error, got {len(networks)}")
+        raise ValueError(
+            f"networks must hold at least 2 networks for a standard error, got {len(networks)}"
+        )
     if not all(isinstance(net, nn.Sequential) for net in networks):
-        raise TypeError("networks must be nn.Sequential modules (each child is one measured layer)")
+        raise TypeError(
+            "networks must be nn.Sequential modules (each child is one measured layer)"
+        )
     n_layers = len(networks[0])
     if any(len(net) != n_layers for net in networks):
         raise ValueError("all networks must have the same number of children (layers)")
@@ -345,13 +371,20 @@ def stack_measurement(
     units = np.zeros(n_layers, dtype=int)
     kinds = [type(child).__name__.lower() for child in networks[0]]
     rng = np.random.default_rng(seed)
-    bar = tqdm(total=len(networks) * n_layers, disable=not progress, desc="layers", leave=False)
+    bar = tqdm(
+        total=len(networks) * n_layers, disable=not progress, desc="layers", leave=False
+    )
     for i, net in enumerate(networks):
         h = path
         for j, child in enumerate(net):
             with torch.no_grad():
                 # one child at a time over the whole path: only two layers are ever held in memory
-                h = torch.cat([child(h[s : s + batch_size]) for s in range(0, h.shape[0], batch_size)])
+                h = torch.cat(
+                    [
+                        child(h[s : s + batch_size])
+                        for s in range(0, h.shape[0], batch_size)
+                    ]
+                )
             y = h.reshape(h.shape[0], -1).numpy()
             units[j] = y.shape[1]
             flat = y.ravel()
@@ -361,11 +394,15 @@ def stack_measurement(
             values["p_positive"][i, j] = np.count_nonzero(flat > 0) / flat.size
             chosen = y
             if max_units is not None and y.shape[1] > max_units:
-                chosen = y[:, np.sort(rng.choice(y.shape[1], size=max_units, replace=False))]
+                chosen = y[
+                    :, np.sort(rng.choice(y.shape[1], size=max_units, replace=False))
+                ]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", DenseKinksWarning)
                 per_unit = _smp(chosen, dt, axis=0, **detector_options)
-            values["dense_warning"][i, j] = any(issubclass(w.category, DenseKinksWarning) for w in caught)
+            values["dense_warning"][i, j] = any(
+                issubclass(w.category, DenseKinksWarning) for w in caught
+            )
             values["smp"][i, j] = y.shape[1] * per_unit.mean()
             bar.update()
     bar.close()
@@ -392,19 +429,29 @@ def summarise_networks(rows: pd.DataFrame) -> pd.DataFrame:
     first = groups.first()
     n = groups.size().to_numpy()
     if n.min() < 2:
-        raise ValueError(f"rows must hold at least 2 networks per layer for a standard error, got {n.min()}")
-    table = {"layer": first.index.to_numpy(), "kind": first["kind"].to_numpy(), "units": first["units"].to_numpy(),
-             "n_networks": n}
+        raise ValueError(
+            f"rows must hold at least 2 networks per layer for a standard error, got {n.min()}"
+        )
+    table = {
+        "layer": first.index.to_numpy(),
+        "kind": first["kind"].to_numpy(),
+        "units": first["units"].to_numpy(),
+        "n_networks": n,
+    }
 
     def mean_and_sem(key):
-        return groups[key].mean().to_numpy(), (groups[key].std(ddof=1) / np.sqrt(n)).to_numpy()
+        return groups[key].mean().to_numpy(), (
+            groups[key].std(ddof=1) / np.sqrt(n)
+        ).to_numpy()
 
     table["smp"], table["smp_sem"] = mean_and_sem("smp")
     for name, key in (("rms", "ms"), ("drms", "dms")):
         mean_square, sem = mean_and_sem(key)
         table[name] = np.sqrt(mean_square)
         with np.errstate(divide="ignore", invalid="ignore"):
-            table[name + "_sem"] = np.where(mean_square > 0, sem / (2 * np.sqrt(mean_square)), 0.0)
+            table[name + "_sem"] = np.where(
+                mean_square > 0, sem / (2 * np.sqrt(mean_square)), 0.0
+            )
     table["p_positive"], table["p_positive_sem"] = mean_and_sem("p_positive")
     table["dense_warning"] = groups["dense_warning"].mean().to_numpy()
     return pd.DataFrame(table)

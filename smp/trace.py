@@ -83,6 +83,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from ._trace_common import (
     DEFAULT_JUMP_RTOL,
     DEFAULT_MERGE_TOL,
@@ -176,9 +177,13 @@ def trace_lines(
     x0 = _as_sample("x0", x0)
     d = _as_sample("directions", directions)
     if x0.shape != d.shape:
-        raise ValueError(f"directions must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}")
+        raise ValueError(
+            f"directions must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}"
+        )
     if x0.dim() < 2 or x0.shape[0] == 0:
-        raise ValueError(f"x0 must be a non-empty batch of samples (n_lines, *sample_shape), got shape {tuple(x0.shape)}")
+        raise ValueError(
+            f"x0 must be a non-empty batch of samples (n_lines, *sample_shape), got shape {tuple(x0.shape)}"
+        )
     _check_tolerances(merge_tol, jump_rtol, max_events)
     graph = compiled_graph(model)
     with _torch_threads(threads):
@@ -186,7 +191,9 @@ def trace_lines(
     traces = []
     for i, p in enumerate(lines):
         if len(p.t) > max_events:
-            raise RuntimeError(f"trace: segment {i} has {len(p.t)} breakpoints, more than max_events={max_events}")
+            raise RuntimeError(
+                f"trace: segment {i} has {len(p.t)} breakpoints, more than max_events={max_events}"
+            )
         traces.append(
             Trace(
                 t=p.t,
@@ -272,7 +279,9 @@ def trace_line(
     x0 = _as_sample("x0", x0)
     d = _as_sample("direction", direction)
     if x0.shape != d.shape:
-        raise ValueError(f"direction must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}")
+        raise ValueError(
+            f"direction must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}"
+        )
     return trace_lines(
         model,
         x0[None],
@@ -314,10 +323,18 @@ def evaluate(trace: Trace, t: Any) -> np.ndarray:
     array([1., 1., 2., 3.])
     """
     t = np.asarray(t, dtype=np.float64)
-    return np.stack([np.interp(t, trace.knots, trace.values[:, j]) for j in range(trace.values.shape[1])], axis=-1)
+    return np.stack(
+        [
+            np.interp(t, trace.knots, trace.values[:, j])
+            for j in range(trace.values.shape[1])
+        ],
+        axis=-1,
+    )
 
 
-def activation_patterns(model: nn.Module, x: Any, *, threads: int | None = 1) -> np.ndarray:
+def activation_patterns(
+    model: nn.Module, x: Any, *, threads: int | None = 1
+) -> np.ndarray:
     """The activity pattern of every input in the batch ``x`` as one integer id per input.
 
     The pattern is the tuple of ReLU/LeakyReLU activities (input > 0) and max-pool argmax indices
@@ -355,20 +372,34 @@ def activation_patterns(model: nn.Module, x: Any, *, threads: int | None = 1) ->
     2
     """
     layers = [copy.deepcopy(m).to(torch.float64) for m in flatten_layers(model)]
-    h = x.detach().to(torch.float64) if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    h = (
+        x.detach().to(torch.float64)
+        if isinstance(x, torch.Tensor)
+        else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    )
     feats: list[torch.Tensor] = []
     with torch.no_grad(), _torch_threads(threads):
         for m in layers:
             if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
                 feats.append((h > 0).reshape(h.shape[0], -1).to(torch.int64))
             elif isinstance(m, nn.MaxPool2d):
-                _, idx = F.max_pool2d(h, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, return_indices=True)
+                _, idx = F.max_pool2d(
+                    h,
+                    m.kernel_size,
+                    m.stride,
+                    m.padding,
+                    m.dilation,
+                    m.ceil_mode,
+                    return_indices=True,
+                )
                 feats.append(idx.reshape(h.shape[0], -1))
             h = m(h)
     if not feats:
         return np.zeros(h.shape[0], dtype=np.int64)
     code = np.ascontiguousarray(torch.cat(feats, dim=1).numpy().astype(np.int32))
     # one opaque byte string per row: np.unique on it is much faster than on rows (axis=0)
-    rows = code.view(np.dtype((np.void, code.dtype.itemsize * code.shape[1]))).reshape(-1)
+    rows = code.view(np.dtype((np.void, code.dtype.itemsize * code.shape[1]))).reshape(
+        -1
+    )
     _, ids = np.unique(rows, return_inverse=True)
     return ids.reshape(-1)

@@ -3,14 +3,12 @@ reproduces them within the stated standard errors (regenerate with smp.experimen
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from smp import data
 from smp.experiments import conv
-
 
 
 def _table(key: str) -> pd.DataFrame:
@@ -36,8 +34,12 @@ def test_shared_table_shows_the_miss_and_its_fix():
     # one channel: nothing is shared, both models coincide; more channels: the independent-times
     # model overestimates, more and more (about sqrt(2 C_in / pi) for C_in >> 1)
     first = table.iloc[0]
-    assert first.c_in == 1 and first.model_independent == pytest.approx(first.model_shared, rel=1e-12)
-    assert (np.diff(table.rel_error_independent) > 0).all() and table.rel_error_independent.iloc[-1] > 1.0
+    assert first.c_in == 1 and first.model_independent == pytest.approx(
+        first.model_shared, rel=1e-12
+    )
+    assert (
+        np.diff(table.rel_error_independent) > 0
+    ).all() and table.rel_error_independent.iloc[-1] > 1.0
 
 
 def test_resolution_table_converges_with_the_grid():
@@ -61,7 +63,9 @@ def _agree(fresh: float, fresh_sem: float, stored: float, stored_sem: float) -> 
 def test_fresh_sweep_reproduces_the_table():
     stored = _table("sweep").set_index(["c_in", "kernel_size", "weight_std"])
     points = [(1, 2, 1.0), (4, 4, 1.0)]
-    fresh = conv.conv_sweep(points, out_channels=32, min_repeats=6, max_repeats=6, seed=101)
+    fresh = conv.conv_sweep(
+        points, out_channels=32, min_repeats=6, max_repeats=6, seed=101
+    )
     for _, row in fresh.iterrows():
         ref = stored.loc[(row.c_in, row.kernel_size, row.weight_std)]
         assert _agree(row.ratio, row.ratio_sem, ref.ratio, ref.ratio_sem), (row, ref)
@@ -70,15 +74,24 @@ def test_fresh_sweep_reproduces_the_table():
 
 def test_fresh_shared_sweep_reproduces_the_table():
     stored = _table("shared").set_index("c_in")
-    fresh = conv.conv_shared_sweep((4,), out_channels=16, min_repeats=6, max_repeats=6, seed=101)
+    fresh = conv.conv_shared_sweep(
+        (4,), out_channels=16, min_repeats=6, max_repeats=6, seed=101
+    )
     row, ref = fresh.iloc[0], stored.loc[4]
     for suffix in ("_shared", "_independent"):
-        assert _agree(row["ratio" + suffix], row["ratio_sem" + suffix], ref["ratio" + suffix], ref["ratio_sem" + suffix])
+        assert _agree(
+            row["ratio" + suffix],
+            row["ratio_sem" + suffix],
+            ref["ratio" + suffix],
+            ref["ratio_sem" + suffix],
+        )
 
 
 def test_fresh_resolution_run_reproduces_the_table():
     stored = _table("resolution").set_index("n_samples")
-    fresh = conv.conv_resolution(n_samples=(512, 2048))  # deterministic: same seed, same signals
+    fresh = conv.conv_resolution(
+        n_samples=(512, 2048)
+    )  # deterministic: same seed, same signals
     for _, row in fresh.iterrows():
         # one realisation, no s.e.: equal up to floating-point summation order across machines
         assert row.ratio == pytest.approx(stored.loc[row.n_samples].ratio, rel=1e-6)
@@ -99,7 +112,11 @@ def _check_mean_error(measured, model, rel_sem):
 
 def _check_tables(sweep: pd.DataFrame, shared: pd.DataFrame) -> None:
     _check_mean_error(sweep.measured, sweep.model, sweep.ratio_sem / sweep.ratio)
-    _check_mean_error(shared.measured, shared.model_shared, shared.ratio_sem_shared / shared.ratio_shared)
+    _check_mean_error(
+        shared.measured,
+        shared.model_shared,
+        shared.ratio_sem_shared / shared.ratio_shared,
+    )
 
 
 def test_mean_error_over_points():

@@ -1,12 +1,10 @@
 """data/05_maxpool*.csv (chapter 5): the stored tables meet the chapter's claims and a reduced fresh run reproduces them."""
 
-
 import numpy as np
 import pytest
 
 from smp import data
 from smp.experiments.maxpool import maxpool_cnn, maxpool_sweep
-
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +28,12 @@ def test_fresh_sweep_reproduces_stored(sweep):
     fresh = maxpool_sweep(((2, 0.0), (4, 0.6)), n_paths=40, seed=123)
     for row in fresh.itertuples():
         ref = sweep[(sweep.k == row.k) & (sweep.rho == row.rho)].iloc[0]
-        assert abs(row.measured - ref.measured) < 3 * np.hypot(row.measured_sem, ref.measured_sem)
-        assert abs(row.estimator_error) < 0.02  # smp.smp vs exact identity at 200 samples per ell
+        assert abs(row.measured - ref.measured) < 3 * np.hypot(
+            row.measured_sem, ref.measured_sem
+        )
+        assert (
+            abs(row.estimator_error) < 0.02
+        )  # smp.smp vs exact identity at 200 samples per ell
 
 
 def test_stored_cnn_table(cnn):
@@ -47,7 +49,9 @@ def test_stored_cnn_table(cnn):
     # corrected births agree with the counted ones within 1 % (the Monte-Carlo pair probabilities)
     first = cnn.iloc[0]
     assert first.smp_in < 1e-9 * first.measured
-    assert first.births_full * 2 / np.sqrt(np.pi) == pytest.approx(first.births_counted, rel=0.01)
+    assert first.births_full * 2 / np.sqrt(np.pi) == pytest.approx(
+        first.births_counted, rel=0.01
+    )
 
 
 def test_fresh_cnn_one_network(cnn):
@@ -56,7 +60,10 @@ def test_fresh_cnn_one_network(cnn):
     fresh = maxpool_cnn(n_networks=1, n_samples=12000, seed=0)
     for name in ("iid", "window", "full"):
         diff = (fresh[f"{name}_error"] - cnn[f"{name}_error"]).abs()
-        assert (diff < 4 * 2 * cnn[f"{name}_error_sem"] + 0.02).all(), (name, diff.to_numpy())
+        assert (diff < 4 * 2 * cnn[f"{name}_error_sem"] + 0.02).all(), (
+            name,
+            diff.to_numpy(),
+        )
 
 
 # Detecting a several-percent shift.  The per-point criteria pass a table shifted by 3 %; the mean

@@ -3,7 +3,6 @@ within the stated standard errors (regenerate the file with smp.experiments.relu
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,14 +11,15 @@ from smp import data, models
 from smp.experiments import relu
 
 
-
 def _table() -> pd.DataFrame:
     return data.load("relu_sweep")
 
 
 def test_table_meets_the_acceptance_criteria():
     table = _table()
-    points = [(r.mu_over_sigma, r.dstd_over_std, bool(r.tents)) for r in table.itertuples()]
+    points = [
+        (r.mu_over_sigma, r.dstd_over_std, bool(r.tents)) for r in table.itertuples()
+    ]
     assert points == [(float(z), float(r), t) for z, r, t in relu.RELU_SWEEP_POINTS]
     assert (table.rel_sem < 0.02).all()  # enough paths: s.e. below 2 % at every point
     # the model within max(3 s.e., 3 %) of the measurement at every point
@@ -44,16 +44,33 @@ def test_table_model_column_is_the_closed_form():
 # combined standard errors (a false alarm about once in 16,000 per point), while a broken measurement
 # or model (a pass-through term lost: -30 % or more at these points) fails it.
 TOLERANCE_SE = 4.0
-FRESH_POINTS = [(-1.0, 10.0, False), (0.0, 10.0, False), (1.5, 10.0, False), (0.0, 10.0, True), (1.0, 10.0, True)]
+FRESH_POINTS = [
+    (-1.0, 10.0, False),
+    (0.0, 10.0, False),
+    (1.5, 10.0, False),
+    (0.0, 10.0, True),
+    (1.0, 10.0, True),
+]
 
 
 def test_fresh_sweep_reproduces_the_table():
     fresh = relu.relu_sweep(FRESH_POINTS, target_rel_sem=0.04, min_paths=16, seed=12345)
-    stored = _table().set_index(["mu_over_sigma", "dstd_over_std", "tents"]).loc[FRESH_POINTS]
-    combined = np.hypot(fresh["measured_sem"].to_numpy(), stored["measured_sem"].to_numpy())
-    assert (np.abs(fresh.measured.to_numpy() - stored.measured.to_numpy()) <= TOLERANCE_SE * combined).all()
+    stored = (
+        _table()
+        .set_index(["mu_over_sigma", "dstd_over_std", "tents"])
+        .loc[FRESH_POINTS]
+    )
+    combined = np.hypot(
+        fresh["measured_sem"].to_numpy(), stored["measured_sem"].to_numpy()
+    )
+    assert (
+        np.abs(fresh.measured.to_numpy() - stored.measured.to_numpy())
+        <= TOLERANCE_SE * combined
+    ).all()
     # and the model against the fresh measurement (its own s.e.)
-    assert (fresh.rel_error.abs() <= np.maximum(TOLERANCE_SE * fresh.rel_sem, 0.03)).all()
+    assert (
+        fresh.rel_error.abs() <= np.maximum(TOLERANCE_SE * fresh.rel_sem, 0.03)
+    ).all()
 
 
 # Detecting a several-percent shift.  The points' s.e. are 1-2 % and the per-point criterion

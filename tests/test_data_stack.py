@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-
 import numpy as np
+import pandas as pd
 import pytest
 
-import pandas as pd
-
-from smp import data, measure
+from smp import data, measure, models
 from smp.experiments import stack
 from smp.experiments._parallel import unit_seed
-from smp import models
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +55,17 @@ def test_dense_reduced_recomputation(dense):
 def test_width_table_model_and_growth_exponent():
     widths = data.load("stack_width")
     for width, rows in widths.groupby("width"):
-        np.testing.assert_allclose(rows["model"], models.dense_stack(64, int(width), 4)["smp"], rtol=1e-9)
+        np.testing.assert_allclose(
+            rows["model"], models.dense_stack(64, int(width), 4)["smp"], rtol=1e-9
+        )
     relu = widths[widths["kind"] == "relu"]
-    added = (relu[relu["layer"] == 8].set_index("width")["smp"] - relu[relu["layer"] == 2].set_index("width")["smp"]) / 3
-    slope = np.polyfit(np.log(added.index.to_numpy(float)), np.log(added.to_numpy()), 1)[0]
+    added = (
+        relu[relu["layer"] == 8].set_index("width")["smp"]
+        - relu[relu["layer"] == 2].set_index("width")["smp"]
+    ) / 3
+    slope = np.polyfit(
+        np.log(added.index.to_numpy(float)), np.log(added.to_numpy()), 1
+    )[0]
     # width^1.5 per layer; the measured increments have ~3 % s.e. each over a factor 8 in width,
     # so the fitted exponent is known to about +-0.03
     assert abs(slope - 1.5) < 0.1
@@ -81,9 +85,13 @@ def test_resolution_table_coarsest_grid_is_reproduced():
     # agree to ~1e-8; 1e-6 leaves room for another CPU's rounding), while a stale table, e.g. from an
     # older detector, differs by percents at this grid, where kinks are densest
     res = data.load("stack_resolution")
-    stored = res[(res["architecture"] == "dense") & (res["n_samples"] == 20000)].reset_index(drop=True)
+    stored = res[
+        (res["architecture"] == "dense") & (res["n_samples"] == 20000)
+    ].reset_index(drop=True)
     fresh = stack.stack_resolution_sweep(architecture="dense", n_samples=(20000,))
-    np.testing.assert_allclose(fresh["smp"].to_numpy(), stored["smp"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        fresh["smp"].to_numpy(), stored["smp"].to_numpy(), rtol=1e-6
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,7 +125,9 @@ def test_dense_mean_error_detects_a_3_percent_shift(name, shift):
 def test_dense_bias_table():
     # biases break the positive homogeneity of the gain sweep; unequal widths the equal-width law
     table = data.load("stack_dense_bias")
-    model = models.dense_stack(64, [192, 320, 128, 256], bias_std=float(table["bias_std"].iloc[0]))
+    model = models.dense_stack(
+        64, [192, 320, 128, 256], bias_std=float(table["bias_std"].iloc[0])
+    )
     np.testing.assert_allclose(table["model"], model["smp"], rtol=1e-9)
     measured = table[table["smp"] > 0]
     rel_sem = measured["smp_sem"] / measured["smp"]
@@ -139,7 +149,10 @@ def test_cnn_done_criterion(cnn):
     # the one remaining miss, shown in chapter 6: ReLU 3 of the pool-3 network, +7.4 % (3.2 s.e.),
     # where the measured ReLU keeps 0.485 of its convolution's SMP instead of the ensemble's 1/2
     misses = measured[~within]
-    assert [(a, int(l)) for a, l in zip(misses["architecture"], misses["layer"])] in ([], [("pool 3", 8)])
+    assert [(a, int(l)) for a, l in zip(misses["architecture"], misses["layer"])] in (
+        [],
+        [("pool 3", 8)],
+    )
     assert (misses["error"].abs() < 0.08).all()
     chapter = measured[measured["architecture"] == "chapter"]
     assert chapter["error"].abs().max() < 0.035  # the chapter's CNN: 3.2 % at worst
@@ -148,21 +161,32 @@ def test_cnn_done_criterion(cnn):
 def _check_cnn_summary(cnn: pd.DataFrame, cnn_networks: pd.DataFrame) -> None:
     # the summary is the pooled per-network table (deterministic: 1e-9)
     for name, rows in cnn.groupby("architecture", sort=False):
-        pooled = measure.summarise_networks(cnn_networks[cnn_networks["architecture"] == name])
+        pooled = measure.summarise_networks(
+            cnn_networks[cnn_networks["architecture"] == name]
+        )
         for key in ("smp", "smp_sem", "rms", "drms", "p_positive"):
-            np.testing.assert_allclose(rows[key].to_numpy(), pooled[key].to_numpy(), rtol=1e-9)
+            np.testing.assert_allclose(
+                rows[key].to_numpy(), pooled[key].to_numpy(), rtol=1e-9
+            )
         with np.errstate(invalid="ignore"):  # the first convolution: 0 / 0
             expected = rows["model"].to_numpy() / pooled["smp"].to_numpy() - 1
-        np.testing.assert_allclose(rows["error"].to_numpy(), expected,
-                                   rtol=0, atol=1e-8)  # the CSV keeps 10 digits
+        np.testing.assert_allclose(
+            rows["error"].to_numpy(), expected, rtol=0, atol=1e-8
+        )  # the CSV keeps 10 digits
 
 
 def _check_cnn_paired(cnn_networks: pd.DataFrame, fresh: pd.DataFrame) -> None:
     # the same seeded networks, arcs and units: deterministic float64 (1e-6 leaves room for another
     # CPU's rounding), so any shift of the stored measurement fails
-    stored = cnn_networks[(cnn_networks["architecture"] == "chapter") & (cnn_networks["network"] < 2)]
-    np.testing.assert_allclose(fresh["smp"].to_numpy(), stored["smp"].to_numpy(), rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(fresh["ms"].to_numpy(), stored["ms"].to_numpy(), rtol=1e-6)
+    stored = cnn_networks[
+        (cnn_networks["architecture"] == "chapter") & (cnn_networks["network"] < 2)
+    ]
+    np.testing.assert_allclose(
+        fresh["smp"].to_numpy(), stored["smp"].to_numpy(), rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        fresh["ms"].to_numpy(), stored["ms"].to_numpy(), rtol=1e-6
+    )
 
 
 @pytest.fixture(scope="module")
@@ -182,13 +206,22 @@ def test_cnn_checks_detect_a_3_percent_shift(cnn, cnn_networks, fresh_cnn, shift
     with pytest.raises(AssertionError):
         _check_cnn_summary(cnn.assign(smp=cnn["smp"] * shift), cnn_networks)
     with pytest.raises(AssertionError):
-        _check_cnn_paired(cnn_networks.assign(smp=cnn_networks["smp"] * shift), fresh_cnn)
+        _check_cnn_paired(
+            cnn_networks.assign(smp=cnn_networks["smp"] * shift), fresh_cnn
+        )
 
 
 def test_cnn_model_column_is_the_model(cnn):
     # conv_stack's Monte Carlo (model_draws 20000) against a fresh run with 10000 draws and another
     # seed: the model's own scatter is ~0.5 %, so 1.5 % catches a 3 % shift of the stored column
     rows = cnn[cnn["architecture"] == "chapter"]
-    fresh = models.conv_stack((1, 16, 16), (1, 8, 16, 16), length=float(rows["length"].iloc[0]),
-                              n_draws=10000, seed=7)
-    np.testing.assert_allclose(fresh["smp"].to_numpy()[1:], rows["model"].to_numpy()[1:], rtol=0.015)
+    fresh = models.conv_stack(
+        (1, 16, 16),
+        (1, 8, 16, 16),
+        length=float(rows["length"].iloc[0]),
+        n_draws=10000,
+        seed=7,
+    )
+    np.testing.assert_allclose(
+        fresh["smp"].to_numpy()[1:], rows["model"].to_numpy()[1:], rtol=0.015
+    )

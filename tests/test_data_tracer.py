@@ -19,10 +19,15 @@ def test_every_line_agrees_with_its_reference():
 
 def test_mlp_breakpoint_counts_reproduce_with_a_fresh_trace():
     table = data.load("trace_speed").set_index("network")
-    n_in, width, depth = _trace_speed.SPEED_MLPS[1]  # the 100-32x6-1 MLP: quick to trace
+    n_in, width, depth = _trace_speed.SPEED_MLPS[
+        1
+    ]  # the 100-32x6-1 MLP: quick to trace
     net = _trace_speed.speed_mlp(n_in, width, depth)
     x0, d = _trace_speed._segments((n_in,), 50)
     # the benchmark traces the float32 segments it gives regioncam, converted to float64
-    x0, d = x0.astype(np.float32).astype(np.float64), d.astype(np.float32).astype(np.float64)
+    x0, d = (
+        x0.astype(np.float32).astype(np.float64),
+        d.astype(np.float32).astype(np.float64),
+    )
     events = sum(len(tr.t) for tr in trace_lines(net, x0, d))
     assert events == table.loc[f"MLP {n_in}-{width}x{depth}-1", "events"]

@@ -46,7 +46,9 @@ def test_peak_positions_and_jumps_are_exact_for_isolated_kinks():
     assert found.positions.shape == (6,)
     np.testing.assert_allclose(found.positions, pl.kink_times[0], rtol=0, atol=1e-9)
     np.testing.assert_allclose(found.jumps, pl.slope_jumps[0], rtol=1e-9)
-    np.testing.assert_allclose(found.magnitudes.sum(), smp.smp(pl.y[0], pl.h), rtol=1e-12)
+    np.testing.assert_allclose(
+        found.magnitudes.sum(), smp.smp(pl.y[0], pl.h), rtol=1e-12
+    )
 
 
 # 2. resolution independence: N and 4N samples give the same SMP
@@ -54,11 +56,17 @@ def test_resolution_independence_piecewise_linear():
     coarse = signals.piecewise_linear(50, 1000, 8, min_separation=6.0, seed=4)
     t_fine, h_fine = signals.time_grid(4000)
     # rebuild the same signals on the fine grid from their kinks
-    slope0 = (coarse.y[:, 1] - coarse.y[:, 0]) / coarse.h  # no kink in the first interval
+    slope0 = (
+        coarse.y[:, 1] - coarse.y[:, 0]
+    ) / coarse.h  # no kink in the first interval
     fine = coarse.y[:, :1] + slope0[:, None] * t_fine
     for k in range(coarse.kink_times.shape[1]):
-        fine = fine + coarse.slope_jumps[:, k : k + 1] * np.maximum(t_fine - coarse.kink_times[:, k : k + 1], 0)
-    np.testing.assert_allclose(smp.smp(fine, h_fine), smp.smp(coarse.y, coarse.h), rtol=1e-9)
+        fine = fine + coarse.slope_jumps[:, k : k + 1] * np.maximum(
+            t_fine - coarse.kink_times[:, k : k + 1], 0
+        )
+    np.testing.assert_allclose(
+        smp.smp(fine, h_fine), smp.smp(coarse.y, coarse.h), rtol=1e-9
+    )
 
 
 def test_resolution_independence_smooth_plus_kinks():
@@ -66,7 +74,9 @@ def test_resolution_independence_smooth_plus_kinks():
     # grid is every 4th sample of the fine one.  The estimate converges like O(h) (curvature picked up
     # next to each kink, small jumps under the detection limit): measured max relative difference
     # 1.4 % at N=8001 vs 32001 and 0.3 % at N=32001 vs 128001; asserted 0.5 % at the latter.
-    sk = signals.smooth_plus_kinks(20, 128001, 5, dstd=10.0, jump_std=10.0, min_separation=800.0, seed=5)
+    sk = signals.smooth_plus_kinks(
+        20, 128001, 5, dstd=10.0, jump_std=10.0, min_separation=800.0, seed=5
+    )
     y, h = sk.y, sk.h
     fine = smp.smp(y, h)
     coarse = smp.smp(y[:, ::4], 4 * h)
@@ -82,7 +92,9 @@ def test_smooth_gp_has_no_peaks():
 
 # 4. smooth GP + known kinks: SMP within 2 % of sum |Ds|
 def test_smooth_plus_kinks_within_two_percent():
-    sk = signals.smooth_plus_kinks(100, 20001, 8, dstd=10.0, jump_std=10.0, min_separation=100.0, seed=8)
+    sk = signals.smooth_plus_kinks(
+        100, 20001, 8, dstd=10.0, jump_std=10.0, min_separation=100.0, seed=8
+    )
     rel = np.abs(smp.smp(sk.y, sk.h) / _true_smp(sk) - 1)
     assert np.median(rel) < 0.005
     assert rel.max() < 0.02
@@ -97,7 +109,9 @@ def test_smooth_plus_kinks_within_two_percent():
 )
 def test_affine_invariance(a, b, c):
     gp = signals.gaussian_process(4, 4001, dstd=10.0, seed=10)
-    pl = signals.piecewise_linear(4, 4001, 6, min_separation=50.0, jump_std=10.0, seed=11)
+    pl = signals.piecewise_linear(
+        4, 4001, 6, min_separation=50.0, jump_std=10.0, seed=11
+    )
     y = gp.y + pl.y
     z = a * y + b + c * gp.t
     # the affine part changes rounding only: each value of z carries eps |z|, each sample of D
@@ -157,7 +171,9 @@ def test_relu_output_local_level():
     # max(sin, 0): exactly 0 on half the samples; a global median would count every smooth sample
     t, h = signals.time_grid(20001, 1.0)
     y = np.maximum(np.sin(2 * np.pi * 3 * t + 0.3), 0.0)
-    expected = 2 * np.pi * 3 * np.abs(np.cos(np.arcsin(0.0)))  # |slope| at each of the 6 crossings
+    expected = (
+        2 * np.pi * 3 * np.abs(np.cos(np.arcsin(0.0)))
+    )  # |slope| at each of the 6 crossings
     crossings = np.sum(np.diff(np.sign(np.sin(2 * np.pi * 3 * t + 0.3))) != 0)
     assert smp.smp(y, h) == pytest.approx(crossings * expected, rel=1e-3)
 

@@ -22,7 +22,9 @@ def _caught(fn):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", smp.SMPWarning)
         result = fn()
-    return result, {w.category for w in caught if issubclass(w.category, smp.SMPWarning)}
+    return result, {
+        w.category for w in caught if issubclass(w.category, smp.SMPWarning)
+    }
 
 
 def _network():
@@ -153,7 +155,9 @@ def test_random_kink_placement(spacing):
     # unflagged lose less than 1 % on average (a signal here and there loses more: two kinks
     # within a fraction of a step look like none, which no grid can tell).
     n = 2001
-    pl = signals.piecewise_linear(200, n, int((n - 5) / spacing), min_separation=1e-6, seed=3)
+    pl = signals.piecewise_linear(
+        200, n, int((n - 5) / spacing), min_separation=1e-6, seed=3
+    )
     got, raised = _caught(lambda: smp.smp(pl.y, pl.h))
     deficit = 1 - got / np.abs(pl.slope_jumps).sum(axis=-1)
     report = smp.diagnose(pl.y, pl.h)
@@ -183,7 +187,9 @@ def test_under_sampled_smooth_part_warns(per_scale):
 
 def test_resolved_signals_do_not_warn():
     # the book's standard signals at 200 samples per length-scale: no warning of any kind
-    sk = signals.smooth_plus_kinks(50, 20_001, 8, dstd=10.0, jump_std=10.0, min_separation=100.0, seed=12)
+    sk = signals.smooth_plus_kinks(
+        50, 20_001, 8, dstd=10.0, jump_std=10.0, min_separation=100.0, seed=12
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", smp.SMPWarning)
         smp.smp(sk.y, sk.h)
@@ -226,7 +232,9 @@ def test_diagnose_reports_detection_limit():
     gp = signals.gaussian_process(5, 10_001, dstd=10.0, seed=16)
     report = smp.diagnose(gp.y, gp.h)
     np.testing.assert_allclose(report.detection_limit, smp.detection_limit(gp.y, gp.h))
-    np.testing.assert_allclose(smp.diagnose(gp.y, 2 * gp.h).detection_limit, report.detection_limit / 2)
+    np.testing.assert_allclose(
+        smp.diagnose(gp.y, 2 * gp.h).detection_limit, report.detection_limit / 2
+    )
     assert report.detection_limit.shape == (5,)
 
 

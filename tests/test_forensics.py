@@ -20,7 +20,9 @@ def test_auc_matches_brute_force_pairwise_count():
     rng = np.random.default_rng(1)
     pos = np.round(rng.normal(0.5, 1.0, size=37), 1)  # rounding makes ties
     neg = np.round(rng.normal(0.0, 1.0, size=23), 1)
-    brute = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (pos.size * neg.size)
+    brute = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (
+        pos.size * neg.size
+    )
     assert fx.auc(pos, neg) == pytest.approx(brute, abs=1e-12)
     # the ROC curve's trapezoid area is the same number
     fpr, tpr = fx.roc_curve(pos, neg)
@@ -61,26 +63,38 @@ def test_stored_weights_reach_stored_test_error(nets):
         assert err == pytest.approx(models.loc[kind, "test_rmse_px"], rel=0.15)
         assert err < 0.5  # both networks localise the blob to well under a pixel
         # the stored test set itself reproduces exactly (float64 forward of stored float64 weights)
-        assert fexp.test_error(net) == pytest.approx(models.loc[kind, "test_rmse_px"], rel=1e-4)
+        assert fexp.test_error(net) == pytest.approx(
+            models.loc[kind, "test_rmse_px"], rel=1e-4
+        )
 
 
 def test_smooth_net_has_no_peaks_relu_net_does(nets):
     run = fexp.run_trajectories(n_traj=8, frames_per_px=128, seed=11, nets=nets)
     s_relu = fx.smp_score(run["relu"], run["dt"])
     s_smooth = fx.smp_score(run["smooth"], run["dt"])
-    assert np.all(s_smooth < 1e-3)  # a GELU/avg-pool output is C-infinity: no peak stands out
-    assert np.median(s_relu) > 0.05  # ReLU/max-pool kinks: measured 0.1-0.5 px/px per 4-px path
+    assert np.all(
+        s_smooth < 1e-3
+    )  # a GELU/avg-pool output is C-infinity: no peak stands out
+    assert (
+        np.median(s_relu) > 0.05
+    )  # ReLU/max-pool kinks: measured 0.1-0.5 px/px per 4-px path
     assert fx.smp_score(run["truth"], run["dt"]).max() < 1e-3
 
 
 def test_reduced_table_row_matches_stored_within_ci(nets):
     """The noise-free ReLU-vs-smooth TV row, at 32 frames per pixel, recomputed on 32 fresh trajectories."""
     stored = data.load("forensics_auc")
-    row = stored[(stored.sweep == "sampling") & (stored.frames_per_px == 32)
-                 & (stored.comparison == "ReLU vs smooth net") & (stored.score == "TV of D")].iloc[0]
+    row = stored[
+        (stored.sweep == "sampling")
+        & (stored.frames_per_px == 32)
+        & (stored.comparison == "ReLU vs smooth net")
+        & (stored.score == "TV of D")
+    ].iloc[0]
     # fewer frames: at 32 frames per pixel (the stored row's sampling) evaluate directly
     run = fexp.run_trajectories(n_traj=32, frames_per_px=32, seed=0, nets=nets)
-    a = fx.auc(fx.tv_score(run["relu"], run["dt"]), fx.tv_score(run["smooth"], run["dt"]))
+    a = fx.auc(
+        fx.tv_score(run["relu"], run["dt"]), fx.tv_score(run["smooth"], run["dt"])
+    )
     # trajectories are seeded per call, so the 32 here are fresh draws of the same distribution: the
     # stored 95 % interval (64 trajectories) widened by sqrt(2) covers a half-size resample
     half = (row.auc_high - row.auc_low) / 2 * np.sqrt(2)
@@ -92,7 +106,10 @@ def test_trajectories_have_exact_length_and_stay_inside():
     arc = np.sqrt((np.diff(traj, axis=-1) ** 2).sum(axis=1)).sum(axis=-1)
     np.testing.assert_allclose(arc, 4.0, rtol=1e-12)
     assert dt == pytest.approx(1 / 64)
-    assert traj.min() >= fexp.MARGIN - 1e-9 and traj.max() <= fexp.IMAGE_SIZE - 1 - fexp.MARGIN + 1e-9
+    assert (
+        traj.min() >= fexp.MARGIN - 1e-9
+        and traj.max() <= fexp.IMAGE_SIZE - 1 - fexp.MARGIN + 1e-9
+    )
     with pytest.raises(ValueError, match="n_traj"):
         fexp.smooth_trajectories(0)
 
@@ -104,7 +121,9 @@ def test_add_noise_has_requested_snr():
     noise_power = ((noisy - traj) ** 2).mean(axis=(-1, -2))
     # 2 * 1025 noise samples per trajectory: the estimated power is within ~3 % (1 s.e.); 15 %
     np.testing.assert_allclose(10 * np.log10(power / noise_power), 20.0, atol=0.6)
-    assert fx.add_noise(traj, traj, np.inf) is not None and np.array_equal(fx.add_noise(traj, traj, np.inf), traj)
+    assert fx.add_noise(traj, traj, np.inf) is not None and np.array_equal(
+        fx.add_noise(traj, traj, np.inf), traj
+    )
 
 
 def test_landmark_net_depends_on_seed_alone_and_leaves_global_rng():
@@ -113,7 +132,9 @@ def test_landmark_net_depends_on_seed_alone_and_leaves_global_rng():
     torch.manual_seed(99)
     before = torch.get_rng_state()
     a, b = networks.landmark_net("relu", seed=4), networks.landmark_net("relu", seed=4)
-    assert torch.equal(torch.get_rng_state(), before)  # the caller's stream is untouched
+    assert torch.equal(
+        torch.get_rng_state(), before
+    )  # the caller's stream is untouched
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
     other = networks.landmark_net("relu", seed=5)

@@ -31,7 +31,9 @@ def test_layer_smp_of_relu_on_a_circle():
     net = nn.Sequential(linear, nn.ReLU())
     t, h, x = signals.great_circle((16,), 20000, seed=2)
     pre = x @ linear.weight.detach().numpy()[0]
-    amplitude = np.hypot(*np.linalg.lstsq(np.stack([np.cos(t), np.sin(t)], 1), pre, rcond=None)[0])
+    amplitude = np.hypot(
+        *np.linalg.lstsq(np.stack([np.cos(t), np.sin(t)], 1), pre, rcond=None)[0]
+    )
     smp_linear, smp_relu = measure.layer_smp(net, x, h)
     assert smp_linear[0] < 1e-6 * amplitude
     # the path starts and ends mid-circle, so both crossings are interior: SMP = 2 |A| (grid error O(h))
@@ -39,7 +41,9 @@ def test_layer_smp_of_relu_on_a_circle():
 
 
 def test_unit_statistics_and_mean_sem():
-    gp = signals.gaussian_process(4, 20001, length=20.0, mean=1.0, std=2.0, dstd=4.0, seed=3)
+    gp = signals.gaussian_process(
+        4, 20001, length=20.0, mean=1.0, std=2.0, dstd=4.0, seed=3
+    )
     stats = measure.unit_statistics(gp.y.T, gp.h)
     # each path spans 40 length-scales: per-path time averages scatter by ~10-20 %
     assert np.all(np.abs(stats.mean - 1.0) < 1.5)
@@ -72,9 +76,14 @@ def test_networks_init_and_errors():
     with pytest.raises(ValueError, match="input_size"):
         networks.conv_net(head=2)
     # smooth variants have no kinks along a path
-    smooth = networks.conv_net((1, 4, 4), activation="softplus", pooling="avg", head=1, input_size=8, seed=1)
+    smooth = networks.conv_net(
+        (1, 4, 4), activation="softplus", pooling="avg", head=1, input_size=8, seed=1
+    )
     t, h, x = signals.great_circle((1, 8, 8), 4000, seed=4)
-    assert measure.layer_smp(smooth, x, h)[-1][0] < 1e-6 * np.abs(measure.along_path(smooth, x)[-1]).max()
+    assert (
+        measure.layer_smp(smooth, x, h)[-1][0]
+        < 1e-6 * np.abs(measure.along_path(smooth, x)[-1]).max()
+    )
     assert isinstance(smp.smp(np.zeros(5)), np.floating)
 
 
@@ -103,9 +112,15 @@ def test_stack_measurement_reports_the_root_of_the_ensemble_mean_square(dtype):
     table = measure.summarise_networks(rows)
     ms = rows.pivot(index="network", columns="layer", values="ms").to_numpy()
     np.testing.assert_allclose(table["rms"], np.sqrt(ms.mean(axis=0)), rtol=1e-12)
-    assert (table["rms"] > np.sqrt(ms).mean(axis=0) * 1.05).all()  # 3^(l) scale gaps: Jensen is large
+    assert (
+        table["rms"] > np.sqrt(ms).mean(axis=0) * 1.05
+    ).all()  # 3^(l) scale gaps: Jensen is large
     # delta method: sem(ms) / (2 rms)
-    np.testing.assert_allclose(table["rms_sem"], ms.std(axis=0, ddof=1) / np.sqrt(2) / (2 * table["rms"]), rtol=1e-12)
+    np.testing.assert_allclose(
+        table["rms_sem"],
+        ms.std(axis=0, ddof=1) / np.sqrt(2) / (2 * table["rms"]),
+        rtol=1e-12,
+    )
     # the summary of stack_measurement is the pooled per-network table
     direct = measure.stack_measurement(nets, path.astype(dtype), dt)
     np.testing.assert_allclose(direct["smp"], table["smp"], rtol=1e-12)

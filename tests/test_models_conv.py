@@ -16,14 +16,20 @@ from smp.models import conv_kinks, conv_shared
 
 def _abs_normal_mean(scale: float) -> float:
     """E|s| for s ~ N(0, scale**2), by numerical integration (independent of the closed form)."""
-    value, _ = integrate.quad(lambda s: abs(s) * stats.norm.pdf(s, scale=scale), -np.inf, np.inf)
+    value, _ = integrate.quad(
+        lambda s: abs(s) * stats.norm.pdf(s, scale=scale), -np.inf, np.inf
+    )
     return value
 
 
-@pytest.mark.parametrize("sw, fan_in, smp_in", [(1.0, 1, 1.0), (0.3, 16, 2.5), (2.0, 64, 0.7)])
+@pytest.mark.parametrize(
+    "sw, fan_in, smp_in", [(1.0, 1, 1.0), (0.3, 16, 2.5), (2.0, 64, 0.7)]
+)
 def test_conv_matches_integration(sw, fan_in, smp_in):
     # E SMP(y) = sum_i E|w_i| smp_in with E|w| from quad (quad's own error is ~1e-10)
-    assert models.conv(sw, fan_in, smp_in) == pytest.approx(fan_in * _abs_normal_mean(sw) * smp_in, rel=1e-8)
+    assert models.conv(sw, fan_in, smp_in) == pytest.approx(
+        fan_in * _abs_normal_mean(sw) * smp_in, rel=1e-8
+    )
 
 
 @pytest.mark.parametrize("sw", [0.5, 1.0, 3.0])
@@ -44,18 +50,28 @@ def test_conv_shared_matches_simulation_with_cancellation():
     # ||J||_2, here 1.6x larger) is off by hundreds of s.e.
     assert abs(conv_shared(sw, jumps) - mean) < 4 * sem
     independent = models.conv(sw, 1, np.abs(jumps).sum())
-    assert independent > 1.5 * mean  # the independent-times model overestimates when kinks coincide
+    assert (
+        independent > 1.5 * mean
+    )  # the independent-times model overestimates when kinks coincide
 
 
 def test_conv_shared_reduces_to_conv_for_single_input_events():
     jumps = np.diag([0.3, 1.2, 2.0])  # each event kinks one input only
-    assert conv_shared(1.3, jumps) == pytest.approx(models.conv(1.3, 3, np.trace(jumps) / 3), rel=1e-12)
+    assert conv_shared(1.3, jumps) == pytest.approx(
+        models.conv(1.3, 3, np.trace(jumps) / 3), rel=1e-12
+    )
     batched = conv_shared(1.0, np.stack([jumps, 2 * jumps]))
-    assert batched.shape == (2,) and batched[1] == pytest.approx(2 * batched[0], rel=1e-12)
+    assert batched.shape == (2,) and batched[1] == pytest.approx(
+        2 * batched[0], rel=1e-12
+    )
 
 
 def test_conv_kinks_adds_jumps_before_the_absolute_value():
-    out = conv_kinks([1.0, -2.0, 3.0], [[0.1, 0.5], [0.2, 0.5], [0.3, np.nan]], [[1.0, 1.0], [1.0, 0.5], [2.0, 9.0]])
+    out = conv_kinks(
+        [1.0, -2.0, 3.0],
+        [[0.1, 0.5], [0.2, 0.5], [0.3, np.nan]],
+        [[1.0, 1.0], [1.0, 0.5], [2.0, 9.0]],
+    )
     np.testing.assert_array_equal(out.times, [0.1, 0.2, 0.3, 0.5])
     # at t=0.5: 1*1 + (-2)*0.5 = 0, a complete cancellation; NaN is "no kink" (its jump 9 is ignored)
     np.testing.assert_allclose(out.jumps, [1.0, -2.0, 6.0, 0.0], atol=1e-15)
@@ -95,7 +111,9 @@ def _output_jumps_at(y: np.ndarray, h: float, times: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("shared", [False, True])
 def test_identity_on_a_real_conv2d(shared):
     c_in, k = 3, 3
-    maps = signals.kinked_feature_map(1500, c_in, 5, k, 2, shared_channels=shared, seed=4)
+    maps = signals.kinked_feature_map(
+        1500, c_in, 5, k, 2, shared_channels=shared, seed=4
+    )
     layer = networks.random_conv2d(c_in, 2, k, 0.8, seed=5)
     (y,) = measure.along_path(layer, maps.x)
     weight = layer.weight.detach().numpy()
@@ -106,12 +124,18 @@ def test_identity_on_a_real_conv2d(shared):
     unit = y.reshape(-1, 2, 3, 3)[:, 1, 1, 2]
     kinks = conv_kinks(w, times, jumps)
     # bookkeeping, kink by kink, to rounding (values ~10, jumps ~1, h ~ 7e-4: 1e-9 absolute is ~1e4 eps)
-    np.testing.assert_allclose(_output_jumps_at(unit, maps.h, kinks.times), kinks.jumps, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        _output_jumps_at(unit, maps.h, kinks.times), kinks.jumps, rtol=0, atol=1e-9
+    )
     exact = np.abs(kinks.jumps).sum()
     independent = (np.abs(w) * np.abs(jumps).sum(axis=1)).sum()
     if shared:
-        assert kinks.n_sources.max() == c_in  # every event is seen by all channels of its pixel
-        assert exact < 0.9 * independent  # cancellation: jumps add before the absolute value
+        assert (
+            kinks.n_sources.max() == c_in
+        )  # every event is seen by all channels of its pixel
+        assert (
+            exact < 0.9 * independent
+        )  # cancellation: jumps add before the absolute value
     else:
         assert kinks.n_sources.max() == 1
         assert exact == pytest.approx(independent, rel=1e-13)
@@ -128,16 +152,22 @@ def test_kinked_feature_map_separates_kinks_in_every_receptive_field():
         for j in range(7 - k + 1):
             times = np.sort(maps.kink_times[:, i : i + k, j : j + k].ravel())
             assert np.diff(times).min() >= 3 * maps.h * (1 - 1e-9)  # >= 3 samples apart
-    assert maps.kink_times.min() >= 2 * maps.h and maps.kink_times.max() <= 1 - 2 * maps.h
+    assert (
+        maps.kink_times.min() >= 2 * maps.h and maps.kink_times.max() <= 1 - 2 * maps.h
+    )
     # the signals are the stated piecewise-linear functions: SMP = sum |Ds| per unit
     np.testing.assert_allclose(
-        smp.smp(maps.x.reshape(n, -1), maps.h, axis=0), np.abs(maps.slope_jumps).sum(-1).ravel(), rtol=1e-8
+        smp.smp(maps.x.reshape(n, -1), maps.h, axis=0),
+        np.abs(maps.slope_jumps).sum(-1).ravel(),
+        rtol=1e-8,
     )
 
 
 def test_kinked_feature_map_checks_its_arguments():
     with pytest.raises(ValueError, match="n_samples"):
-        signals.kinked_feature_map(100, 4, 8, 4, 2)  # 64 classes x 2 kinks x 8 samples do not fit
+        signals.kinked_feature_map(
+            100, 4, 8, 4, 2
+        )  # 64 classes x 2 kinks x 8 samples do not fit
     with pytest.raises(ValueError, match="layout"):
         signals.kinked_feature_map(1000, 1, 4, 2, 1, layout="grid")
     with pytest.raises(TypeError, match="channels"):
@@ -165,18 +195,27 @@ def test_conv_with_pytorch_default_init(dtype):
     x = torch.from_numpy(maps.x).to(dtype)
     per_input = np.abs(maps.slope_jumps).sum(-1)  # exact SMP of every input unit
     # the sum of input SMP over each output unit's receptive field (no padding, 3 x 3 outputs)
-    rf_sum = np.array([[per_input[:, i : i + k, j : j + k].sum() for j in range(size - k + 1)] for i in range(size - k + 1)])
+    rf_sum = np.array(
+        [
+            [per_input[:, i : i + k, j : j + k].sum() for j in range(size - k + 1)]
+            for i in range(size - k + 1)
+        ]
+    )
     fan_in = c_in * k * k
     bound = 1 / np.sqrt(fan_in)
     measured, gaussian = [], []
     for seed in range(40):
         torch.manual_seed(seed)
-        layer = nn.Conv2d(c_in, c_out, k, dtype=dtype)  # PyTorch's default initialisation
+        layer = nn.Conv2d(
+            c_in, c_out, k, dtype=dtype
+        )  # PyTorch's default initialisation
         with torch.no_grad():
             y = layer(x).reshape(x.shape[0], -1).double().numpy()
         # float32 rounding roughens the smooth parts (the detector warns) but moves SMP by ~0.2 %
         measured.append(smp.smp(y, maps.h, axis=0, warn=dtype == torch.float64).mean())
-        gaussian.append(models.conv(layer.weight.std().item(), fan_in, rf_sum.mean() / fan_in))
+        gaussian.append(
+            models.conv(layer.weight.std().item(), fan_in, rf_sum.mean() / fan_in)
+        )
     model = models.conv(None, fan_in, rf_sum.mean() / fan_in, mean_abs_weight=bound / 2)
     assert np.mean(measured) == pytest.approx(model, rel=0.02)
     # the Gaussian model at the weights' own standard deviation is 8.5 % low

@@ -6,8 +6,15 @@ import torch
 from scipy import integrate, special
 
 import smp
-from smp.models import (maxpool, maxpool_correlated, maxpool_identity, relu, relu_maxpool, relu_maxpool_parts,
-                        relu_maxpool_window)
+from smp.models import (
+    maxpool,
+    maxpool_correlated,
+    maxpool_identity,
+    relu,
+    relu_maxpool,
+    relu_maxpool_parts,
+    relu_maxpool_window,
+)
 from smp.models._common import phi
 from smp.signals import gaussian_process, piecewise_linear
 
@@ -16,7 +23,9 @@ L, DSTD = 20.0, 10.0
 
 def _equicorrelated(k, n_paths, rho, mean=0.0, seed=0, n_samples=20001):
     """x_i = mean + sqrt(rho) g0 + sqrt(1-rho) g_i from independent unit GPs (sigma'/sigma = 10)."""
-    t, h, y, dy = gaussian_process(n_paths * (k + 1), n_samples, length=L, dstd=DSTD, seed=seed)
+    t, h, y, dy = gaussian_process(
+        n_paths * (k + 1), n_samples, length=L, dstd=DSTD, seed=seed
+    )
     y, dy = y.reshape(n_paths, k + 1, -1), dy.reshape(n_paths, k + 1, -1)
     a, b = np.sqrt(rho), np.sqrt(1 - rho)
     return t, h, mean + a * y[:, :1] + b * y[:, 1:], a * dy[:, :1] + b * dy[:, 1:]
@@ -29,8 +38,12 @@ def test_tabulated_rates():
 
 
 def test_correlated_reduces_and_scales():
-    assert maxpool_correlated(4, 2.0, 3.0, 0.0, 0.0, 1.5, 0.7) == pytest.approx(maxpool(4, 2.0, 3.0, 0, 1.5, 0.7), rel=1e-14)
-    assert maxpool_correlated(3, 1.0, 1.0, 0.75, 0.5) == pytest.approx(maxpool(3, 1.0, 1.0) * 0.5 / 0.5, rel=1e-14)
+    assert maxpool_correlated(4, 2.0, 3.0, 0.0, 0.0, 1.5, 0.7) == pytest.approx(
+        maxpool(4, 2.0, 3.0, 0, 1.5, 0.7), rel=1e-14
+    )
+    assert maxpool_correlated(3, 1.0, 1.0, 0.75, 0.5) == pytest.approx(
+        maxpool(3, 1.0, 1.0) * 0.5 / 0.5, rel=1e-14
+    )
 
 
 def _relu_maxpool_quad(k, mu, rho, drho):
@@ -38,17 +51,25 @@ def _relu_maxpool_quad(k, mu, rho, drho):
     sc = np.sqrt(1 - rho)
 
     def outer(f):
-        return integrate.quad(lambda w: phi(w) * f(mu + np.sqrt(rho) * w), -np.inf, np.inf, epsabs=1e-12)[0]
+        return integrate.quad(
+            lambda w: phi(w) * f(mu + np.sqrt(rho) * w), -np.inf, np.inf, epsabs=1e-12
+        )[0]
 
     zero = k * outer(lambda m: phi(m / sc) / sc * special.ndtr(-m / sc) ** (k - 1))
-    inner = lambda m: integrate.quad(lambda v: (phi((v - m) / sc) / sc) ** 2 * special.ndtr((v - m) / sc) ** (k - 2),
-                                     0, np.inf, epsabs=1e-13)[0]
+    inner = lambda m: integrate.quad(
+        lambda v: (phi((v - m) / sc) / sc) ** 2 * special.ndtr((v - m) / sc) ** (k - 2),
+        0,
+        np.inf,
+        epsabs=1e-13,
+    )[0]
     switch = k * (k - 1) * (1 - drho) * outer(inner)
     passed = 1 - outer(lambda m: special.ndtr(-m / sc) ** k)
     return zero, switch, passed
 
 
-@pytest.mark.parametrize("k,mu,rho,drho", [(2, 0.0, 0.0, 0.0), (4, 0.4, 0.3, 0.2), (9, -1.0, 0.6, 0.6)])
+@pytest.mark.parametrize(
+    "k,mu,rho,drho", [(2, 0.0, 0.0, 0.0), (4, 0.4, 0.3, 0.2), (9, -1.0, 0.6, 0.6)]
+)
 def test_relu_maxpool_against_quad(k, mu, rho, drho):
     got = relu_maxpool_parts(k, 1.0, 1.0, mu, 1.0, 1.0, rho, drho)
     want = _relu_maxpool_quad(k, mu, rho, drho)
@@ -58,8 +79,12 @@ def test_relu_maxpool_against_quad(k, mu, rho, drho):
 
 def test_relu_maxpool_limits():
     # K = 1 is a plain ReLU (model of chapter 4); a large mean makes the ReLU irrelevant
-    assert relu_maxpool(1, 1.3, 2.0, 0.4, 2.0, 0.5) == pytest.approx(relu(1.3, 2.0, 0.4, 2.0, 0.5), rel=1e-9)
-    assert relu_maxpool(4, 1.0, 3.0, 12.0, 1.0, 0.2) == pytest.approx(maxpool(4, 1.0, 3.0, 0, 1.0, 0.2), rel=1e-9)
+    assert relu_maxpool(1, 1.3, 2.0, 0.4, 2.0, 0.5) == pytest.approx(
+        relu(1.3, 2.0, 0.4, 2.0, 0.5), rel=1e-9
+    )
+    assert relu_maxpool(4, 1.0, 3.0, 12.0, 1.0, 0.2) == pytest.approx(
+        maxpool(4, 1.0, 3.0, 0, 1.0, 0.2), rel=1e-9
+    )
     assert relu_maxpool(4, 1.0, 3.0, -12.0, 1.0, 0.2) < 1e-20
 
 
@@ -76,7 +101,10 @@ def test_bad_input():
         relu_maxpool(2, 1, 1, mean="a")
 
 
-@pytest.mark.parametrize("k,rho,mean,use_relu", [(3, 0.6, 0.0, False), (4, 0.0, 0.3, True), (2, 0.5, -0.5, True)])
+@pytest.mark.parametrize(
+    "k,rho,mean,use_relu",
+    [(3, 0.6, 0.0, False), (4, 0.0, 0.3, True), (2, 0.5, -0.5, True)],
+)
 def test_against_simulation(k, rho, mean, use_relu):
     # births counted exactly (identity with exact derivatives) on 80 GP paths: s.e. about 1-2 %;
     # tolerance 3 s.e. + 1 % (grid error of the identity, h = ell / 100)
@@ -94,10 +122,16 @@ def test_against_simulation(k, rho, mean, use_relu):
 def test_identity_on_piecewise_linear():
     # max of 3 piecewise-linear signals: smp of the pooled output == births + passed, to 1e-9
     k = 3
-    t, h, y, kt, kj = piecewise_linear(k * 4, 4001, 6, length=1.0, min_separation=20, seed=3)
+    t, h, y, kt, kj = piecewise_linear(
+        k * 4, 4001, 6, length=1.0, min_separation=20, seed=3
+    )
     x = y.reshape(4, k, -1)
     ident = maxpool_identity(t, x, None, kt.reshape(4, k, -1), kj.reshape(4, k, -1))
-    out = torch.nn.MaxPool1d(k)(torch.from_numpy(x.transpose(0, 2, 1).reshape(-1, 1, k))).reshape(4, -1).numpy()
+    out = (
+        torch.nn.MaxPool1d(k)(torch.from_numpy(x.transpose(0, 2, 1).reshape(-1, 1, k)))
+        .reshape(4, -1)
+        .numpy()
+    )
     measured = smp.smp(out, h, axis=-1, warn=False)
     ok = ident.ambiguous == 0
     assert ok.sum() >= 2
@@ -106,23 +140,46 @@ def test_identity_on_piecewise_linear():
 
 def test_relu_maxpool_window_equal_statistics():
     # equal statistics: the window model is relu_maxpool with rho = 0 (trapezoid on 4001 points: 1e-6)
-    got = relu_maxpool_window(np.full((2, 4), 0.3), np.full(4, 1.2), np.full(4, 2.0), 3.0, np.full(4, 0.5))
+    got = relu_maxpool_window(
+        np.full((2, 4), 0.3), np.full(4, 1.2), np.full(4, 2.0), 3.0, np.full(4, 0.5)
+    )
     want = relu_maxpool_parts(4, 1.2, 2.0, 0.3, 3.0, 0.5)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-6)
 
 
 def test_relu_maxpool_window_against_quad():
-    mu, s, ds, s_in = np.array([0.5, -0.2, 1.5]), np.array([1.0, 0.7, 2.0]), np.array([1.0, 3.0, 0.5]), np.array([1.0, 2.0, 0.3])
+    mu, s, ds, s_in = (
+        np.array([0.5, -0.2, 1.5]),
+        np.array([1.0, 0.7, 2.0]),
+        np.array([1.0, 3.0, 0.5]),
+        np.array([1.0, 2.0, 0.3]),
+    )
     p = lambda i, v: phi((v - mu[i]) / s[i]) / s[i]
     F = lambda i, v: special.ndtr((v - mu[i]) / s[i])
-    zero = sum(ds[i] ** 2 * p(i, 0) * np.prod([F(m, 0) for m in range(3) if m != i]) for i in range(3))
-    sw = sum((ds[i] ** 2 + ds[j] ** 2) * integrate.quad(lambda v: p(i, v) * p(j, v) * F(3 - i - j, v), 0, np.inf)[0]
-             for i in range(3) for j in range(i + 1, 3))
-    ps = sum(s_in[i] * integrate.quad(lambda v: p(i, v) * np.prod([F(m, v) for m in range(3) if m != i]), 0, np.inf)[0]
-             for i in range(3))
+    zero = sum(
+        ds[i] ** 2 * p(i, 0) * np.prod([F(m, 0) for m in range(3) if m != i])
+        for i in range(3)
+    )
+    sw = sum(
+        (ds[i] ** 2 + ds[j] ** 2)
+        * integrate.quad(lambda v: p(i, v) * p(j, v) * F(3 - i - j, v), 0, np.inf)[0]
+        for i in range(3)
+        for j in range(i + 1, 3)
+    )
+    ps = sum(
+        s_in[i]
+        * integrate.quad(
+            lambda v: p(i, v) * np.prod([F(m, v) for m in range(3) if m != i]),
+            0,
+            np.inf,
+        )[0]
+        for i in range(3)
+    )
     # trapezoid rule on 4001 points (step ~ 0.005 sigma) vs adaptive quad: error ~ 1.5e-6 relative
-    np.testing.assert_allclose(relu_maxpool_window(mu, s, ds, 1.0, s_in), (zero, sw, ps), rtol=1e-5)
+    np.testing.assert_allclose(
+        relu_maxpool_window(mu, s, ds, 1.0, s_in), (zero, sw, ps), rtol=1e-5
+    )
 
 
 def test_relu_maxpool_window_simulation():
@@ -138,7 +195,9 @@ def test_relu_maxpool_window_simulation():
     assert abs(zero + sw - m) < 3 * se + 0.01 * m, (zero + sw, m, se)
 
 
-@pytest.mark.parametrize("k,rho,drho,mu", [(2, 0.0, 0.0, 0.0), (4, 0.5, 0.3, 0.4), (3, 0.3, 0.6, -0.7)])
+@pytest.mark.parametrize(
+    "k,rho,drho,mu", [(2, 0.0, 0.0, 0.0), (4, 0.5, 0.3, 0.4), (3, 0.3, 0.6, -0.7)]
+)
 def test_window_reduces_to_equicorrelated(k, rho, drho, mu):
     from smp.models import maxpool_window
 
@@ -146,9 +205,15 @@ def test_window_reduces_to_equicorrelated(k, rho, drho, mu):
     D = 4.0 * (np.full((k, k), drho) + np.eye(k) * (1 - drho))
     # 200,000 draws: Monte-Carlo s.e. of the "others below" probability ~0.1 %, tolerance 1 %
     w = maxpool_window(np.full(k, mu), C, D, length=1.5, smp_in=0.7, n_draws=200_000)
-    assert w.births == pytest.approx(maxpool_correlated(k, 1.0, 2.0, rho, drho, length=1.5), rel=1e-2)
-    assert w.passed == pytest.approx(0.7, rel=1e-12)  # without ReLU some input is always the argmax
-    w = maxpool_window(np.full(k, mu), C, D, length=1.5, smp_in=0.7, relu=True, n_draws=200_000)
+    assert w.births == pytest.approx(
+        maxpool_correlated(k, 1.0, 2.0, rho, drho, length=1.5), rel=1e-2
+    )
+    assert w.passed == pytest.approx(
+        0.7, rel=1e-12
+    )  # without ReLU some input is always the argmax
+    w = maxpool_window(
+        np.full(k, mu), C, D, length=1.5, smp_in=0.7, relu=True, n_draws=200_000
+    )
     ref = relu_maxpool(k, 1.0, 2.0, mu, 1.5, 0.7, rho, drho)
     assert w.births + w.passed == pytest.approx(ref, rel=1e-2)
 
@@ -158,9 +223,14 @@ def test_window_not_equicorrelated_differs():
     # the general model must sit between the equicorrelated models at rho = 0.3 and rho = 0.6
     from smp.models import maxpool_window
 
-    C = np.array([[1, .6, .6, .3], [.6, 1, .3, .6], [.6, .3, 1, .6], [.3, .6, .6, 1]])
+    C = np.array(
+        [[1, 0.6, 0.6, 0.3], [0.6, 1, 0.3, 0.6], [0.6, 0.3, 1, 0.6], [0.3, 0.6, 0.6, 1]]
+    )
     w = maxpool_window(np.zeros(4), C, C, n_draws=100_000)
-    lo, hi = maxpool_correlated(4, 1.0, 1.0, 0.6, 0.6), maxpool_correlated(4, 1.0, 1.0, 0.3, 0.3)
+    lo, hi = (
+        maxpool_correlated(4, 1.0, 1.0, 0.6, 0.6),
+        maxpool_correlated(4, 1.0, 1.0, 0.3, 0.3),
+    )
     assert lo < w.births < hi
     with pytest.raises(ValueError, match="cov"):
         maxpool_window(np.zeros(4), np.eye(3), np.eye(3))
@@ -178,8 +248,16 @@ def test_relu_maxpool_at_high_correlation_agrees_with_the_window_model(k, mu, rh
     drho = rho
     cov = np.full((k, k), rho) + np.eye(k) * (1 - rho)
     dcov = np.full((k, k), drho) + np.eye(k) * (1 - drho)
-    window = maxpool_window(np.full((1, k), mu), cov[None], dcov[None], 1.0, smp_in=0.5, relu=True,
-                            n_draws=200_000, seed=1)
+    window = maxpool_window(
+        np.full((1, k), mu),
+        cov[None],
+        dcov[None],
+        1.0,
+        smp_in=0.5,
+        relu=True,
+        n_draws=200_000,
+        seed=1,
+    )
     zero, switch, passed = relu_maxpool_parts(k, 1.0, 1.0, mu, 1.0, 0.5, rho, drho)
     assert zero + switch == pytest.approx(window.births[0], rel=0.01)
     assert passed == pytest.approx(window.passed[0], rel=0.01)

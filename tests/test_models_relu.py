@@ -14,19 +14,28 @@ from smp.models import relu_identity, relu_kinks, relu_sinusoid
 from smp.signals import piecewise_linear
 
 
-@pytest.mark.parametrize("std, dstd, mean, length", [(1.0, 10.0, 0.0, 1.0), (2.0, 3.0, -1.5, 4.0), (0.5, 1.0, 1.2, 2.0)])
+@pytest.mark.parametrize(
+    "std, dstd, mean, length",
+    [(1.0, 10.0, 0.0, 1.0), (2.0, 3.0, -1.5, 4.0), (0.5, 1.0, 1.2, 2.0)],
+)
 def test_births_match_the_rice_integral(std, dstd, mean, length):
     # Rice: E sum |x'(t_c)| = L p_x(0) E[x'^2], both factors by quadrature (quad's error ~1e-10)
-    second_moment, _ = integrate.quad(lambda s: s**2 * stats.norm.pdf(s, scale=dstd), -np.inf, np.inf)
+    second_moment, _ = integrate.quad(
+        lambda s: s**2 * stats.norm.pdf(s, scale=dstd), -np.inf, np.inf
+    )
     expected = length * stats.norm.pdf(0.0, loc=mean, scale=std) * second_moment
-    assert models.relu_births(std, dstd, mean, length) == pytest.approx(expected, rel=1e-8)
+    assert models.relu_births(std, dstd, mean, length) == pytest.approx(
+        expected, rel=1e-8
+    )
 
 
 def test_pass_through_and_total():
     p, _ = integrate.quad(lambda v: stats.norm.pdf(v, loc=0.7, scale=2.0), 0.0, np.inf)
     assert models.relu_pass_through(2.0, 0.7, 3.0) == pytest.approx(3.0 * p, rel=1e-8)
     total = models.relu(2.0, 1.5, 0.7, 2.0, 3.0)
-    assert total == pytest.approx(models.relu_births(2.0, 1.5, 0.7, 2.0) + models.relu_pass_through(2.0, 0.7, 3.0))
+    assert total == pytest.approx(
+        models.relu_births(2.0, 1.5, 0.7, 2.0) + models.relu_pass_through(2.0, 0.7, 3.0)
+    )
 
 
 @pytest.mark.parametrize("mean", [0.0, 0.8, -1.5])
@@ -46,7 +55,9 @@ def test_sinusoid_path_is_not_gaussian_over_time():
     assert relu_sinusoid(1.0, 1.0) == 0.0 and relu_sinusoid(1.0, -3.0) == 0.0
     # Rice with the path's own time statistics (sigma = sigma' = A/sqrt 2) is sqrt(pi)/2 - 1 = -11.4 % off
     pathwise = models.relu(1 / np.sqrt(2), 1 / np.sqrt(2), 0.0, 2 * np.pi)
-    assert pathwise / relu_sinusoid(1.0, 0.0) - 1 == pytest.approx(np.sqrt(np.pi) / 2 - 1, rel=1e-12)
+    assert pathwise / relu_sinusoid(1.0, 0.0) - 1 == pytest.approx(
+        np.sqrt(np.pi) / 2 - 1, rel=1e-12
+    )
 
 
 def test_relu_kinks_by_hand():
@@ -69,52 +80,87 @@ def _pl_input(seed: int = 28):
 
 def test_identity_on_a_piecewise_linear_input_to_rounding_error():
     pl, x, slope0 = _pl_input()
-    kinks = relu_kinks(x[0], slope0, pl.kink_times[0], pl.slope_jumps[0], pl.t[0], pl.t[-1])
+    kinks = relu_kinks(
+        x[0], slope0, pl.kink_times[0], pl.slope_jumps[0], pl.t[0], pl.t[-1]
+    )
     assert (kinks.source == "born").sum() >= 3 and kinks.vanished_times.size >= 3
     assert (kinks.jumps[kinks.source == "born"] > 0).all()  # births are convex
-    assert kinks.times.size + kinks.vanished_times.size == pl.kink_times.size + (kinks.source == "born").sum()
+    assert (
+        kinks.times.size + kinks.vanished_times.size
+        == pl.kink_times.size + (kinks.source == "born").sum()
+    )
     y = torch.nn.ReLU()(torch.from_numpy(x)).numpy()
-    found = smp.peaks(y, pl.h, warn=False)  # exactly piecewise linear: rounding noise between kinks
+    found = smp.peaks(
+        y, pl.h, warn=False
+    )  # exactly piecewise linear: rounding noise between kinks
     # every kink found at its place with its jump; 1e-9 is far above rounding (~1e-13), far below any error
     np.testing.assert_allclose(found.positions, kinks.times, atol=1e-9)
     np.testing.assert_allclose(found.jumps, kinks.jumps, atol=1e-9)
-    assert smp.smp(y, pl.h, warn=False) == pytest.approx(np.abs(kinks.jumps).sum(), rel=1e-9)
+    assert smp.smp(y, pl.h, warn=False) == pytest.approx(
+        np.abs(kinks.jumps).sum(), rel=1e-9
+    )
     # the sampled bookkeeping agrees with the analytic one (dx exact: the slope of each piece)
-    dx = slope0 + (pl.slope_jumps[0][:, None] * (pl.t > pl.kink_times[0][:, None])).sum(axis=0)
+    dx = slope0 + (pl.slope_jumps[0][:, None] * (pl.t > pl.kink_times[0][:, None])).sum(
+        axis=0
+    )
     ident = relu_identity(pl.t, x, dx, pl.kink_times, pl.slope_jumps)
     born = kinks.jumps[kinks.source == "born"].sum()
-    assert ident.born == pytest.approx(born, rel=1e-9) and ident.crossings == (kinks.source == "born").sum()
-    assert ident.passed == pytest.approx(np.abs(kinks.jumps[kinks.source == "passed"]).sum(), rel=1e-12)
-    assert ident.vanished == pytest.approx(np.abs(kinks.vanished_jumps).sum(), rel=1e-12)
+    assert (
+        ident.born == pytest.approx(born, rel=1e-9)
+        and ident.crossings == (kinks.source == "born").sum()
+    )
+    assert ident.passed == pytest.approx(
+        np.abs(kinks.jumps[kinks.source == "passed"]).sum(), rel=1e-12
+    )
+    assert ident.vanished == pytest.approx(
+        np.abs(kinks.vanished_jumps).sum(), rel=1e-12
+    )
 
 
 def test_identity_on_gaussian_inputs_within_the_estimator_accuracy():
     proc = signals.add_tents(
         signals.gaussian_process(8, 31001, length=31.0, std=1.0, dstd=10.0, seed=3),
-        std=1.0, dstd=10.0, tent_spacing=10.0, seed=3,
+        std=1.0,
+        dstd=10.0,
+        tent_spacing=10.0,
+        seed=3,
     )
     y = torch.nn.ReLU()(torch.from_numpy(proc.x)).numpy()
     ident = relu_identity(proc.t, proc.x, proc.dx, proc.kink_times, proc.slope_jumps)
     measured = smp.smp(y, proc.h, axis=-1)
     # at 100 samples per ell the estimator is within ~0.5 % (pooled) of the identity; 2 % leaves room for
     # the path-to-path spread, while a lost pass-through or a missed birth term (>= 30 %) fails
-    assert measured.sum() / (ident.born + ident.passed).sum() == pytest.approx(1.0, abs=0.02)
-    assert (ident.passed + ident.vanished == pytest.approx(np.abs(proc.slope_jumps).sum(axis=1), rel=1e-12))
+    assert measured.sum() / (ident.born + ident.passed).sum() == pytest.approx(
+        1.0, abs=0.02
+    )
+    assert ident.passed + ident.vanished == pytest.approx(
+        np.abs(proc.slope_jumps).sum(axis=1), rel=1e-12
+    )
 
 
 def test_tented_process_statistics():
     proc = signals.add_tents(
         signals.gaussian_process(64, 31001, length=31.0, std=1.0, dstd=10.0, seed=1),
-        std=1.0, dstd=10.0, tent_spacing=10.0, seed=1,
+        std=1.0,
+        dstd=10.0,
+        tent_spacing=10.0,
+        seed=1,
     )
     # 31 slots of 10 ell (ell = 0.1), 3 kinks each, jumps c/w = +-1 (0.1 sigma over 0.1 ell) times (1, -2, 1)
     assert proc.kink_times.shape == (64, 93)
-    np.testing.assert_allclose(np.abs(proc.slope_jumps).reshape(64, 31, 3), np.broadcast_to([10.0, 20.0, 10.0], (64, 31, 3)))
-    assert (np.diff(proc.kink_times, axis=1) >= 0.01 - 1e-12).all()  # kinks >= w = 10 samples apart
+    np.testing.assert_allclose(
+        np.abs(proc.slope_jumps).reshape(64, 31, 3),
+        np.broadcast_to([10.0, 20.0, 10.0], (64, 31, 3)),
+    )
+    assert (
+        np.diff(proc.kink_times, axis=1) >= 0.01 - 1e-12
+    ).all()  # kinks >= w = 10 samples apart
     np.testing.assert_allclose(proc.smp_in, 31 * 40.0)
     # the ensemble sigma, sigma' it reports against pooled time statistics (s.e. ~0.5 % over 64 x 31 ell)
     assert proc.x.std() == pytest.approx(proc.std, rel=0.03)
-    assert (np.diff(proc.x, axis=1) / proc.h).std() == pytest.approx(proc.dstd, rel=0.03)
+    assert (np.diff(proc.x, axis=1) / proc.h).std() == pytest.approx(
+        proc.dstd, rel=0.03
+    )
     assert proc.dstd == pytest.approx(10.0 * np.sqrt(1.02), rel=1e-12)
 
 

@@ -15,7 +15,13 @@ import pandas as pd
 import pytest
 
 from smp.experiments import _parallel, conv, maxpool, relu
-from smp.experiments._parallel import capacity, run_until, run_until_each, run_units, unit_seed
+from smp.experiments._parallel import (
+    capacity,
+    run_units,
+    run_until,
+    run_until_each,
+    unit_seed,
+)
 
 
 def reduced_tables(**where) -> dict[str, pd.DataFrame]:
@@ -24,12 +30,25 @@ def reduced_tables(**where) -> dict[str, pd.DataFrame]:
     coefficients), a few seconds each."""
     return {
         "conv": conv.conv_sweep(
-            ((1, 2, 1.0), (4, 2, 0.3)), out_channels=8, min_repeats=3, max_repeats=12, target_rel_sem=0.03,
-            seed=3, **where,
+            ((1, 2, 1.0), (4, 2, 0.3)),
+            out_channels=8,
+            min_repeats=3,
+            max_repeats=12,
+            target_rel_sem=0.03,
+            seed=3,
+            **where,
         ),
-        "maxpool": maxpool.maxpool_sweep(((2, 0.0), (4, 0.6)), n_paths=12, n_samples=2001, batch_paths=5, seed=3,
-                                         **where),
-        "great_circle": relu.relu_great_circle((-1.0, 0.5), units=300, n_samples=2048, **where),
+        "maxpool": maxpool.maxpool_sweep(
+            ((2, 0.0), (4, 0.6)),
+            n_paths=12,
+            n_samples=2001,
+            batch_paths=5,
+            seed=3,
+            **where,
+        ),
+        "great_circle": relu.relu_great_circle(
+            (-1.0, 0.5), units=300, n_samples=2048, **where
+        ),
     }
 
 
@@ -37,9 +56,9 @@ def assert_identical(tables: dict, reference: dict) -> None:
     for name, table in tables.items():
         pd.testing.assert_frame_equal(table, reference[name], check_exact=True)
         # the bytes smp.data.write would store
-        assert table.to_csv(index=False, float_format="%.10g") == reference[name].to_csv(
-            index=False, float_format="%.10g"
-        )
+        assert table.to_csv(index=False, float_format="%.10g") == reference[
+            name
+        ].to_csv(index=False, float_format="%.10g")
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +78,17 @@ def test_two_local_workers_give_the_same_bits(serial):
 
 def test_a_dask_cluster_gives_the_same_bits(serial):
     distributed = pytest.importorskip(
-        "dask.distributed", reason="the cluster case needs the 'cluster' extra: pip install -e '.[cluster]'"
+        "dask.distributed",
+        reason="the cluster case needs the 'cluster' extra: pip install -e '.[cluster]'",
     )
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         try:
             assert capacity(scheduler=cluster.scheduler_address) == 2
-            assert_identical(reduced_tables(scheduler=cluster.scheduler_address), serial)
+            assert_identical(
+                reduced_tables(scheduler=cluster.scheduler_address), serial
+            )
         finally:
             client = _parallel._CLIENTS.pop(cluster.scheduler_address, None)
             if client is not None:
@@ -75,7 +97,9 @@ def test_a_dask_cluster_gives_the_same_bits(serial):
 
 def test_unit_seed_is_the_sweeps_seed_sequence():
     # the seed the sweeps of chapters 3-5 have always given batch b of point i
-    assert unit_seed(0, 2, 5) == int(np.random.SeedSequence([0, 2, 5]).generate_state(1)[0])
+    assert unit_seed(0, 2, 5) == int(
+        np.random.SeedSequence([0, 2, 5]).generate_state(1)[0]
+    )
     assert len({unit_seed(0, i, b) for i in range(10) for b in range(10)}) == 100
 
 
@@ -83,14 +107,18 @@ def _noisy_unit(key, i):
     return float(np.random.default_rng(unit_seed(key, i)).normal())
 
 
-def _noisy_rule(key, values):  # a random walk leaving a band: the stopping point varies by key
+def _noisy_rule(
+    key, values
+):  # a random walk leaving a band: the stopping point varies by key
     return abs(sum(values)) > 2.0 + key
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_stopping_point_is_the_serial_loops(workers):
     keys, most = [0, 1, 2, 3], [9, 40, 40, 40]
-    got = run_until_each(_noisy_unit, _noisy_rule, keys, min_units=2, max_units=most, workers=workers)
+    got = run_until_each(
+        _noisy_unit, _noisy_rule, keys, min_units=2, max_units=most, workers=workers
+    )
     expected = []
     for key, m in zip(keys, most):  # the serial loop, one unit at a time
         values = []
@@ -105,11 +133,18 @@ def test_the_stopping_point_is_the_serial_loops(workers):
 
 
 def test_run_until_is_the_one_key_case():
-    assert run_until(lambda i: i, lambda r: sum(r) >= 6, min_units=1, max_units=10, workers=1) == [0, 1, 2, 3]
+    assert run_until(
+        lambda i: i, lambda r: sum(r) >= 6, min_units=1, max_units=10, workers=1
+    ) == [0, 1, 2, 3]
     # max_units reached without the rule holding
-    assert run_until(lambda i: 0, lambda r: False, min_units=2, max_units=5, workers=1) == [0] * 5
+    assert (
+        run_until(lambda i: 0, lambda r: False, min_units=2, max_units=5, workers=1)
+        == [0] * 5
+    )
     # min_units: the rule is not asked before
-    assert run_until(lambda i: i, lambda r: True, min_units=3, max_units=5, workers=1) == [0, 1, 2]
+    assert run_until(
+        lambda i: i, lambda r: True, min_units=3, max_units=5, workers=1
+    ) == [0, 1, 2]
 
 
 def _warn_and_square(x):
@@ -120,7 +155,11 @@ def _warn_and_square(x):
 def test_warnings_of_workers_reach_the_caller():
     with pytest.warns(UserWarning) as caught:
         assert run_units(_warn_and_square, [1, 2, 3], workers=2) == [1, 4, 9]
-    assert sorted(str(w.message) for w in caught) == ["unit 1 warned", "unit 2 warned", "unit 3 warned"]
+    assert sorted(str(w.message) for w in caught) == [
+        "unit 1 warned",
+        "unit 2 warned",
+        "unit 3 warned",
+    ]
 
 
 def test_bad_arguments_are_named():
@@ -133,4 +172,11 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="max_units"):
         run_until(abs, all, min_units=5, max_units=2, workers=1)
     with pytest.raises(ValueError, match="one per key"):
-        run_until_each(lambda k, i: i, lambda k, r: True, [0, 1], min_units=1, max_units=[3], workers=1)
+        run_until_each(
+            lambda k, i: i,
+            lambda k, r: True,
+            [0, 1],
+            min_units=1,
+            max_units=[3],
+            workers=1,
+        )

@@ -76,7 +76,9 @@ def test_citation_cff_points_at_the_repository_and_the_pages():
 @pytest.mark.parametrize("document", ["README.md", "intro.md"])
 def test_document_gives_bibtex_for_the_book_and_the_paper(document):
     blocks = _bibtex_blocks((ROOT / document).read_text())
-    assert len(blocks) == 1, f"{document}: expected one bibtex block, found {len(blocks)}"
+    assert len(blocks) == 1, (
+        f"{document}: expected one bibtex block, found {len(blocks)}"
+    )
     entries = _bib_entries(blocks[0])
     assert set(entries) == {"smpbook2026", "liu2021smp"}
     book, paper = entries["smpbook2026"], entries["liu2021smp"]
@@ -98,7 +100,11 @@ def test_readme_and_intro_give_the_same_bibtex():
 def test_book_buttons_and_launch_interface():
     config = _yaml("_config.yml")
     assert config["launch_buttons"]["notebook_interface"] == "jupyterlab"
-    for button in ("use_repository_button", "use_issues_button", "use_edit_page_button"):
+    for button in (
+        "use_repository_button",
+        "use_issues_button",
+        "use_edit_page_button",
+    ):
         assert config["html"][button] is True, button
 
 
@@ -108,7 +114,9 @@ def test_intro_tells_binder_readers_to_shut_kernels():
 
 
 def _makefile_variable(name: str) -> str:
-    match = re.search(rf"^{name}\s*\?=\s*(\S+)\s*$", (ROOT / "Makefile").read_text(), flags=re.M)
+    match = re.search(
+        rf"^{name}\s*\?=\s*(\S+)\s*$", (ROOT / "Makefile").read_text(), flags=re.M
+    )
     assert match, f"Makefile has no {name} ?= ..."
     return match.group(1)
 
@@ -163,7 +171,9 @@ def test_postbuild_installs_only_the_package():
     post_build = ROOT / "postBuild"
     assert post_build.stat().st_mode & stat.S_IXUSR, "postBuild must be executable"
     commands = [
-        line for line in post_build.read_text().splitlines() if line and not line.startswith("#")
+        line
+        for line in post_build.read_text().splitlines()
+        if line and not line.startswith("#")
     ]
     assert commands[-1] == "python -m pip install --no-cache-dir --no-deps -e ."
 
@@ -198,7 +208,11 @@ def test_pages_workflow_builds_with_make_book_and_deploys_the_html():
     workflow = _workflow("pages.yml")
     steps = _steps(workflow)
     assert any(step.get("run") == "make book" for step in steps)
-    upload = [s for s in steps if s.get("uses", "").startswith("actions/upload-pages-artifact@")]
+    upload = [
+        s
+        for s in steps
+        if s.get("uses", "").startswith("actions/upload-pages-artifact@")
+    ]
     assert upload and upload[0]["with"]["path"] == "_build/html"
     deploy = workflow["jobs"]["deploy"]
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
@@ -206,6 +220,8 @@ def test_pages_workflow_builds_with_make_book_and_deploys_the_html():
     # `make book` is the README's command, and it runs the README's jupyter-book build line
     readme = (ROOT / "README.md").read_text()
     assert "make book" in readme
-    book_recipe = re.search(r"^book:.*?(?=^\S)", (ROOT / "Makefile").read_text(), re.M | re.S)
+    book_recipe = re.search(
+        r"^book:.*?(?=^\S)", (ROOT / "Makefile").read_text(), re.M | re.S
+    )
     assert "jupyter-book build . --all -W -n --keep-going" in book_recipe.group(0)
     assert "`jupyter-book build . --all -W -n --keep-going`" in readme

@@ -11,7 +11,9 @@ from smp import signals
 def test_gaussian_process_statistics():
     # 2000 paths x 401 samples of length 10 (30 length-scales each): the ensemble std of a variance
     # estimate is ~1 %, so 3 % bounds are ~3 standard errors
-    gp = signals.gaussian_process(2000, 401, length=10.0, mean=0.5, std=2.0, dstd=6.0, seed=0)
+    gp = signals.gaussian_process(
+        2000, 401, length=10.0, mean=0.5, std=2.0, dstd=6.0, seed=0
+    )
     assert gp.y.shape == gp.dy.shape == (2000, 401)
     assert gp.y.mean() == pytest.approx(0.5, abs=0.05)
     assert gp.y.std() == pytest.approx(2.0, rel=0.03)
@@ -55,7 +57,9 @@ def test_great_circle_is_a_circle():
     a = np.random.default_rng(0).standard_normal(flat.shape[1])
     proj = flat @ a
     fit = np.linalg.lstsq(np.stack([np.cos(t), np.sin(t)], 1), proj, rcond=None)
-    np.testing.assert_allclose(np.stack([np.cos(t), np.sin(t)], 1) @ fit[0], proj, atol=1e-9)
+    np.testing.assert_allclose(
+        np.stack([np.cos(t), np.sin(t)], 1) @ fit[0], proj, atol=1e-9
+    )
 
 
 def test_line_segment():

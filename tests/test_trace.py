@@ -58,12 +58,22 @@ def _init(model: nn.Sequential, seed: int, bias_std: float = 0.1) -> nn.Sequenti
 
 
 def dense_relu():
-    return _init(nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)), 1), (5,)
+    return _init(
+        nn.Sequential(
+            nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)
+        ),
+        1,
+    ), (5,)
 
 
 def dense_leaky_batchnorm():
     net = nn.Sequential(
-        nn.Linear(5, 12), nn.BatchNorm1d(12), nn.LeakyReLU(0.1), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 2)
+        nn.Linear(5, 12),
+        nn.BatchNorm1d(12),
+        nn.LeakyReLU(0.1),
+        nn.Linear(12, 10),
+        nn.ReLU(),
+        nn.Linear(10, 2),
     )
     return _init(net, 2), (5,)
 
@@ -99,9 +109,17 @@ def conv_maxpool():
 def maxpool_overlapping_ceil():
     # max pooling straight after a convolution (no ties at 0), overlapping windows, ceil_mode
     net = nn.Sequential(
-        nn.Conv2d(1, 3, 3), nn.MaxPool2d(3, stride=2, ceil_mode=True), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2)
+        nn.Conv2d(1, 3, 3),
+        nn.MaxPool2d(3, stride=2, ceil_mode=True),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 2),
     )
-    return _init(net, 5), (1, 10, 10)  # 8x8 feature maps: ceil_mode adds a partial window
+    return _init(net, 5), (
+        1,
+        10,
+        10,
+    )  # 8x8 feature maps: ceil_mode adds a partial window
 
 
 def conv_avgpool_batchnorm():
@@ -136,7 +154,10 @@ def line(shape, seed, length=2.0):
 
 def _points(x0, d, t):
     t = torch.as_tensor(np.asarray(t, dtype=np.float64))
-    return torch.as_tensor(x0)[None] + t.reshape((-1,) + (1,) * x0.ndim) * torch.as_tensor(d)[None]
+    return (
+        torch.as_tensor(x0)[None]
+        + t.reshape((-1,) + (1,) * x0.ndim) * torch.as_tensor(d)[None]
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -170,7 +191,10 @@ def test_brute_force_comparison_can_fail():
         net[0].bias[0] += 1e-7
     moved = TX.brute_force_breakpoints(net, x0, d, n_grid=5_001)
     assert TX.breakpoint_gap(traced, moved) > 1e-9
-    assert TX.breakpoint_gap(traced, traced) == 0.0 and TX.breakpoint_gap(traced, []) == math.inf
+    assert (
+        TX.breakpoint_gap(traced, traced) == 0.0
+        and TX.breakpoint_gap(traced, []) == math.inf
+    )
 
 
 @pytest.mark.parametrize("name", list(NETWORKS))
@@ -192,10 +216,19 @@ def test_traced_output_is_the_network(name):
     def f(x):
         return net(x[None])[0].reshape(-1)
 
-    jvp = np.stack([torch.func.jvp(f, (x,), (dd,))[1].detach().numpy() for x in _points(x0, d, mids)])
+    jvp = np.stack(
+        [
+            torch.func.jvp(f, (x,), (dd,))[1].detach().numpy()
+            for x in _points(x0, d, mids)
+        ]
+    )
     assert np.abs(jvp - tr.slopes).max() < 1e-10 * np.abs(tr.slopes).max()
     # slope jumps and exact SMP are consistent with the slopes
-    np.testing.assert_allclose(tr.jumps.sum(axis=0), tr.slopes[-1] - tr.slopes[0], atol=1e-10 * np.abs(tr.slopes).max())
+    np.testing.assert_allclose(
+        tr.jumps.sum(axis=0),
+        tr.slopes[-1] - tr.slopes[0],
+        atol=1e-10 * np.abs(tr.slopes).max(),
+    )
     np.testing.assert_allclose(tr.smp, np.abs(tr.jumps).sum(axis=0))
     assert tr.n_regions == len(tr.t) + 1
     assert np.all(tr.n_pieces <= tr.n_regions) and np.all(tr.n_pieces >= 1)
@@ -250,7 +283,9 @@ def test_sampled_smp_converges(name):
     errors = {}
     for n in (10_000, 100_000):
         with warnings.catch_warnings():
-            warnings.simplefilter("error", smp.DenseKinksWarning)  # the grids must resolve the kinks
+            warnings.simplefilter(
+                "error", smp.DenseKinksWarning
+            )  # the grids must resolve the kinks
             errors[n] = np.abs(TX.sampled_smp(net, x0, d, n) / exact - 1).max()
     # The sampled estimator loses only where two kinks fall within ~2 samples of each other (their
     # jumps add before the absolute value): with K ~ 100 kinks the fraction of such pairs is about
@@ -285,7 +320,9 @@ def test_expected_regions_first_layer_exact():
     """A single hidden layer: the count is binomial(n, angle/pi) exactly, not only in mean field."""
     angle = math.pi / 3
     counts = [
-        T.trace_line(networks.dense_net(6, 32, 1, seed=s), *TX.quarter_arc_line(6, s, angle)).n_regions
+        T.trace_line(
+            networks.dense_net(6, 32, 1, seed=s), *TX.quarter_arc_line(6, s, angle)
+        ).n_regions
         for s in range(60)
     ]
     p = angle / math.pi
@@ -304,7 +341,11 @@ def test_unsupported_layer_raises_type_error_naming_it():
     with pytest.raises(TypeError, match="Tanh"):
         T.trace_line(net, np.zeros(3), np.ones(3))
     with pytest.raises(TypeError, match="Softplus"):
-        T.trace_line(nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.Softplus())), np.zeros(3), np.ones(3))
+        T.trace_line(
+            nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.Softplus())),
+            np.zeros(3),
+            np.ones(3),
+        )
     with pytest.raises(TypeError, match="model"):
         T.trace_line("not a model", np.zeros(3), np.ones(3))
 

@@ -74,17 +74,27 @@ def render(centres, size: int = IMAGE_SIZE, width: float = BLOB_WIDTH) -> torch.
     """
     c = torch.as_tensor(centres)
     if c.ndim != 2 or c.shape[1] != 2 or not torch.is_floating_point(c):
-        raise ValueError(f"centres must be a float array of shape (B, 2), got {tuple(c.shape)} {c.dtype}")
+        raise ValueError(
+            f"centres must be a float array of shape (B, 2), got {tuple(c.shape)} {c.dtype}"
+        )
     g = torch.arange(size, dtype=c.dtype)
     gx = torch.exp(-0.5 * ((g[None, :] - c[:, 0:1]) / width) ** 2)
     gy = torch.exp(-0.5 * ((g[None, :] - c[:, 1:2]) / width) ** 2)
     yy, xx = torch.meshgrid(g, g, indexing="ij")
-    background = 0.3 * torch.sin(2 * np.pi * xx / size + 0.5) * torch.cos(1.4 * np.pi * yy / size)
+    background = (
+        0.3
+        * torch.sin(2 * np.pi * xx / size + 0.5)
+        * torch.cos(1.4 * np.pi * yy / size)
+    )
     return (gy[:, :, None] * gx[:, None, :] + background)[:, None]
 
 
-def _random_centres(n: int, size: int, gen: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    return MARGIN + (size - 1 - 2 * MARGIN) * torch.rand(n, 2, generator=gen, dtype=dtype)
+def _random_centres(
+    n: int, size: int, gen: torch.Generator, dtype=torch.float32
+) -> torch.Tensor:
+    return MARGIN + (size - 1 - 2 * MARGIN) * torch.rand(
+        n, 2, generator=gen, dtype=dtype
+    )
 
 
 def train_landmark_net(
@@ -157,7 +167,9 @@ def train_landmark_net(
     return net.double().eval(), seconds
 
 
-def predict(net: nn.Module, centres, *, size: int = IMAGE_SIZE, batch_size: int = 4096) -> np.ndarray:
+def predict(
+    net: nn.Module, centres, *, size: int = IMAGE_SIZE, batch_size: int = 4096
+) -> np.ndarray:
     """Predicted centres (pixels, float64) for centres of any shape ``(..., 2)``.
 
     The images are rendered by :func:`render` and run through ``net`` in float64, in
@@ -191,16 +203,25 @@ def predict(net: nn.Module, centres, *, size: int = IMAGE_SIZE, batch_size: int 
     """
     c = torch.as_tensor(np.asarray(centres, dtype=np.float64))
     if c.shape[-1] != 2:
-        raise ValueError(f"centres must end with an axis of 2 coordinates, got shape {tuple(c.shape)}")
+        raise ValueError(
+            f"centres must end with an axis of 2 coordinates, got shape {tuple(c.shape)}"
+        )
     flat = c.reshape(-1, 2)
     half = (size - 1) / 2
     net = net.double().eval()
     with torch.no_grad():
-        out = torch.cat([net(render(flat[i : i + batch_size], size)) for i in range(0, len(flat), batch_size)])
+        out = torch.cat(
+            [
+                net(render(flat[i : i + batch_size], size))
+                for i in range(0, len(flat), batch_size)
+            ]
+        )
     return (out * half + half).numpy().reshape(c.shape)
 
 
-def test_error(net: nn.Module, *, n: int = 2000, size: int = IMAGE_SIZE, seed: int = 123) -> float:
+def test_error(
+    net: nn.Module, *, n: int = 2000, size: int = IMAGE_SIZE, seed: int = 123
+) -> float:
     """Root-mean-square Euclidean error (pixels) on ``n`` seeded uniform centres.
 
     Computed in float64 by :func:`predict`.
@@ -229,7 +250,9 @@ def test_error(net: nn.Module, *, n: int = 2000, size: int = IMAGE_SIZE, seed: i
     >>> round(test_error(load_net("relu"), n=200), 2)
     0.15
     """
-    c = _random_centres(check_int("n", n), size, torch.Generator().manual_seed(seed), torch.float64).numpy()
+    c = _random_centres(
+        check_int("n", n), size, torch.Generator().manual_seed(seed), torch.float64
+    ).numpy()
     return float(np.sqrt(((predict(net, c, size=size) - c) ** 2).sum(-1).mean()))
 
 
@@ -318,12 +341,16 @@ def smooth_trajectories(
     k = np.arange(1, n_harmonics + 1)
     a, b = rng.normal(size=(2, n_traj, 2, n_harmonics)) / k
     phase = 2 * np.pi * k[:, None] * s  # (K, N)
-    shape = np.einsum("mck,kn->mcn", a, np.cos(phase)) + np.einsum("mck,kn->mcn", b, np.sin(phase))
+    shape = np.einsum("mck,kn->mcn", a, np.cos(phase)) + np.einsum(
+        "mck,kn->mcn", b, np.sin(phase)
+    )
     arc = np.sqrt((np.diff(shape, axis=-1) ** 2).sum(axis=1)).sum(axis=-1)  # (M,)
     shape *= (length / arc)[:, None, None]
     lo, hi = shape.min(axis=-1), shape.max(axis=-1)  # (M, 2)
     room = (size - 1 - 2 * MARGIN) - (hi - lo)
     if np.any(room < 0):
-        raise ValueError(f"length={length} px is too long to fit trajectories in a {size}-pixel image")
+        raise ValueError(
+            f"length={length} px is too long to fit trajectories in a {size}-pixel image"
+        )
     c0 = MARGIN - lo + room * rng.uniform(size=room.shape)
     return shape + c0[..., None], length / (n - 1)

@@ -28,7 +28,14 @@ from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ip
 
 from .._validation import check_int
 
-__all__ = ["unit_seed", "default_workers", "capacity", "run_units", "run_until", "run_until_each"]
+__all__ = [
+    "unit_seed",
+    "default_workers",
+    "capacity",
+    "run_units",
+    "run_until",
+    "run_until_each",
+]
 
 
 def unit_seed(seed: int, *index: int) -> int:
@@ -44,7 +51,9 @@ def unit_seed(seed: int, *index: int) -> int:
     >>> unit_seed(0, 3) == unit_seed(0, 3) != unit_seed(0, 4)
     True
     """
-    return int(np.random.SeedSequence([int(seed), *map(int, index)]).generate_state(1)[0])
+    return int(
+        np.random.SeedSequence([int(seed), *map(int, index)]).generate_state(1)[0]
+    )
 
 
 def default_workers() -> int:
@@ -57,8 +66,12 @@ def default_workers() -> int:
 
 def _scheduler(scheduler: str | None) -> str | None:
     if scheduler is not None and not isinstance(scheduler, str):
-        raise TypeError(f"scheduler must be a dask.distributed scheduler address (str), got {scheduler!r}")
-    return scheduler if scheduler is not None else os.environ.get("SMP_SCHEDULER") or None
+        raise TypeError(
+            f"scheduler must be a dask.distributed scheduler address (str), got {scheduler!r}"
+        )
+    return (
+        scheduler if scheduler is not None else os.environ.get("SMP_SCHEDULER") or None
+    )
 
 
 _CLIENTS: dict[str, Any] = {}
@@ -70,7 +83,9 @@ def _client(address: str):
     try:
         from dask.distributed import Client
     except ImportError as err:
-        raise ImportError("scheduler needs dask.distributed: pip install 'smp[cluster]'") from err
+        raise ImportError(
+            "scheduler needs dask.distributed: pip install 'smp[cluster]'"
+        ) from err
     client = _CLIENTS.get(address)
     if client is None or client.status not in ("running", "connecting"):
         client = _CLIENTS[address] = Client(address, set_as_default=False)
@@ -161,7 +176,10 @@ def _ordered_map(
         n_jobs = workers  # the same pool size every call: loky reuses its workers
     with config:
         parallel = joblib.Parallel(
-            n_jobs=n_jobs, return_as="generator", batch_size=batch_size, pre_dispatch=pre_dispatch
+            n_jobs=n_jobs,
+            return_as="generator",
+            batch_size=batch_size,
+            pre_dispatch=pre_dispatch,
         )
         for result, recorded in parallel(jobs):
             _reraise(recorded)
@@ -261,7 +279,10 @@ def run_until_each(
     """
     keys = list(keys)
     low = _per_key("min_units", min_units, len(keys), 1)
-    high = [check_int("max_units", m, lo) for m, lo in zip(_per_key("max_units", max_units, len(keys), 1), low)]
+    high = [
+        check_int("max_units", m, lo)
+        for m, lo in zip(_per_key("max_units", max_units, len(keys), 1), low)
+    ]
     scheduler = _scheduler(scheduler)
     workers = default_workers() if workers is None else check_int("workers", workers)
     results: list[list] = [[] for _ in keys]
@@ -273,7 +294,9 @@ def run_until_each(
         if finished[j]:
             return
         results[j].append(value)
-        if (len(results[j]) >= low[j] and done(keys[j], results[j])) or len(results[j]) >= high[j]:
+        if (len(results[j]) >= low[j] and done(keys[j], results[j])) or len(
+            results[j]
+        ) >= high[j]:
             finished[j] = True
             bar.set_postfix(units=sum(map(len, results)), refresh=False)
             bar.update()
@@ -292,7 +315,11 @@ def run_until_each(
             def units() -> Iterator[tuple[int, int]]:
                 # read by joblib as workers free up: the keys still running, in turn
                 while True:
-                    running = [j for j in range(len(keys)) if not finished[j] and submitted[j] < high[j]]
+                    running = [
+                        j
+                        for j in range(len(keys))
+                        if not finished[j] and submitted[j] < high[j]
+                    ]
                     if not running:
                         return
                     for j in running:
@@ -301,7 +328,9 @@ def run_until_each(
                             yield j, submitted[j] - 1
 
             # one unit per worker in flight: few units computed past a stopping point
-            for j, value in _ordered_map(unit, units(), workers, scheduler, batch_size=1, pre_dispatch="n_jobs"):
+            for j, value in _ordered_map(
+                unit, units(), workers, scheduler, batch_size=1, pre_dispatch="n_jobs"
+            ):
                 take(j, value)
     finally:
         bar.close()
@@ -324,7 +353,9 @@ def _per_key(name: str, value: int | Sequence[int], n: int, minimum: int) -> lis
         return [check_int(name, value, minimum)] * n
     values = [check_int(name, v, minimum) for v in value]
     if len(values) != n:
-        raise ValueError(f"{name} must be one integer or one per key ({n}), got {len(values)}")
+        raise ValueError(
+            f"{name} must be one integer or one per key ({n}), got {len(values)}"
+        )
     return values
 
 

@@ -26,7 +26,9 @@ def _captured_inputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """Inputs of every ReLU / LeakyReLU / MaxPool2d of ``model`` (in order) for the batch ``x``."""
     store: list[torch.Tensor] = []
     hooks = [
-        m.register_forward_hook(lambda mod, inp, out: store.append(inp[0].detach().clone()))
+        m.register_forward_hook(
+            lambda mod, inp, out: store.append(inp[0].detach().clone())
+        )
         for m in model.modules()
         if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d))
     ]
@@ -43,19 +45,39 @@ def _on_line(x0: torch.Tensor, d: torch.Tensor, t: np.ndarray) -> torch.Tensor:
     return x0[None] + torch.as_tensor(t).reshape((-1,) + (1,) * x0.dim()) * d[None]
 
 
-def _bisect(model, x0, d, layer: int, lo: np.ndarray, hi: np.ndarray, value_fn, iterations: int = 64) -> np.ndarray:
+def _bisect(
+    model,
+    x0,
+    d,
+    layer: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    value_fn,
+    iterations: int = 64,
+) -> np.ndarray:
     """Bisection of ``value_fn(captured input of layer)`` (one scalar per bracket), all brackets at once."""
     f_lo = value_fn(_captured_inputs(model, _on_line(x0, d, lo))[layer])
-    for _ in range(iterations):  # 64 halvings take a bracket of 1e-4 below float resolution
+    for _ in range(
+        iterations
+    ):  # 64 halvings take a bracket of 1e-4 below float resolution
         mid = 0.5 * (lo + hi)
         f_mid = value_fn(_captured_inputs(model, _on_line(x0, d, mid))[layer])
         same = np.sign(f_mid) == np.sign(f_lo)
-        lo, f_lo, hi = np.where(same, mid, lo), np.where(same, f_mid, f_lo), np.where(same, hi, mid)
+        lo, f_lo, hi = (
+            np.where(same, mid, lo),
+            np.where(same, f_mid, f_lo),
+            np.where(same, hi, mid),
+        )
     return 0.5 * (lo + hi)
 
 
 def brute_force_breakpoints(
-    model: nn.Module, x0: Any, direction: Any, n_grid: int = 20_001, *, threads: int | None = 1
+    model: nn.Module,
+    x0: Any,
+    direction: Any,
+    n_grid: int = 20_001,
+    *,
+    threads: int | None = 1,
 ) -> np.ndarray:
     """Every t in (0, 1) where a ReLU input crosses 0 or a max-pool argmax changes, by brute force.
 
@@ -91,6 +113,7 @@ def brute_force_breakpoints(
     -------
     The brute force finds the tracer's breakpoints to rounding:
 
+    >>> from smp.experiments.tracer import quarter_arc_line
     >>> from smp.networks import dense_net
     >>> from smp.trace import trace_line
     >>> net = dense_net(4, 8, 2, seed=0)
@@ -109,7 +132,9 @@ def _brute_force(model: nn.Module, x0: Any, direction: Any, n_grid: int) -> np.n
     x0 = _as_sample("x0", x0)
     d = _as_sample("direction", direction)
     t = np.linspace(0.0, 1.0, n_grid)
-    layers = [m for m in net.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d))]
+    layers = [
+        m for m in net.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d))
+    ]
     inputs = _captured_inputs(net, _on_line(x0, d, t))
     roots = []
     for j, (m, h) in enumerate(zip(layers, inputs)):
@@ -124,13 +149,23 @@ def _brute_force(model: nn.Module, x0: Any, direction: Any, n_grid: int) -> np.n
 
                 roots.append(_bisect(net, x0, d, j, t[i], t[i + 1], unit_value))
         else:
-            _, idx = F.max_pool2d(h, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, return_indices=True)
+            _, idx = F.max_pool2d(
+                h,
+                m.kernel_size,
+                m.stride,
+                m.padding,
+                m.dilation,
+                m.ceil_mode,
+                return_indices=True,
+            )
             C = h.shape[1]
             hv = h.reshape(n, C, -1).numpy()
             idx = idx.reshape(n, C, -1).numpy()
             i, c, o = np.nonzero(idx[:-1] != idx[1:])
             a, b = idx[i, c, o], idx[i + 1, c, o]
-            keep = (hv[i, c, a] - hv[i, c, b] > 0) & (hv[i + 1, c, a] - hv[i + 1, c, b] < 0)
+            keep = (hv[i, c, a] - hv[i, c, b] > 0) & (
+                hv[i + 1, c, a] - hv[i + 1, c, b] < 0
+            )
             i, c, a, b = i[keep], c[keep], a[keep], b[keep]
             if len(i):
 

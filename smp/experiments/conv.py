@@ -26,14 +26,27 @@ from ..signals import KINK_SLOT_SAMPLES, gaussian_process, kinked_feature_map
 from ._parallel import run_units, run_until_each
 from ._sweep import ratio_sem_below, ratio_summary
 
-__all__ = ["CONV_SWEEP_POINTS", "conv_sweep", "conv_shared_sweep", "conv_resolution", "write_tables"]
+__all__ = [
+    "CONV_SWEEP_POINTS",
+    "conv_sweep",
+    "conv_shared_sweep",
+    "conv_resolution",
+    "write_tables",
+]
 
 
 #: the chapter's fan-in sweep: (C_in, kernel size) giving fan-in C_in k^2 = 1, 4, 9, 16, 36, 64 at sw = 1,
 #: then the weight-std sweep at fan-in 16.
 CONV_SWEEP_POINTS = (
-    (1, 1, 1.0), (1, 2, 1.0), (1, 3, 1.0), (4, 2, 1.0), (4, 3, 1.0), (4, 4, 1.0),
-    (4, 2, 0.1), (4, 2, 0.3), (4, 2, 3.0),
+    (1, 1, 1.0),
+    (1, 2, 1.0),
+    (1, 3, 1.0),
+    (4, 2, 1.0),
+    (4, 3, 1.0),
+    (4, 4, 1.0),
+    (4, 2, 0.1),
+    (4, 2, 0.3),
+    (4, 2, 3.0),
 )
 
 
@@ -81,14 +94,29 @@ def conv_sweep(
     them.
     """
     points = [(int(c_in), int(k), float(sw)) for c_in, k, sw in points]
-    n_samples = [max(int(min_samples), 2 * KINK_SLOT_SAMPLES * c_in * k * k * n_kinks + 5) for c_in, k, _ in points]
+    n_samples = [
+        max(int(min_samples), 2 * KINK_SLOT_SAMPLES * c_in * k * k * n_kinks + 5)
+        for c_in, k, _ in points
+    ]
     repeat = partial(
-        _conv_repeat, points=points, n_samples=n_samples, n_kinks=n_kinks, size=size, out_channels=out_channels,
+        _conv_repeat,
+        points=points,
+        n_samples=n_samples,
+        n_kinks=n_kinks,
+        size=size,
+        out_channels=out_channels,
         seed=seed,
     )
     runs_per_point = run_until_each(
-        repeat, lambda _, rows: ratio_sem_below(rows, target_rel_sem), range(len(points)), min_units=min_repeats,
-        max_units=max_repeats, workers=workers, scheduler=scheduler, progress=progress, desc="conv sweep",
+        repeat,
+        lambda _, rows: ratio_sem_below(rows, target_rel_sem),
+        range(len(points)),
+        min_units=min_repeats,
+        max_units=max_repeats,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc="conv sweep",
     )
     table = []
     for (c_in, k, sw), n, rows in zip(points, n_samples, runs_per_point):
@@ -96,16 +124,27 @@ def conv_sweep(
         measured, model, smp_in = runs[:, :3].mean(axis=0)
         table.append(
             dict(
-                c_in=c_in, kernel_size=k, fan_in=c_in * k * k, weight_std=sw, n_samples=n,
-                repeats=len(runs), smp_in=smp_in, model=model, measured=measured,
+                c_in=c_in,
+                kernel_size=k,
+                fan_in=c_in * k * k,
+                weight_std=sw,
+                n_samples=n,
+                repeats=len(runs),
+                smp_in=smp_in,
+                model=model,
+                measured=measured,
                 **ratio_summary(runs[:, 0], runs[:, 1]),
-                estimator_error=runs[:, 3].max(), dense_warning=runs[:, 4].mean(), flagged_units=runs[:, 5].max(),
+                estimator_error=runs[:, 3].max(),
+                dense_warning=runs[:, 4].mean(),
+                flagged_units=runs[:, 5].max(),
             )
         )
     return pd.DataFrame(table)
 
 
-def _conv_repeat(index: int, r: int, *, points, n_samples, n_kinks, size, out_channels, seed) -> tuple:
+def _conv_repeat(
+    index: int, r: int, *, points, n_samples, n_kinks, size, out_channels, seed
+) -> tuple:
     """Repeat ``r`` of point ``index`` of :func:`conv_sweep`, seeded by ``(seed, index, r)``."""
     c_in, k, sw = points[index]
     n_samples = n_samples[index]
@@ -121,13 +160,22 @@ def _conv_repeat(index: int, r: int, *, points, n_samples, n_kinks, size, out_ch
     # the identity SMP(y) = sum_i |w_i| SMP(x_i) is itself a convolution of the exact input
     # SMP map with |w| (kink times are distinct in every receptive field by construction)
     exact_in = torch.from_numpy(np.abs(maps.slope_jumps).sum(axis=-1))[None]
-    exact_y = nn.functional.conv2d(exact_in, layer.weight.detach().abs()).numpy().ravel()
+    exact_y = (
+        nn.functional.conv2d(exact_in, layer.weight.detach().abs()).numpy().ravel()
+    )
     estimator_error = np.abs(smp_y / exact_y - 1).max()
     warned = any(issubclass(w.category, DenseKinksWarning) for w in caught)
     # which output units the warning is about (diagnose repeats the detector: only when warned)
     flagged = diagnose(y, axis=0).unreliable.mean() if warned else 0.0
     fan_in = c_in * k * k
-    return smp_y.mean(), models.conv(sw, fan_in, smp_in), smp_in, estimator_error, warned, flagged
+    return (
+        smp_y.mean(),
+        models.conv(sw, fan_in, smp_in),
+        smp_in,
+        estimator_error,
+        warned,
+        flagged,
+    )
 
 
 def conv_shared_sweep(
@@ -177,13 +225,27 @@ def conv_shared_sweep(
     k = check_int("kernel_size", kernel_size)
     in_channels = [check_int("in_channels", c_in) for c_in in in_channels]
     repeat = partial(
-        _shared_repeat, in_channels=in_channels, kernel_size=k, weight_std=weight_std,
-        upstream_channels=upstream_channels, size=size, out_channels=out_channels, n_samples=n_samples, std=std,
-        dstd=dstd, seed=seed,
+        _shared_repeat,
+        in_channels=in_channels,
+        kernel_size=k,
+        weight_std=weight_std,
+        upstream_channels=upstream_channels,
+        size=size,
+        out_channels=out_channels,
+        n_samples=n_samples,
+        std=std,
+        dstd=dstd,
+        seed=seed,
     )
     runs_per_point = run_until_each(
-        repeat, lambda _, rows: ratio_sem_below(rows, target_rel_sem), range(len(in_channels)),
-        min_units=min_repeats, max_units=max_repeats, workers=workers, scheduler=scheduler, progress=progress,
+        repeat,
+        lambda _, rows: ratio_sem_below(rows, target_rel_sem),
+        range(len(in_channels)),
+        min_units=min_repeats,
+        max_units=max_repeats,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
         desc="conv shared sweep",
     )
     table = []
@@ -192,8 +254,15 @@ def conv_shared_sweep(
         measured, shared, independent, smp_in, warned = runs.mean(axis=0)
         table.append(
             dict(
-                c_in=c_in, kernel_size=k, fan_in=c_in * k * k, weight_std=float(weight_std), repeats=len(runs),
-                smp_in=smp_in, model_independent=independent, model_shared=shared, measured=measured,
+                c_in=c_in,
+                kernel_size=k,
+                fan_in=c_in * k * k,
+                weight_std=float(weight_std),
+                repeats=len(runs),
+                smp_in=smp_in,
+                model_independent=independent,
+                model_shared=shared,
+                measured=measured,
                 warned=warned,
                 **ratio_summary(runs[:, 0], runs[:, 1], "_shared"),
                 **ratio_summary(runs[:, 0], runs[:, 2], "_independent"),
@@ -203,29 +272,58 @@ def conv_shared_sweep(
 
 
 def _shared_repeat(
-    index: int, r: int, *, in_channels, kernel_size, weight_std, upstream_channels, size, out_channels, n_samples,
-    std, dstd, seed,
+    index: int,
+    r: int,
+    *,
+    in_channels,
+    kernel_size,
+    weight_std,
+    upstream_channels,
+    size,
+    out_channels,
+    n_samples,
+    std,
+    dstd,
+    seed,
 ) -> tuple:
     """Repeat ``r`` of point ``index`` of :func:`conv_shared_sweep`, seeded by ``(seed, index, r)``."""
     c_in, k = in_channels[index], kernel_size
     # three words of the unit's seed sequence (unit_seed is its first): process, mixing, layer
     seeds = np.random.SeedSequence([seed, index, r]).generate_state(3)
-    gp = gaussian_process(upstream_channels * size * size, n_samples, std=std, dstd=dstd, seed=int(seeds[0]))
+    gp = gaussian_process(
+        upstream_channels * size * size,
+        n_samples,
+        std=std,
+        dstd=dstd,
+        seed=int(seeds[0]),
+    )
     u = gp.y.T.reshape(n_samples, upstream_channels, size, size)
-    mix = random_conv2d(upstream_channels, c_in, 1, 1.0, bias_std=0.0, seed=int(seeds[1]))
+    mix = random_conv2d(
+        upstream_channels, c_in, 1, 1.0, bias_std=0.0, seed=int(seeds[1])
+    )
     tested = random_conv2d(c_in, out_channels, k, weight_std, seed=int(seeds[2]))
     z, x, y = along_path(nn.Sequential(nn.ReLU(), mix, tested), u)
     # a few of the 1152 outputs get two opposite kinks within a grid step (the detector warns):
     # record it per repeat (column "warned") instead of printing it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SMPWarning)
-        smp_z = _smp(z, gp.h, axis=0).reshape(upstream_channels, size * size).mean(axis=1)
+        smp_z = (
+            _smp(z, gp.h, axis=0).reshape(upstream_channels, size * size).mean(axis=1)
+        )
         smp_in = _smp(x, gp.h, axis=0).mean()
         measured = _smp(y, gp.h, axis=0).mean()
     warned = float(any(issubclass(w.category, SMPWarning) for w in caught))
     v = mix.weight.detach().numpy()[:, :, 0, 0]  # (C_in, upstream_channels)
-    shared = k * k * models.conv_shared(weight_std, (v * smp_z).T)  # one row per upstream channel
-    return measured, shared, models.conv(weight_std, c_in * k * k, smp_in), smp_in, warned
+    shared = (
+        k * k * models.conv_shared(weight_std, (v * smp_z).T)
+    )  # one row per upstream channel
+    return (
+        measured,
+        shared,
+        models.conv(weight_std, c_in * k * k, smp_in),
+        smp_in,
+        warned,
+    )
 
 
 def conv_resolution(
@@ -256,11 +354,21 @@ def conv_resolution(
     in :func:`conv_sweep`.
     """
     grid = partial(
-        _resolution_grid, in_channels=in_channels, kernel_size=kernel_size, n_kinks=n_kinks, weight_std=weight_std,
-        size=size, out_channels=out_channels, seed=seed,
+        _resolution_grid,
+        in_channels=in_channels,
+        kernel_size=kernel_size,
+        n_kinks=n_kinks,
+        weight_std=weight_std,
+        size=size,
+        out_channels=out_channels,
+        seed=seed,
     )
     table = run_units(
-        grid, [int(n) for n in n_samples], workers=workers, scheduler=scheduler, progress=progress,
+        grid,
+        [int(n) for n in n_samples],
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
         desc="conv resolution",
     )
     return pd.DataFrame(table)
@@ -271,8 +379,12 @@ def _resolution_grid(
 ) -> dict:
     """One row of :func:`conv_resolution`: the grid of ``n`` samples (same layer, same signals)."""
     fan_in = in_channels * kernel_size * kernel_size
-    layer = random_conv2d(in_channels, out_channels, kernel_size, weight_std, seed=seed + 1)
-    maps = kinked_feature_map(n, in_channels, size, kernel_size, n_kinks, layout="uniform", seed=seed)
+    layer = random_conv2d(
+        in_channels, out_channels, kernel_size, weight_std, seed=seed + 1
+    )
+    maps = kinked_feature_map(
+        n, in_channels, size, kernel_size, n_kinks, layout="uniform", seed=seed
+    )
     (y,) = along_path(layer, maps.x)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DenseKinksWarning)
@@ -280,8 +392,12 @@ def _resolution_grid(
     exact_in = torch.from_numpy(np.abs(maps.slope_jumps).sum(axis=-1))[None]
     exact = nn.functional.conv2d(exact_in, layer.weight.detach().abs()).numpy().ravel()
     return dict(
-        n_samples=n, kinks_per_output=fan_in * n_kinks, spacing=(n - 1) / (fan_in * n_kinks),
-        measured=measured.mean(), exact=exact.mean(), ratio=measured.mean() / exact.mean(),
+        n_samples=n,
+        kinks_per_output=fan_in * n_kinks,
+        spacing=(n - 1) / (fan_in * n_kinks),
+        measured=measured.mean(),
+        exact=exact.mean(),
+        ratio=measured.mean() / exact.mean(),
         worst_ratio=(measured / exact).min(),
         dense_warning=any(issubclass(w.category, DenseKinksWarning) for w in caught),
     )

@@ -120,7 +120,9 @@ def run_trajectories(
     nets = {kind: load_net(kind) for kind in LANDMARK_KINDS} if nets is None else nets
     run = ForensicRun(truth=truth, dt=dt)
     centres = np.moveaxis(truth, 1, -1)  # (M, N, 2)
-    for kind in tqdm(list(LANDMARK_KINDS), disable=not progress, desc="networks along trajectories"):
+    for kind in tqdm(
+        list(LANDMARK_KINDS), disable=not progress, desc="networks along trajectories"
+    ):
         run[kind] = np.moveaxis(predict(nets[kind], centres), -1, 1)
     return run
 
@@ -174,25 +176,42 @@ def forensic_table(
     True
     """
     dt = run["dt"]
-    settings = [("noise", snr, 1) for snr in snrs_db] + [("sampling", np.inf, s) for s in strides]
+    settings = [("noise", snr, 1) for snr in snrs_db] + [
+        ("sampling", np.inf, s) for s in strides
+    ]
     rows = []
     for sweep, snr, stride in settings:
         sig = {
-            name: add_noise(run[name], run["truth"], snr, seed=seed + 1000 * i + int(min(snr, 1e6)))[..., ::stride]
+            name: add_noise(
+                run[name], run["truth"], snr, seed=seed + 1000 * i + int(min(snr, 1e6))
+            )[..., ::stride]
             for i, name in enumerate(("relu", "smooth", "truth"))
         }
         for score_name, score in _SCORES.items():
             s = {name: score(y, dt * stride) for name, y in sig.items()}
-            for comparison, neg in (("ReLU vs smooth net", "smooth"), ("ReLU vs true", "truth")):
+            for comparison, neg in (
+                ("ReLU vs smooth net", "smooth"),
+                ("ReLU vs true", "truth"),
+            ):
                 a, lo, hi = bootstrap_auc(s["relu"], s[neg], n_boot=n_boot, seed=seed)
                 rows.append(
-                    dict(sweep=sweep, snr_db=snr, frames_per_px=1 / (dt * stride), comparison=comparison,
-                         score=score_name, auc=a, auc_low=lo, auc_high=hi)
+                    dict(
+                        sweep=sweep,
+                        snr_db=snr,
+                        frames_per_px=1 / (dt * stride),
+                        comparison=comparison,
+                        score=score_name,
+                        auc=a,
+                        auc_low=lo,
+                        auc_high=hi,
+                    )
                 )
     return pd.DataFrame(rows)
 
 
-def snr_threshold(table: pd.DataFrame, comparison: str, score: str, level: float = 0.9) -> float:
+def snr_threshold(
+    table: pd.DataFrame, comparison: str, score: str, level: float = 0.9
+) -> float:
     """Highest SNR (dB) of the noise sweep at which the AUC is below ``level``, interpolated.
 
     Linear interpolation in dB between the last sweep point with AUC >= level and the
@@ -225,7 +244,11 @@ def snr_threshold(table: pd.DataFrame, comparison: str, score: str, level: float
     >>> snr_threshold(table, "ReLU vs true", "SMP", level=0.9)
     30.0
     """
-    rows = table[(table.sweep == "noise") & (table.comparison == comparison) & (table.score == score)]
+    rows = table[
+        (table.sweep == "noise")
+        & (table.comparison == comparison)
+        & (table.score == score)
+    ]
     rows = rows[np.isfinite(rows.snr_db)].sort_values("snr_db", ascending=False)
     snr, a = rows.snr_db.to_numpy(), rows.auc.to_numpy()
     below = np.flatnonzero(a < level)
@@ -234,7 +257,9 @@ def snr_threshold(table: pd.DataFrame, comparison: str, score: str, level: float
     i = below[0]
     if i == 0:
         return float(snr[0])
-    return float(snr[i - 1] + (level - a[i - 1]) * (snr[i] - snr[i - 1]) / (a[i] - a[i - 1]))
+    return float(
+        snr[i - 1] + (level - a[i - 1]) * (snr[i] - snr[i - 1]) / (a[i] - a[i - 1])
+    )
 
 
 def write_tables(*, progress: bool = False, directory: str | None = None) -> dict:
@@ -269,14 +294,27 @@ def write_tables(*, progress: bool = False, directory: str | None = None) -> dic
     nets, rows = {}, []
     for kind in LANDMARK_KINDS:
         net, seconds = train_landmark_net(kind, seed=0, progress=progress)
-        data.write(f"forensics_{kind}", {k: v.double() for k, v in net.state_dict().items()}, directory)
+        data.write(
+            f"forensics_{kind}",
+            {k: v.double() for k, v in net.state_dict().items()},
+            directory,
+        )
         nets[kind] = landmark_net(kind).double()
-        nets[kind].load_state_dict(data.load(f"forensics_{kind}", directory))  # measure what was stored
+        nets[kind].load_state_dict(
+            data.load(f"forensics_{kind}", directory)
+        )  # measure what was stored
         nets[kind].eval()
         activation, pooling = LANDMARK_KINDS[kind]
         error = test_error(nets[kind])
-        rows.append(dict(network=kind, activation=activation, pooling=pooling, train_seconds=seconds,
-                         test_rmse_px=error))
+        rows.append(
+            dict(
+                network=kind,
+                activation=activation,
+                pooling=pooling,
+                train_seconds=seconds,
+                test_rmse_px=error,
+            )
+        )
         if progress:
             print(f"{kind}: trained in {seconds:.1f} s, test RMS error {error:.3f} px")
     table = forensic_table(run_trajectories(nets=nets, progress=progress))

@@ -34,8 +34,15 @@ __all__ = ["MAXPOOL_SWEEP_POINTS", "maxpool_sweep", "maxpool_cnn", "write_tables
 
 
 MAXPOOL_SWEEP_POINTS: tuple[tuple[int, float], ...] = (
-    (2, 0.0), (3, 0.0), (4, 0.0), (9, 0.0), (4, 0.3), (4, 0.6), (4, 0.9),
+    (2, 0.0),
+    (3, 0.0),
+    (4, 0.0),
+    (9, 0.0),
+    (4, 0.3),
+    (4, 0.6),
+    (4, 0.9),
 )
+
 
 def maxpool_sweep(
     points: Sequence[tuple[int, float]] = MAXPOOL_SWEEP_POINTS,
@@ -78,12 +85,29 @@ def maxpool_sweep(
     for _, rho in points:
         if not 0 <= rho < 1:
             raise ValueError(f"rho must be in [0, 1), got {rho!r}")
-    units = [(index, batch) for index in range(len(points)) for batch in range(-(-n_paths // batch_paths))]
+    units = [
+        (index, batch)
+        for index in range(len(points))
+        for batch in range(-(-n_paths // batch_paths))
+    ]
     batch = partial(
-        _maxpool_batch, points=points, n_paths=n_paths, n_samples=n_samples, length=length, dstd=dstd,
-        batch_paths=batch_paths, seed=seed,
+        _maxpool_batch,
+        points=points,
+        n_paths=n_paths,
+        n_samples=n_samples,
+        length=length,
+        dstd=dstd,
+        batch_paths=batch_paths,
+        seed=seed,
     )
-    batches = run_units(batch, units, workers=workers, scheduler=scheduler, progress=progress, desc="maxpool sweep")
+    batches = run_units(
+        batch,
+        units,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc="maxpool sweep",
+    )
     rows = []
     for index, (k, rho) in enumerate(points):
         mine = [b for (i, _), b in zip(units, batches) if i == index]
@@ -91,16 +115,39 @@ def maxpool_sweep(
         mean, sem = mean_sem(values)
         model = float(maxpool_correlated(k, 1.0, dstd, rho, rho, length))
         ex = float(np.concatenate([b[1] for b in mine]).mean())
-        rows.append(dict(
-            k=k, rho=float(rho), length=float(length), dstd=float(dstd), n_samples=int(n_samples), paths=int(values.size),
-            switches=float(np.concatenate([b[2] for b in mine]).mean()), model=model, measured=float(mean),
-            measured_sem=float(sem), rel_sem=float(sem / mean), rel_error=model / float(mean) - 1,
-            z=(model - float(mean)) / float(sem), exact=ex, estimator_error=float(mean) / ex - 1,
-        ))
+        rows.append(
+            dict(
+                k=k,
+                rho=float(rho),
+                length=float(length),
+                dstd=float(dstd),
+                n_samples=int(n_samples),
+                paths=int(values.size),
+                switches=float(np.concatenate([b[2] for b in mine]).mean()),
+                model=model,
+                measured=float(mean),
+                measured_sem=float(sem),
+                rel_sem=float(sem / mean),
+                rel_error=model / float(mean) - 1,
+                z=(model - float(mean)) / float(sem),
+                exact=ex,
+                estimator_error=float(mean) / ex - 1,
+            )
+        )
     return pd.DataFrame(rows)
 
 
-def _maxpool_batch(unit: tuple[int, int], *, points, n_paths, n_samples, length, dstd, batch_paths, seed) -> tuple:
+def _maxpool_batch(
+    unit: tuple[int, int],
+    *,
+    points,
+    n_paths,
+    n_samples,
+    length,
+    dstd,
+    batch_paths,
+    seed,
+) -> tuple:
     """Batch ``batch`` of point ``index`` of :func:`maxpool_sweep`, seeded by ``(seed, index, batch)``:
     per window the measured SMP, the identity's births and its switches."""
     index, batch = unit
@@ -109,12 +156,16 @@ def _maxpool_batch(unit: tuple[int, int], *, points, n_paths, n_samples, length,
     start = batch * batch_paths
     p = min(batch_paths, n_paths - start)
     bseed = unit_seed(seed, index, batch)
-    t, h, y, dy = gaussian_process(p * (k + 1), n_samples, length=length, std=1.0, dstd=dstd, seed=bseed)
+    t, h, y, dy = gaussian_process(
+        p * (k + 1), n_samples, length=length, std=1.0, dstd=dstd, seed=bseed
+    )
     y, dy = y.reshape(p, k + 1, -1), dy.reshape(p, k + 1, -1)
     a, b = np.sqrt(rho), np.sqrt(1.0 - rho)
     x, dx = a * y[:, :1] + b * y[:, 1:], a * dy[:, :1] + b * dy[:, 1:]
     with torch.no_grad():
-        out = pool(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[:, :, None, :])))
+        out = pool(
+            torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[:, :, None, :]))
+        )
     out = out.numpy().reshape(n_samples, p)
     ident = maxpool_identity(t, x, dx)
     return _smp(out, h, axis=0, warn=False), ident.born, ident.switches
@@ -164,39 +215,75 @@ def maxpool_cnn(
 
     ``workers`` and ``scheduler`` say where the networks run, as in :func:`maxpool_sweep`.
     """
-    network = partial(_maxpool_network, channels=tuple(channels), input_size=input_size, n_samples=n_samples,
-                      seed=seed, full_draws=full_draws)
+    network = partial(
+        _maxpool_network,
+        channels=tuple(channels),
+        input_size=input_size,
+        n_samples=n_samples,
+        seed=seed,
+        full_draws=full_draws,
+    )
     per_net = [
         row
         for rows in run_units(
-            network, range(n_networks), workers=workers, scheduler=scheduler, progress=progress, desc="maxpool cnn"
+            network,
+            range(n_networks),
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            desc="maxpool cnn",
         )
         for row in rows
     ]
     frame = pd.DataFrame(per_net)
     rows = []
     for b, g in frame.groupby("block"):
-        m, s = mean_sem(g.measured.to_numpy()) if len(g) > 1 else (g.measured.iloc[0], np.nan)
-        row = dict(block=int(b), windows=int(g.windows.iloc[0]), networks=len(g), n_samples=int(n_samples),
-                   rho=float(g.rho.mean()), drho=float(g.drho.mean()), measured=float(m), measured_sem=float(s))
+        m, s = (
+            mean_sem(g.measured.to_numpy())
+            if len(g) > 1
+            else (g.measured.iloc[0], np.nan)
+        )
+        row = dict(
+            block=int(b),
+            windows=int(g.windows.iloc[0]),
+            networks=len(g),
+            n_samples=int(n_samples),
+            rho=float(g.rho.mean()),
+            drho=float(g.drho.mean()),
+            measured=float(m),
+            measured_sem=float(s),
+        )
         for name in ("iid", "corr", "window", "full"):
             ratio = g[name].to_numpy() / g.measured.to_numpy() - 1
             row[name] = float(g[name].mean())
             row[f"{name}_error"] = float(ratio.mean())
-            row[f"{name}_error_sem"] = float(ratio.std(ddof=1) / np.sqrt(len(g))) if len(g) > 1 else np.nan
-        for name in ("births_counted", "births_iid", "births_corr", "births_window", "births_full", "smp_in",
-                     "mean_spread"):
+            row[f"{name}_error_sem"] = (
+                float(ratio.std(ddof=1) / np.sqrt(len(g))) if len(g) > 1 else np.nan
+            )
+        for name in (
+            "births_counted",
+            "births_iid",
+            "births_corr",
+            "births_window",
+            "births_full",
+            "smp_in",
+            "mean_spread",
+        ):
             row[name] = float(g[name].mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _maxpool_network(r: int, *, channels, input_size, n_samples, seed, full_draws) -> list[dict]:
+def _maxpool_network(
+    r: int, *, channels, input_size, n_samples, seed, full_draws
+) -> list[dict]:
     """Network ``r`` of :func:`maxpool_cnn` (seeds ``seed + r``): one row per block."""
     n_blocks = len(channels) - 1
     per_net = []
     net = conv_net(tuple(channels), input_size=input_size, seed=seed + r)
-    t, h, x = great_circle((channels[0], input_size, input_size), n_samples, seed=seed + r)
+    t, h, x = great_circle(
+        (channels[0], input_size, input_size), n_samples, seed=seed + r
+    )
     length = float(h * n_samples)
     keep = [i for b in range(n_blocks) for i in (3 * b, 3 * b + 2)]
     outs = along_path(net, torch.from_numpy(x), keep=keep)
@@ -229,23 +316,52 @@ def _maxpool_network(r: int, *, channels, input_size, n_samples, seed, full_draw
         sig_w = np.sqrt((sig**2).mean(axis=1))
         dsig_w = np.sqrt((dsig**2).mean(axis=1))
         live = sig_w > 0  # dead windows (constant inputs) carry no SMP
-        args = (4, sig_w[live], dsig_w[live], mu.mean(axis=1)[live], length, s_in.mean(axis=1)[live])
+        args = (
+            4,
+            sig_w[live],
+            dsig_w[live],
+            mu.mean(axis=1)[live],
+            length,
+            s_in.mean(axis=1)[live],
+        )
         iid_parts = np.array(relu_maxpool_parts(*args, 0.0, 0.0))
         corr_parts = np.array(relu_maxpool_parts(*args, rho[live], drho[live]))
-        window_parts = np.array(relu_maxpool_window(mu[live], sig[live], dsig[live], length, s_in[live]))
-        full = maxpool_window(mu[live], cov[live], dcov[live], length, s_in[live], relu=True, n_draws=full_draws,
-                              seed=seed + 1000 * r + b)
+        window_parts = np.array(
+            relu_maxpool_window(mu[live], sig[live], dsig[live], length, s_in[live])
+        )
+        full = maxpool_window(
+            mu[live],
+            cov[live],
+            dcov[live],
+            length,
+            s_in[live],
+            relu=True,
+            n_draws=full_draws,
+            seed=seed + 1000 * r + b,
+        )
         measured = float(_smp(pool_out, h, axis=0, warn=False).sum())
         ident = maxpool_identity(t, win.transpose(1, 2, 0), None, relu=True)
-        per_net.append(dict(
-            block=b + 1, network=r, windows=win.shape[1], rho=float(rho.mean()), drho=float(drho.mean()),
-            measured=measured, iid=float(iid_parts.sum()), corr=float(corr_parts.sum()),
-            births_counted=float(ident.born.sum()), births_iid=float(iid_parts[:2].sum()),
-            births_corr=float(corr_parts[:2].sum()), smp_in=float(s_in.sum()),
-            window=float(window_parts.sum()), births_window=float(window_parts[:2].sum()),
-            full=float(full.births.sum() + full.passed.sum()), births_full=float(full.births.sum()),
-            mean_spread=float(np.mean(mu[live].std(axis=1) / sig_w[live])),
-        ))
+        per_net.append(
+            dict(
+                block=b + 1,
+                network=r,
+                windows=win.shape[1],
+                rho=float(rho.mean()),
+                drho=float(drho.mean()),
+                measured=measured,
+                iid=float(iid_parts.sum()),
+                corr=float(corr_parts.sum()),
+                births_counted=float(ident.born.sum()),
+                births_iid=float(iid_parts[:2].sum()),
+                births_corr=float(corr_parts[:2].sum()),
+                smp_in=float(s_in.sum()),
+                window=float(window_parts.sum()),
+                births_window=float(window_parts[:2].sum()),
+                full=float(full.births.sum() + full.passed.sum()),
+                births_full=float(full.births.sum()),
+                mean_spread=float(np.mean(mu[live].std(axis=1) / sig_w[live])),
+            )
+        )
     return per_net
 
 

@@ -23,7 +23,13 @@ from ..models import relu_identity, relu_sinusoid
 from ..signals import add_tents, gaussian_process
 from ._parallel import run_units, run_until_each, unit_seed
 
-__all__ = ["RELU_SWEEP_POINTS", "relu_sweep", "relu_resolution", "relu_great_circle", "write_tables"]
+__all__ = [
+    "RELU_SWEEP_POINTS",
+    "relu_sweep",
+    "relu_resolution",
+    "relu_great_circle",
+    "write_tables",
+]
 
 
 #: the chapter's sweep points ``(mu/sigma, sigma'/sigma, tents)``: the bias sweep without and with input
@@ -77,7 +83,9 @@ def relu_sweep(
     """
     points = [tuple(point) for point in points]
     # n = samples_per_ell * length / ell + 1 with ell = 1 / r, in the serial loop's arithmetic
-    n_samples = [int(round(samples_per_ell * length / (1.0 / r))) + 1 for _, r, _ in points]
+    n_samples = [
+        int(round(samples_per_ell * length / (1.0 / r))) + 1 for _, r, _ in points
+    ]
     per_batch = [max(1, batch_samples // n) for n in n_samples]
 
     def stats(batches: list) -> tuple[np.ndarray, float, float]:
@@ -94,34 +102,66 @@ def relu_sweep(
 
     # the rule holds at the latest once there are enough paths and the budget is spent
     most = [
-        max(-(-max(min_paths, 2) // p), int(max_samples // (p * n)), 1) for p, n in zip(per_batch, n_samples)
+        max(-(-max(min_paths, 2) // p), int(max_samples // (p * n)), 1)
+        for p, n in zip(per_batch, n_samples)
     ]
     batch = partial(
-        _relu_batch, points=points, n_samples=n_samples, per_batch=per_batch, length=length, seed=seed
+        _relu_batch,
+        points=points,
+        n_samples=n_samples,
+        per_batch=per_batch,
+        length=length,
+        seed=seed,
     )
     runs_per_point = run_until_each(
-        batch, done, range(len(points)), min_units=1, max_units=most, workers=workers, scheduler=scheduler,
-        progress=progress, desc="relu sweep",
+        batch,
+        done,
+        range(len(points)),
+        min_units=1,
+        max_units=most,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc="relu sweep",
     )
     table = []
-    for index, ((z, r, tents), n, batches) in enumerate(zip(points, n_samples, runs_per_point)):
+    for index, ((z, r, tents), n, batches) in enumerate(
+        zip(points, n_samples, runs_per_point)
+    ):
         values, mean, sem = stats(batches)
         proc_std, proc_dstd = batches[-1][4:]
         s_in = float(np.concatenate([b[1] for b in batches]).mean())
         births = float(relu_model(proc_std, proc_dstd, z, length))
         model = float(relu_model(proc_std, proc_dstd, z, length, s_in))
         ex = float(np.concatenate([b[2] for b in batches]).mean())
-        table.append(dict(
-            mu_over_sigma=z, dstd_over_std=r, tents=bool(tents), length=length, n_samples=n,
-            paths=values.size, crossings=float(np.concatenate([b[3] for b in batches]).mean()), smp_in=s_in,
-            model_births=births, model_pass=model - births, model=model, measured=mean, measured_sem=sem,
-            rel_sem=sem / mean, rel_error=model / mean - 1, z=(model - mean) / sem, exact=ex,
-            estimator_error=mean / ex - 1,
-        ))
+        table.append(
+            dict(
+                mu_over_sigma=z,
+                dstd_over_std=r,
+                tents=bool(tents),
+                length=length,
+                n_samples=n,
+                paths=values.size,
+                crossings=float(np.concatenate([b[3] for b in batches]).mean()),
+                smp_in=s_in,
+                model_births=births,
+                model_pass=model - births,
+                model=model,
+                measured=mean,
+                measured_sem=sem,
+                rel_sem=sem / mean,
+                rel_error=model / mean - 1,
+                z=(model - mean) / sem,
+                exact=ex,
+                estimator_error=mean / ex - 1,
+            )
+        )
     return pd.DataFrame(table)
 
 
-def _relu_batch(index: int, batch: int, *, points, n_samples, per_batch, length, seed) -> tuple:
+def _relu_batch(
+    index: int, batch: int, *, points, n_samples, per_batch, length, seed
+) -> tuple:
     """Batch ``batch`` of point ``index`` of :func:`relu_sweep`, seeded by ``(seed, index, batch)``:
     per path the measured SMP, the input SMP, the identity's SMP and crossings; the process's
     ensemble std and derivative std."""
@@ -130,13 +170,23 @@ def _relu_batch(index: int, batch: int, *, points, n_samples, per_batch, length,
     bseed = unit_seed(seed, index, batch)
     proc = add_tents(
         gaussian_process(p, n, length=length, mean=z, std=1.0, dstd=r, seed=bseed),
-        std=1.0, dstd=r, tent_spacing=10.0 if tents else 0.0, seed=bseed,
+        std=1.0,
+        dstd=r,
+        tent_spacing=10.0 if tents else 0.0,
+        seed=bseed,
     )
     y = nn.ReLU()(torch.from_numpy(proc.x)).numpy()
     measured = _smp(y, proc.h, axis=-1, warn=False)
     smp_in = _smp(proc.x, proc.h, axis=-1, warn=False) if tents else np.zeros(p)
     ident = relu_identity(proc.t, proc.x, proc.dx, proc.kink_times, proc.slope_jumps)
-    return measured, smp_in, ident.born + ident.passed, ident.crossings, proc.std, proc.dstd
+    return (
+        measured,
+        smp_in,
+        ident.born + ident.passed,
+        ident.crossings,
+        proc.std,
+        proc.dstd,
+    )
 
 
 def relu_resolution(
@@ -161,8 +211,19 @@ def relu_resolution(
     Returns a pandas.DataFrame: ``samples_per_ell, n_samples, ratio, ratio_sem, worst_path``.
     ``workers``, ``scheduler``: where the grids run, as in :func:`relu_sweep`.
     """
-    grid = partial(_resolution_grid, mu_over_sigma=mu_over_sigma, length=length, n_paths=n_paths, seed=seed)
-    rows = run_units(grid, [int(spe) for spe in samples_per_ell], workers=workers, scheduler=scheduler)
+    grid = partial(
+        _resolution_grid,
+        mu_over_sigma=mu_over_sigma,
+        length=length,
+        n_paths=n_paths,
+        seed=seed,
+    )
+    rows = run_units(
+        grid,
+        [int(spe) for spe in samples_per_ell],
+        workers=workers,
+        scheduler=scheduler,
+    )
     return pd.DataFrame(rows)
 
 
@@ -170,19 +231,39 @@ def _resolution_grid(spe: int, *, mu_over_sigma, length, n_paths, seed) -> dict:
     """One row of :func:`relu_resolution`: the same paths sampled at ``spe`` samples per ell."""
     n_samples = int(round(spe * length * 10.0)) + 1
     proc = add_tents(
-        gaussian_process(n_paths, n_samples, length=length, mean=mu_over_sigma, std=1.0, dstd=10.0, seed=seed),
-        std=1.0, dstd=10.0, tent_spacing=0.0, seed=seed,
+        gaussian_process(
+            n_paths,
+            n_samples,
+            length=length,
+            mean=mu_over_sigma,
+            std=1.0,
+            dstd=10.0,
+            seed=seed,
+        ),
+        std=1.0,
+        dstd=10.0,
+        tent_spacing=0.0,
+        seed=seed,
     )
     y = nn.ReLU()(torch.from_numpy(proc.x)).numpy()
     measured = _smp(y, proc.h, axis=-1, warn=False)
     ident = relu_identity(proc.t, proc.x, proc.dx)
     ratio = measured.sum() / ident.born.sum()
     # s.e. of a ratio of means (delta method): the paired residuals measured - ratio * exact
-    sem = (measured - ratio * ident.born).std(ddof=1) / np.sqrt(n_paths) / ident.born.mean()
+    sem = (
+        (measured - ratio * ident.born).std(ddof=1)
+        / np.sqrt(n_paths)
+        / ident.born.mean()
+    )
     has = ident.born > 0
     per_path = measured[has] / ident.born[has]
-    return dict(samples_per_ell=spe, n_samples=n_samples, ratio=ratio, ratio_sem=sem,
-                worst_path=float(per_path[np.argmax(np.abs(per_path - 1))]))
+    return dict(
+        samples_per_ell=spe,
+        n_samples=n_samples,
+        ratio=ratio,
+        ratio_sem=sem,
+        worst_path=float(per_path[np.argmax(np.abs(per_path - 1))]),
+    )
 
 
 def relu_great_circle(
@@ -213,13 +294,23 @@ def relu_great_circle(
     ``rel_error_ensemble``, ``rel_error_pathwise`` (model / measured - 1) and ``z_ensemble``.
     ``workers``, ``scheduler``: where the biases run, as in :func:`relu_sweep`.
     """
-    bias = partial(_great_circle_bias, mu_over_sigma=list(mu_over_sigma), in_features=in_features, units=units,
-                   n_samples=n_samples, seed=seed)
-    rows = run_units(bias, range(len(mu_over_sigma)), workers=workers, scheduler=scheduler)
+    bias = partial(
+        _great_circle_bias,
+        mu_over_sigma=list(mu_over_sigma),
+        in_features=in_features,
+        units=units,
+        n_samples=n_samples,
+        seed=seed,
+    )
+    rows = run_units(
+        bias, range(len(mu_over_sigma)), workers=workers, scheduler=scheduler
+    )
     return pd.DataFrame(rows)
 
 
-def _great_circle_bias(index: int, *, mu_over_sigma, in_features, units, n_samples, seed) -> dict:
+def _great_circle_bias(
+    index: int, *, mu_over_sigma, in_features, units, n_samples, seed
+) -> dict:
     """One row of :func:`relu_great_circle`: the bias ``mu_over_sigma[index]``, weights seeded by
     ``(seed, index)``."""
     b = mu_over_sigma[index]
@@ -240,9 +331,15 @@ def _great_circle_bias(index: int, *, mu_over_sigma, in_features, units, n_sampl
     ensemble = float(relu_model(1.0, 1.0, float(b), 2 * np.pi))
     mean, sem = mean_sem(measured)
     return dict(
-        mu_over_sigma=float(b), units=units, measured=float(mean), measured_sem=float(sem), exact=float(exact.mean()),
-        model_ensemble=ensemble, model_pathwise=float(pathwise.mean()),
-        rel_error_ensemble=ensemble / mean - 1, z_ensemble=(ensemble - mean) / sem,
+        mu_over_sigma=float(b),
+        units=units,
+        measured=float(mean),
+        measured_sem=float(sem),
+        exact=float(exact.mean()),
+        model_ensemble=ensemble,
+        model_pathwise=float(pathwise.mean()),
+        rel_error_ensemble=ensemble / mean - 1,
+        z_ensemble=(ensemble - mean) / sem,
         rel_error_pathwise=float(pathwise.mean()) / mean - 1,
         estimator_error=float(np.abs(measured - exact).sum() / exact.sum()),
     )
@@ -265,7 +362,9 @@ def write_tables(
     returns the tables by registry name.
     """
     tables = {
-        "relu_sweep": relu_sweep(progress=progress, workers=workers, scheduler=scheduler),
+        "relu_sweep": relu_sweep(
+            progress=progress, workers=workers, scheduler=scheduler
+        ),
     }
     data.write_many(tables, directory)
     return tables

@@ -11,7 +11,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-
 import torch
 from torch import nn
 
@@ -35,9 +34,15 @@ __all__ = [
 #: the chapter's CNN and two held-out architectures (other kernel and pool sizes, input channels,
 #: biases and widths); the model was developed on the first only
 CNN_ARCHITECTURES: dict[str, dict] = {
-    "chapter": dict(channels=(1, 8, 16, 16), input_size=16, kernel_size=3, pool_size=2, bias_std=0.0),
-    "kernel 5, bias": dict(channels=(3, 4, 8, 8), input_size=16, kernel_size=5, pool_size=2, bias_std=0.2),
-    "pool 3": dict(channels=(2, 6, 8, 8), input_size=27, kernel_size=3, pool_size=3, bias_std=0.0),
+    "chapter": dict(
+        channels=(1, 8, 16, 16), input_size=16, kernel_size=3, pool_size=2, bias_std=0.0
+    ),
+    "kernel 5, bias": dict(
+        channels=(3, 4, 8, 8), input_size=16, kernel_size=5, pool_size=2, bias_std=0.2
+    ),
+    "pool 3": dict(
+        channels=(2, 6, 8, 8), input_size=27, kernel_size=3, pool_size=3, bias_std=0.0
+    ),
 }
 
 #: the published measurement settings of :func:`conv_stack_networks` (write_tables): 200 networks,
@@ -81,10 +86,14 @@ def dense_stack_sweep(
     for width in widths:
         for gain in gains:
             nets = [
-                networks.dense_net(in_features, width, depth, weight_gain=gain, seed=seed + i)
+                networks.dense_net(
+                    in_features, width, depth, weight_gain=gain, seed=seed + i
+                )
                 for i in range(n_networks)
             ]
-            table = stack_measurement(nets, path, dt, max_units=max_units, seed=seed, progress=progress)
+            table = stack_measurement(
+                nets, path, dt, max_units=max_units, seed=seed, progress=progress
+            )
             model = dense_stack(in_features, width, depth, weight_gain=gain)
             table.insert(0, "width", width)
             table.insert(0, "gain", gain)
@@ -97,7 +106,9 @@ def dense_stack_sweep(
     return pd.concat(tables, ignore_index=True)
 
 
-def unequal_dense_net(in_features: int, widths: Sequence[int], *, bias_std: float = 0.0, seed: int = 0) -> nn.Sequential:
+def unequal_dense_net(
+    in_features: int, widths: Sequence[int], *, bias_std: float = 0.0, seed: int = 0
+) -> nn.Sequential:
     """``Linear -> ReLU`` blocks of the given (unequal) ``widths``, He init ``N(0, 2 / fan_in)``,
     biases ``N(0, bias_std**2)``, float64 (as :func:`smp.networks.dense_net`, whose widths are equal)."""
     gen = torch.Generator().manual_seed(int(seed))
@@ -138,8 +149,13 @@ def dense_bias_sweep(
     ``model_rms``, ``model_drms`` and ``error``.
     """
     _, dt, path = signals.great_circle((in_features,), n_samples, seed=seed)
-    nets = [unequal_dense_net(in_features, widths, bias_std=bias_std, seed=seed + i) for i in range(n_networks)]
-    table = stack_measurement(nets, path, dt, max_units=max_units, seed=seed, progress=progress)
+    nets = [
+        unequal_dense_net(in_features, widths, bias_std=bias_std, seed=seed + i)
+        for i in range(n_networks)
+    ]
+    table = stack_measurement(
+        nets, path, dt, max_units=max_units, seed=seed, progress=progress
+    )
     model = dense_stack(in_features, list(widths), bias_std=bias_std)
     table.insert(0, "bias_std", bias_std)
     table["model"] = model["smp"].to_numpy()
@@ -155,11 +171,20 @@ def _measure_cnn(unit: tuple) -> pd.DataFrame:
     name, index, net_seed, n_samples, arc, max_units = unit
     arch = CNN_ARCHITECTURES[name]
     size = arch["input_size"]
-    net = networks.conv_net(arch["channels"], kernel_size=arch["kernel_size"], pool_size=arch["pool_size"],
-                            bias_std=arch["bias_std"], seed=net_seed)
-    _, dt, path = signals.great_circle((arch["channels"][0], size, size), n_samples, seed=net_seed)
+    net = networks.conv_net(
+        arch["channels"],
+        kernel_size=arch["kernel_size"],
+        pool_size=arch["pool_size"],
+        bias_std=arch["bias_std"],
+        seed=net_seed,
+    )
+    _, dt, path = signals.great_circle(
+        (arch["channels"][0], size, size), n_samples, seed=net_seed
+    )
     kept = int(round(arc * n_samples))
-    rows = stack_measurement([net], path[:kept], dt, max_units=max_units, seed=net_seed, per_network=True)
+    rows = stack_measurement(
+        [net], path[:kept], dt, max_units=max_units, seed=net_seed, per_network=True
+    )
     rows.insert(0, "seed", net_seed)
     rows["network"] = index
     rows.insert(0, "architecture", name)
@@ -191,11 +216,22 @@ def conv_stack_networks(
     ``architecture``, ``seed`` and ``length`` (the arc's length in t).
     """
     if architecture not in CNN_ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {sorted(CNN_ARCHITECTURES)}, got {architecture!r}")
+        raise ValueError(
+            f"architecture must be one of {sorted(CNN_ARCHITECTURES)}, got {architecture!r}"
+        )
     if not 0 < arc <= 1:
         raise ValueError(f"arc must be in (0, 1], got {arc!r}")
-    units = [(architecture, i, unit_seed(seed, i), n_samples, arc, max_units) for i in range(n_networks)]
-    rows = run_units(_measure_cnn, units, workers=workers, progress=progress, desc=f"cnn {architecture}")
+    units = [
+        (architecture, i, unit_seed(seed, i), n_samples, arc, max_units)
+        for i in range(n_networks)
+    ]
+    rows = run_units(
+        _measure_cnn,
+        units,
+        workers=workers,
+        progress=progress,
+        desc=f"cnn {architecture}",
+    )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -222,14 +258,22 @@ def conv_stack_sweep(
     ``model_p_active``, ``window_rho`` and ``error`` (model / measured - 1).
     """
     if per_network is None:
-        per_network = conv_stack_networks(architecture, seed=seed, progress=progress, **measurement_options)
+        per_network = conv_stack_networks(
+            architecture, seed=seed, progress=progress, **measurement_options
+        )
     rows = per_network[per_network["architecture"] == architecture]
     arch = CNN_ARCHITECTURES[architecture]
     shape = (arch["channels"][0], arch["input_size"], arch["input_size"])
     length = float(rows["length"].iloc[0])
     table = summarise_networks(rows)
-    options = dict(kernel_size=arch["kernel_size"], pool_size=arch["pool_size"], bias_std=arch["bias_std"],
-                   length=length, n_draws=model_draws, seed=seed)
+    options = dict(
+        kernel_size=arch["kernel_size"],
+        pool_size=arch["pool_size"],
+        bias_std=arch["bias_std"],
+        length=length,
+        n_draws=model_draws,
+        seed=seed,
+    )
     model = conv_stack(shape, arch["channels"], **options)
     iid = conv_stack(shape, arch["channels"], correlated_windows=False, **options)
     upper = conv_stack(shape, arch["channels"], jensen=False, **options)
@@ -269,25 +313,47 @@ def stack_resolution_sweep(
     dense_warning``.
     """
     if architecture == "dense":
-        nets = [networks.dense_net(64, 256, 8, weight_gain=weight_gain, seed=seed + i) for i in range(n_networks)]
+        nets = [
+            networks.dense_net(64, 256, 8, weight_gain=weight_gain, seed=seed + i)
+            for i in range(n_networks)
+        ]
         shape = (64,)
     elif architecture == "cnn":
-        nets = [networks.conv_net((1, 8, 16, 16), weight_gain=weight_gain, seed=seed + i) for i in range(n_networks)]
+        nets = [
+            networks.conv_net((1, 8, 16, 16), weight_gain=weight_gain, seed=seed + i)
+            for i in range(n_networks)
+        ]
         shape = (1, 16, 16)
     else:
         raise ValueError(f"architecture must be 'dense' or 'cnn', got {architecture!r}")
     tables = []
     for n in sorted(n_samples):
         _, dt, path = signals.great_circle(shape, n, seed=seed)
-        table = stack_measurement(nets, path, dt, max_units=max_units, seed=seed, progress=progress)
+        table = stack_measurement(
+            nets, path, dt, max_units=max_units, seed=seed, progress=progress
+        )
         table.insert(0, "n_samples", n)
         table.insert(0, "gain", weight_gain)
         table.insert(0, "architecture", architecture)
-        tables.append(table[["architecture", "gain", "n_samples", "layer", "kind", "smp", "dense_warning"]])
+        tables.append(
+            table[
+                [
+                    "architecture",
+                    "gain",
+                    "n_samples",
+                    "layer",
+                    "kind",
+                    "smp",
+                    "dense_warning",
+                ]
+            ]
+        )
     out = pd.concat(tables, ignore_index=True)
     finest = out[out["n_samples"] == max(n_samples)].set_index("layer")["smp"]
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["relative"] = out["smp"].to_numpy() / finest.loc[out["layer"]].to_numpy() - 1
+        out["relative"] = (
+            out["smp"].to_numpy() / finest.loc[out["layer"]].to_numpy() - 1
+        )
     return out
 
 
@@ -311,7 +377,9 @@ def write_tables(
     """
     cnn_networks = pd.concat(
         [
-            conv_stack_networks(name, workers=workers, progress=progress, **cnn_settings(name))
+            conv_stack_networks(
+                name, workers=workers, progress=progress, **cnn_settings(name)
+            )
             for name in CNN_ARCHITECTURES
         ],
         ignore_index=True,
@@ -319,20 +387,31 @@ def write_tables(
     tables = {
         "stack_dense": dense_stack_sweep(n_networks=36, progress=progress),
         "stack_width": dense_stack_sweep(
-            gains=(1.0,), widths=(64, 128, 256, 512), depth=4, n_networks=6, max_units=64, progress=progress
+            gains=(1.0,),
+            widths=(64, 128, 256, 512),
+            depth=4,
+            n_networks=6,
+            max_units=64,
+            progress=progress,
         ),
         "stack_dense_bias": dense_bias_sweep(progress=progress),
         "stack_cnn_networks": cnn_networks,
         "stack_cnn": pd.concat(
-            run_units(lambda name: conv_stack_sweep(cnn_networks, architecture=name), list(CNN_ARCHITECTURES),
-                      workers=workers),
+            run_units(
+                lambda name: conv_stack_sweep(cnn_networks, architecture=name),
+                list(CNN_ARCHITECTURES),
+                workers=workers,
+            ),
             ignore_index=True,
         ),
         "stack_resolution": pd.concat(
             [
                 stack_resolution_sweep(progress=progress),
                 stack_resolution_sweep(
-                    architecture="cnn", weight_gain=1.0, n_samples=(20000, 40000, 80000), max_units=256
+                    architecture="cnn",
+                    weight_gain=1.0,
+                    n_samples=(20000, 40000, 80000),
+                    max_units=256,
                 ),
             ],
             ignore_index=True,

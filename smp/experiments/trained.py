@@ -39,7 +39,6 @@ Retraining and remeasuring: ``.venv/bin/python scripts/train_trained.py``.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import torch
@@ -50,6 +49,19 @@ from .. import data as _data
 from .. import models
 from .._exact_smp import exact_path_smp
 from .._validation import check_int
+from ._digits import (
+    CHECKPOINTS,
+    HELD_OUT,
+    PATH_KINDS,
+    WIDTHS,
+    DigitsSplit,
+    digits_autoencoder,
+    load_checkpoints,
+    load_digits_split,
+    pack_checkpoints,
+    reconstruction_error,
+    train_autoencoder,
+)
 from ._trained_summary import (  # noqa: F401  (the chapter's summaries, re-exported)
     HOLD_ERROR,
     HOLD_Z,
@@ -60,19 +72,6 @@ from ._trained_summary import (  # noqa: F401  (the chapter's summaries, re-expo
     misses,
     step_table,
     summary,
-)
-from ._digits import (
-    PATH_KINDS,
-    CHECKPOINTS,
-    HELD_OUT,
-    WIDTHS,
-    DigitsSplit,
-    digits_autoencoder,
-    load_checkpoints,
-    load_digits_split,
-    pack_checkpoints,
-    reconstruction_error,
-    train_autoencoder,
 )
 
 __all__ = [

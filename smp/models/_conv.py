@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._common import SQRT_2_OVER_PI, to_output
 from .._validation import check_array
+from ._common import SQRT_2_OVER_PI, to_output
 
 __all__ = ["conv", "conv_shared", "conv_kinks", "ConvKinks"]
 
@@ -57,8 +57,12 @@ def conv(weight_std, fan_in, smp_in, *, mean_abs_weight=None):
     s_in = check_array("smp_in", smp_in, nonnegative=True)
     if mean_abs_weight is None:
         if weight_std is None:
-            raise ValueError("weight_std must be given (>= 0) when mean_abs_weight is None")
-        mean_abs = check_array("weight_std", weight_std, nonnegative=True) * SQRT_2_OVER_PI
+            raise ValueError(
+                "weight_std must be given (>= 0) when mean_abs_weight is None"
+            )
+        mean_abs = (
+            check_array("weight_std", weight_std, nonnegative=True) * SQRT_2_OVER_PI
+        )
     else:
         mean_abs = check_array("mean_abs_weight", mean_abs_weight, nonnegative=True)
     return to_output(n * mean_abs * s_in)
@@ -104,7 +108,10 @@ def conv_kinks(weights, kink_times, slope_jumps) -> ConvKinks:
     times = np.asarray(kink_times, dtype=np.float64)
     jumps = check_array("slope_jumps", slope_jumps)
     if times.ndim == 1:
-        times, jumps = times[:, None], jumps.reshape(-1, 1) if jumps.ndim == 1 else jumps
+        times, jumps = (
+            times[:, None],
+            jumps.reshape(-1, 1) if jumps.ndim == 1 else jumps,
+        )
     if times.shape != jumps.shape or times.shape[0] != w.size:
         raise ValueError(
             f"kink_times and slope_jumps must both have shape (fan_in={w.size}, n_kinks), "
@@ -161,7 +168,9 @@ def conv_shared(weight_std, jump_vectors):
     sw = check_array("weight_std", weight_std, nonnegative=True)
     j = check_array("jump_vectors", jump_vectors)
     if j.ndim == 0:
-        raise ValueError("jump_vectors must have shape (..., n_events, fan_in) or (fan_in,), got a scalar")
+        raise ValueError(
+            "jump_vectors must have shape (..., n_events, fan_in) or (fan_in,), got a scalar"
+        )
     if j.ndim == 1:
         j = j[None, :]
     return to_output(sw * SQRT_2_OVER_PI * np.linalg.norm(j, axis=-1).sum(axis=-1))

@@ -20,7 +20,9 @@ __all__ = [
 ]
 
 
-def _conv_second_moments(moments: np.ndarray, shape: tuple[int, int], k: int) -> np.ndarray:
+def _conv_second_moments(
+    moments: np.ndarray, shape: tuple[int, int], k: int
+) -> np.ndarray:
     """``sum_k S_k M S_k^T``: second moments of ``sum_k w_k a(p + k)`` per unit weight variance.
 
     ``moments`` is the (P_in, P_in) matrix ``E[a(r) a(r')]`` of one input channel over the positions
@@ -57,11 +59,15 @@ def _box_sum(maps: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _gaussian_draws(cov: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+def _gaussian_draws(
+    cov: np.ndarray, n_draws: int, rng: np.random.Generator
+) -> np.ndarray:
     """(n_draws, P) draws of N(0, cov) for a positive semi-definite ``cov`` (symmetric square root)."""
     try:
         root = np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:  # singular (e.g. a constant field): the symmetric square root
+    except (
+        np.linalg.LinAlgError
+    ):  # singular (e.g. a constant field): the symmetric square root
         vals, vecs = np.linalg.eigh(cov)
         root = vecs * np.sqrt(np.clip(vals, 0.0, None))
     return rng.standard_normal((n_draws, cov.shape[0])) @ root.T
@@ -89,7 +95,9 @@ def _first_relu_births(shape, c_in, k, sw, sb, m2, dm2, length) -> np.ndarray:
     """
     h, w = shape
     r = k // 2
-    inside = lambda size: np.array([sum(0 <= i + a < size for a in range(-r, k - r)) for i in range(size)])
+    inside = lambda size: np.array(
+        [sum(0 <= i + a < size for a in range(-r, k - r)) for i in range(size)]
+    )
     taps = np.outer(inside(h), inside(w))
     births = np.zeros(shape)
     for n_taps in np.unique(taps):
@@ -97,16 +105,26 @@ def _first_relu_births(shape, c_in, k, sw, sb, m2, dm2, length) -> np.ndarray:
         if sb == 0:
             value = sw * _chi_mean(n) * dm2 / np.sqrt(m2)
         else:
-            density = lambda x: np.exp((n / 2 - 1) * np.log(x) - x / 2 - n / 2 * np.log(2) - special.gammaln(n / 2))
+            density = lambda x: np.exp(
+                (n / 2 - 1) * np.log(x)
+                - x / 2
+                - n / 2 * np.log(2)
+                - special.gammaln(n / 2)
+            )
             value, _ = integrate.quad(
-                lambda x: density(x) * sw**2 * x / np.sqrt(sw**2 * x * m2 + sb**2), 0, np.inf, limit=200
+                lambda x: density(x) * sw**2 * x / np.sqrt(sw**2 * x * m2 + sb**2),
+                0,
+                np.inf,
+                limit=200,
             )
             value *= dm2
         births[taps == n_taps] = length * phi(0.0) * value
     return births
 
 
-def _first_block_window_cov(kernels: np.ndarray, shape, pool: int, m2: float) -> np.ndarray:
+def _first_block_window_cov(
+    kernels: np.ndarray, shape, pool: int, m2: float
+) -> np.ndarray:
     """(n_kernels, windows, K, K) covariance of one channel's pre-activations in every pooling
     window of the first block, given its kernel (white input of mean square ``m2``, zero padding).
 
@@ -127,11 +145,17 @@ def _first_block_window_cov(kernels: np.ndarray, shape, pool: int, m2: float) ->
     lagged = np.zeros((n, 2 * span + 1, 2 * span + 1, k, k))
     for a in range(2 * span + 1):
         for b in range(2 * span + 1):
-            shifted = padded[:, :, 2 * span - a : 2 * span - a + k, 2 * span - b : 2 * span - b + k]
+            shifted = padded[
+                :, :, 2 * span - a : 2 * span - a + k, 2 * span - b : 2 * span - b + k
+            ]
             lagged[:, a, b] = (kernels * shifted).sum(axis=1)
-    ii = np.arange(h)[:, None] + np.arange(-r, k - r)[None, :]  # (H, k) input rows seen by position rows
+    ii = (
+        np.arange(h)[:, None] + np.arange(-r, k - r)[None, :]
+    )  # (H, k) input rows seen by position rows
     jj = np.arange(w)[:, None] + np.arange(-r, k - r)[None, :]
-    inside = ((ii >= 0) & (ii < h))[:, None, :, None] & ((jj >= 0) & (jj < w))[None, :, None, :]  # (H, W, k, k)
+    inside = ((ii >= 0) & (ii < h))[:, None, :, None] & ((jj >= 0) & (jj < w))[
+        None, :, None, :
+    ]  # (H, W, k, k)
     p_rows = np.broadcast_to(rows[:, :, None], di.shape)
     p_cols = np.broadcast_to(cols[:, :, None], dj.shape)
     mask = inside[p_rows, p_cols]  # (W, K, K, k, k)
@@ -161,7 +185,9 @@ def _first_block_fields(kernels, biases, shape, m2, dm2, rng, chunk: int = 2000)
     return np.concatenate(out), np.concatenate(dout)
 
 
-def _first_block_pool(shape, c_in, k, pool, sw, sb, m2, dm2, length, n_draws, pool_draws, correlated, rng):
+def _first_block_pool(
+    shape, c_in, k, pool, sw, sb, m2, dm2, length, n_draws, pool_draws, correlated, rng
+):
     """First block's pool: births per window (one channel) and draws of its pre-activations.
 
     Exact law at block 1: given the kernel w and bias b of a channel, the field over positions is
@@ -187,17 +213,28 @@ def _first_block_pool(shape, c_in, k, pool, sw, sb, m2, dm2, length, n_draws, po
     mean = np.broadcast_to(biases[:, None, None], cov.shape[:-1])
     births = np.zeros(cov.shape[1])
     seed = int(rng.integers(2**31))
-    for start in range(0, n_kernels, 20):  # chunks keep maxpool_window's draws in memory
+    for start in range(
+        0, n_kernels, 20
+    ):  # chunks keep maxpool_window's draws in memory
         part = slice(start, start + 20)
-        births += maxpool_window(mean[part], cov[part], (dm2 / m2) * cov[part], length, relu=True,
-                                 n_draws=max(pool_draws // 40, 50), seed=seed + start).births.sum(axis=0)
+        births += maxpool_window(
+            mean[part],
+            cov[part],
+            (dm2 / m2) * cov[part],
+            length,
+            relu=True,
+            n_draws=max(pool_draws // 40, 50),
+            seed=seed + start,
+        ).births.sum(axis=0)
     births *= scale / n_kernels
     # field draws for the moments and the argmax probabilities: one kernel (Gaussian, with its
     # norm) and one white input per draw
     draw_kernels = sw * rng.standard_normal((n_draws, c_in, k, k))
     draw_biases = sb * rng.standard_normal(n_draws)
     x, dx = _first_block_fields(draw_kernels, draw_biases, shape, m2, dm2, rng)
-    if not correlated:  # independent positions with the same per-position law given the kernel
+    if (
+        not correlated
+    ):  # independent positions with the same per-position law given the kernel
         x = _decorrelate(x, rng)
         dx = _decorrelate(dx, rng)
     return births, x, dx
@@ -212,7 +249,9 @@ def _decorrelate(fields: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _convolve_samples(jumps: np.ndarray, c_out: int, k: int, sw: float, rng) -> np.ndarray:
+def _convolve_samples(
+    jumps: np.ndarray, c_out: int, k: int, sw: float, rng
+) -> np.ndarray:
     """Every jump-vector sample through a convolution with its own N(0, sw^2) weights (padding k//2)."""
     import torch
     import torch.nn.functional as F
@@ -223,7 +262,9 @@ def _convolve_samples(jumps: np.ndarray, c_out: int, k: int, sw: float, rng) -> 
         return out
     for m in range(n_samples):
         weight = torch.from_numpy(sw * rng.standard_normal((c_out, c_in, k, k)))
-        out[:, m] = F.conv2d(torch.from_numpy(np.ascontiguousarray(jumps[:, m])), weight, padding=k // 2).numpy()
+        out[:, m] = F.conv2d(
+            torch.from_numpy(np.ascontiguousarray(jumps[:, m])), weight, padding=k // 2
+        ).numpy()
     return out
 
 
@@ -323,13 +364,19 @@ def conv_stack(
     shape = tuple(int(s) for s in input_shape)
     if len(shape) == 3:
         if shape[0] != channels[0]:
-            raise ValueError(f"input_shape has {shape[0]} channels but channels[0] is {channels[0]}")
+            raise ValueError(
+                f"input_shape has {shape[0]} channels but channels[0] is {channels[0]}"
+            )
         shape = shape[1:]
     if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"input_shape must be (C, H, W) or (H, W) with positive sides, got {input_shape!r}")
+        raise ValueError(
+            f"input_shape must be (C, H, W) or (H, W) with positive sides, got {input_shape!r}"
+        )
     chans = [check_int("channels", c) for c in channels]
     if len(chans) < 2:
-        raise ValueError(f"channels must list the input channels and at least one block, got {channels!r}")
+        raise ValueError(
+            f"channels must list the input channels and at least one block, got {channels!r}"
+        )
     k = check_int("kernel_size", kernel_size)
     p = check_int("pool_size", pool_size)
     gain = float(check_array("weight_gain", weight_gain, positive=True))
@@ -343,7 +390,9 @@ def conv_stack(
 
     n_pos = shape[0] * shape[1]
     moments, dmoments = m2 * np.eye(n_pos), dm2 * np.eye(n_pos)
-    jumps = np.zeros((0, n_jumps, chans[0]) + shape)  # jump-vector samples of every event source
+    jumps = np.zeros(
+        (0, n_jumps, chans[0]) + shape
+    )  # jump-vector samples of every event source
     weights = np.zeros(0)  # total size of the events of each source
     rows = []
     for block, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:]), start=1):
@@ -357,25 +406,49 @@ def conv_stack(
         # over the sampled jump vectors (a single-entry source is exact; the masks and selections
         # of earlier layers make ||J_RF||_2 random, and E||J_RF||_2 < sqrt(E||J_RF||^2))
         n_src = len(jumps)
-        rf_energy = _box_sum((jumps**2).sum(axis=2), k)  # ||J_RF(p)||^2 per source, sample, position
+        rf_energy = _box_sum(
+            (jumps**2).sum(axis=2), k
+        )  # ||J_RF(p)||^2 per source, sample, position
         if jensen:
             rf_norm = np.sqrt(rf_energy).mean(axis=1).reshape(n_src, n_pos)
         else:  # the root of the mean square, an upper bound (Jensen)
             rf_norm = np.sqrt(rf_energy.mean(axis=1)).reshape(n_src, n_pos)
         l1_conv = c_out * sw * SQRT_2_OVER_PI * rf_norm  # per source and position
         smp_conv = float(weights @ l1_conv.sum(axis=1))
-        rows.append(dict(layer=3 * block - 2, block=block, kind="conv2d", units=units,
-                         rms=np.sqrt(q.mean()), drms=np.sqrt(dq.mean()), p_active=np.nan, births=0.0,
-                         smp=smp_conv))
+        rows.append(
+            dict(
+                layer=3 * block - 2,
+                block=block,
+                kind="conv2d",
+                units=units,
+                rms=np.sqrt(q.mean()),
+                drms=np.sqrt(dq.mean()),
+                p_active=np.nan,
+                births=0.0,
+                smp=smp_conv,
+            )
+        )
 
         # ReLU: symmetric pre-activations, P(active) = 1/2 at every position
         if block == 1:  # exact: Rice given the kernel, averaged over the kernel's norm
-            births_relu = float(c_out * _first_relu_births(shape, c_in, k, sw, sb, m2, dm2, L).sum())
+            births_relu = float(
+                c_out * _first_relu_births(shape, c_in, k, sw, sb, m2, dm2, L).sum()
+            )
         else:
             births_relu = float(c_out * np.sum(relu(np.sqrt(q), np.sqrt(dq), 0.0, L)))
-        rows.append(dict(layer=3 * block - 1, block=block, kind="relu", units=units,
-                         rms=np.sqrt(q.mean() / 2), drms=np.sqrt(dq.mean() / 2), p_active=0.5,
-                         births=births_relu, smp=births_relu + 0.5 * smp_conv))
+        rows.append(
+            dict(
+                layer=3 * block - 1,
+                block=block,
+                kind="relu",
+                units=units,
+                rms=np.sqrt(q.mean() / 2),
+                drms=np.sqrt(dq.mean() / 2),
+                p_active=0.5,
+                births=births_relu,
+                smp=births_relu + 0.5 * smp_conv,
+            )
+        )
 
         # max pooling of the ReLU outputs = max(0, window of pre-activations)
         win = pool_window_indices(shape, p)
@@ -385,11 +458,27 @@ def conv_stack(
         norm = np.sqrt(np.einsum("wii,wjj->wij", cov, cov))
         dnorm = np.sqrt(np.einsum("wii,wjj->wij", dcov, dcov))
         rho = float((cov / norm)[:, off].mean()) if p > 1 else np.nan
-        drho = float((dcov / np.where(dnorm > 0, dnorm, 1.0))[:, off].mean()) if p > 1 else np.nan
+        drho = (
+            float((dcov / np.where(dnorm > 0, dnorm, 1.0))[:, off].mean())
+            if p > 1
+            else np.nan
+        )
         pool_draws = max(n_draws // 5, 1000)
         if block == 1:
             births_pool_map, x, dx = _first_block_pool(
-                shape, c_in, k, p, sw, sb, m2, dm2, L, n_draws, pool_draws, correlated_windows, rng
+                shape,
+                c_in,
+                k,
+                p,
+                sw,
+                sb,
+                m2,
+                dm2,
+                L,
+                n_draws,
+                pool_draws,
+                correlated_windows,
+                rng,
             )
             x, dx = x[:, win], dx[:, win]
         else:
@@ -400,41 +489,76 @@ def conv_stack(
                 sigma_used, dsigma_used = np.diag(q), np.diag(dq)
             x = _gaussian_draws(sigma_used, n_draws, rng)[:, win]  # (draws, windows, K)
             dx = _gaussian_draws(dsigma_used, n_draws, rng)[:, win]
-            births_pool_map = maxpool_window(np.zeros(cov.shape[:-1]), cov, dcov, L, relu=True,
-                                             n_draws=pool_draws, seed=int(rng.integers(2**31))).births
+            births_pool_map = maxpool_window(
+                np.zeros(cov.shape[:-1]),
+                cov,
+                dcov,
+                L,
+                relu=True,
+                n_draws=pool_draws,
+                seed=int(rng.integers(2**31)),
+            ).births
         births_pool_map = c_out * births_pool_map
         arg = x.argmax(axis=-1)
         top = np.take_along_axis(x, arg[..., None], -1)[..., 0]
         dtop = np.take_along_axis(dx, arg[..., None], -1)[..., 0]
         positive = top > 0
         a, da = np.where(positive, top, 0.0), np.where(positive, dtop, 0.0)
-        pi = (np.eye(p * p, dtype=bool)[arg] & positive[..., None]).mean(axis=0)  # (windows, K)
+        pi = (np.eye(p * p, dtype=bool)[arg] & positive[..., None]).mean(
+            axis=0
+        )  # (windows, K)
         births_pool = float(births_pool_map.sum())
 
         # the sources' jump vectors through this block: fresh Gaussian weights per sample, then
         # the pool keeps entry i of each window and channel with probability pi_i (argmax and > 0,
         # independent of the jump) or none
         pooled_shape = (shape[0] // p, shape[1] // p)
-        conv_jumps = _convolve_samples(jumps, c_out, k, sw, rng)  # (sources, samples, c_out, H, W)
-        flat = conv_jumps.reshape(n_src, n_jumps, c_out, n_pos)[..., win]  # (.., c_out, windows, K)
+        conv_jumps = _convolve_samples(
+            jumps, c_out, k, sw, rng
+        )  # (sources, samples, c_out, H, W)
+        flat = conv_jumps.reshape(n_src, n_jumps, c_out, n_pos)[
+            ..., win
+        ]  # (.., c_out, windows, K)
         l1_pool = (np.abs(flat) * pi).sum(axis=(-1, -2, -3)).mean(axis=1)  # per source
         smp_pool = births_pool + float(weights @ l1_pool)
-        rows.append(dict(layer=3 * block, block=block, kind="maxpool2d", units=c_out * win.shape[0],
-                         rms=np.sqrt(np.mean(a**2)), drms=np.sqrt(np.mean(da**2)),
-                         p_active=float(positive.mean()), births=births_pool, smp=smp_pool,
-                         window_rho=rho, window_drho=drho))
+        rows.append(
+            dict(
+                layer=3 * block,
+                block=block,
+                kind="maxpool2d",
+                units=c_out * win.shape[0],
+                rms=np.sqrt(np.mean(a**2)),
+                drms=np.sqrt(np.mean(da**2)),
+                p_active=float(positive.mean()),
+                births=births_pool,
+                smp=smp_pool,
+                window_rho=rho,
+                window_drho=drho,
+            )
+        )
         rows[-3].update(window_rho=rho, window_drho=drho)
         rows[-2].update(window_rho=rho, window_drho=drho)
 
-        cumulative = np.cumsum(pi, axis=-1)  # (windows, K); above the last: no positive entry
+        cumulative = np.cumsum(
+            pi, axis=-1
+        )  # (windows, K); above the last: no positive entry
         u = rng.random(flat.shape[:-1])
-        pick = (u[..., None] >= cumulative).sum(axis=-1)  # index of the kept entry, K = none
-        kept = np.take_along_axis(np.concatenate([flat, np.zeros(flat.shape[:-1] + (1,))], axis=-1),
-                                  pick[..., None], -1)[..., 0]
+        pick = (u[..., None] >= cumulative).sum(
+            axis=-1
+        )  # index of the kept entry, K = none
+        kept = np.take_along_axis(
+            np.concatenate([flat, np.zeros(flat.shape[:-1] + (1,))], axis=-1),
+            pick[..., None],
+            -1,
+        )[..., 0]
         pooled = kept.reshape((n_src, n_jumps, c_out) + pooled_shape)
         new = np.zeros((win.shape[0], n_jumps, c_out) + pooled_shape)
-        new.reshape(win.shape[0], n_jumps, c_out, -1)[np.arange(win.shape[0]), :, 0, np.arange(win.shape[0])] = 1.0
-        jumps = np.concatenate([pooled, new])  # a new source is one unit jump at its pooled position
+        new.reshape(win.shape[0], n_jumps, c_out, -1)[
+            np.arange(win.shape[0]), :, 0, np.arange(win.shape[0])
+        ] = 1.0
+        jumps = np.concatenate(
+            [pooled, new]
+        )  # a new source is one unit jump at its pooled position
         weights = np.concatenate([weights, births_pool_map])
 
         # second moments of the block output for the next block

@@ -15,11 +15,21 @@ from typing import NamedTuple
 import numpy as np
 from scipy import integrate, special
 
-from ._common import phi, to_output
 from .._validation import check_array, check_int
+from ._common import phi, to_output
 
-__all__ = ["maxpool", "maxpool_switch_integral", "maxpool_correlated", "relu_maxpool", "relu_maxpool_parts", "maxpool_identity",
-           "maxpool_window", "MaxpoolWindow", "relu_maxpool_window", "MaxpoolIdentity"]
+__all__ = [
+    "maxpool",
+    "maxpool_switch_integral",
+    "maxpool_correlated",
+    "relu_maxpool",
+    "relu_maxpool_parts",
+    "maxpool_identity",
+    "maxpool_window",
+    "MaxpoolWindow",
+    "relu_maxpool_window",
+    "MaxpoolIdentity",
+]
 
 
 @lru_cache(maxsize=None)
@@ -30,7 +40,12 @@ def maxpool_switch_integral(k: int) -> float:
     ``sigma'^2/sigma``: 0.5642 (K=2), 0.8463 (3), 1.0294 (4), 1.4850 (9).
     """
     k = check_int("k", k, 2)
-    value, _ = integrate.quad(lambda z: phi(z) ** 2 * special.ndtr(z) ** (k - 2), -np.inf, np.inf, epsabs=1e-13)
+    value, _ = integrate.quad(
+        lambda z: phi(z) ** 2 * special.ndtr(z) ** (k - 2),
+        -np.inf,
+        np.inf,
+        epsabs=1e-13,
+    )
     return float(value)
 
 
@@ -74,7 +89,9 @@ def _correlations(rho, drho):
     r = check_array("rho", rho)
     dr = check_array("drho", drho)
     if not ((r >= 0) & (r < 1)).all():
-        raise ValueError(f"rho must be in [0, 1) (equicorrelated window, x_i = sqrt(rho) z0 + ...), got {rho!r}")
+        raise ValueError(
+            f"rho must be in [0, 1) (equicorrelated window, x_i = sqrt(rho) z0 + ...), got {rho!r}"
+        )
     if not ((dr >= 0) & (dr <= 1)).all():
         raise ValueError(f"drho must be in [0, 1], got {drho!r}")
     return r, dr
@@ -129,7 +146,9 @@ def _tail(k: int, a: np.ndarray) -> np.ndarray:
 
 
 _GRID_U = 2001  # Simpson nodes over the common part (see _common_part_expectation)
-_LEVEL_RANGE = 12.0  # |a| beyond which phi(a) < 1e-31 and Phi(a)^K, J_K(a) are at their limits
+_LEVEL_RANGE = (
+    12.0  # |a| beyond which phi(a) < 1e-31 and Phi(a)^K, J_K(a) are at their limits
+)
 
 
 def _common_part_expectation(k: int, m_a: np.ndarray, tau: np.ndarray):
@@ -145,8 +164,12 @@ def _common_part_expectation(k: int, m_a: np.ndarray, tau: np.ndarray):
     """
     big = _LEVEL_RANGE
     with np.errstate(divide="ignore", invalid="ignore"):
-        u_lo = np.where(tau > 0, (-big - m_a) / tau, np.where(m_a < -big, np.inf, -np.inf))
-        u_hi = np.where(tau > 0, (big - m_a) / tau, np.where(m_a > big, -np.inf, np.inf))
+        u_lo = np.where(
+            tau > 0, (-big - m_a) / tau, np.where(m_a < -big, np.inf, -np.inf)
+        )
+        u_hi = np.where(
+            tau > 0, (big - m_a) / tau, np.where(m_a > big, -np.inf, np.inf)
+        )
     u_lo = np.clip(u_lo, -big, big)
     u_hi = np.clip(u_hi, -big, big)
     u_hi = np.maximum(u_hi, u_lo)  # all of A's mass beyond |a| = 12: the tails carry it
@@ -159,14 +182,23 @@ def _common_part_expectation(k: int, m_a: np.ndarray, tau: np.ndarray):
     def expect(values):
         return integrate.simpson(values * weight, x=u, axis=-1)
 
-    lower, upper = special.ndtr(u_lo), special.ndtr(-u_hi)  # masses with A < -12 and A > 12
+    lower, upper = (
+        special.ndtr(u_lo),
+        special.ndtr(-u_hi),
+    )  # masses with A < -12 and A > 12
     cross = expect(phi(a) * below ** (k - 1))
-    tail = expect(_tail(k, a)) + lower * _tail(k, np.array(-big)) if k >= 2 else np.zeros_like(cross)
+    tail = (
+        expect(_tail(k, a)) + lower * _tail(k, np.array(-big))
+        if k >= 2
+        else np.zeros_like(cross)
+    )
     all_below = expect(below**k) + upper
     return cross, tail, all_below
 
 
-def relu_maxpool_parts(k, std, dstd, mean=0.0, length=1.0, smp_in=0.0, rho=0.0, drho=0.0):
+def relu_maxpool_parts(
+    k, std, dstd, mean=0.0, length=1.0, smp_in=0.0, rho=0.0, drho=0.0
+):
     """The three parts of :func:`relu_maxpool`: ``(zero_crossing_births, switch_births, passed)``."""
     k = _window_size(k)
     sigma = check_array("std", std, positive=True)
@@ -175,11 +207,15 @@ def relu_maxpool_parts(k, std, dstd, mean=0.0, length=1.0, smp_in=0.0, rho=0.0, 
     L = check_array("length", length, positive=True)
     s_in = check_array("smp_in", smp_in, nonnegative=True)
     r, dr = _correlations(rho, drho)
-    sigma, dsigma, mu, L, s_in, r, dr = np.broadcast_arrays(sigma, dsigma, mu, L, s_in, r, dr)
+    sigma, dsigma, mu, L, s_in, r, dr = np.broadcast_arrays(
+        sigma, dsigma, mu, L, s_in, r, dr
+    )
     # condition on the common part z_0 = w: inputs i.i.d. with mean m_w and std s_c; the level 0
     # standardised, a_w = -m_w / s_c, is Gaussian in w with mean -mu / s_c and std sqrt(rho / (1 - rho))
     s_c = sigma * np.sqrt(1 - r)
-    cross, tail, all_below = _common_part_expectation(k, -mu / s_c, np.sqrt(r / (1 - r)))
+    cross, tail, all_below = _common_part_expectation(
+        k, -mu / s_c, np.sqrt(r / (1 - r))
+    )
     # the max crosses 0 through input i while the K-1 others are below 0
     zero = L * k * dsigma**2 * cross / s_c
     if k >= 2:
@@ -228,7 +264,9 @@ def relu_maxpool(k, std, dstd, mean=0.0, length=1.0, smp_in=0.0, rho=0.0, drho=0
     smp_in : SMP carried by each pre-ReLU input (x per unit t).
     rho, drho : pairwise correlation of the values in [0, 1) and of the derivatives in [0, 1].
     """
-    zero, switch, passed = relu_maxpool_parts(k, std, dstd, mean, length, smp_in, rho, drho)
+    zero, switch, passed = relu_maxpool_parts(
+        k, std, dstd, mean, length, smp_in, rho, drho
+    )
     return to_output(np.asarray(zero) + np.asarray(switch) + np.asarray(passed))
 
 
@@ -236,12 +274,18 @@ class MaxpoolIdentity(NamedTuple):
     """Exact bookkeeping of ``max(x_1..x_K)`` (or ``max(0, x_1..x_K)``) on sampled paths (per path)."""
 
     born: np.ndarray  # total |slope jump| born at argmax switches (x per unit t)
-    passed: np.ndarray  # total |slope jump| of input kinks where their input is the argmax
+    passed: (
+        np.ndarray
+    )  # total |slope jump| of input kinks where their input is the argmax
     switches: np.ndarray  # number of argmax switches
-    ambiguous: np.ndarray  # input kinks in an interval where the argmax also switches (not resolvable)
+    ambiguous: (
+        np.ndarray
+    )  # input kinks in an interval where the argmax also switches (not resolvable)
 
 
-def maxpool_identity(t, x, dx=None, kink_times=None, slope_jumps=None, *, relu: bool = False) -> MaxpoolIdentity:
+def maxpool_identity(
+    t, x, dx=None, kink_times=None, slope_jumps=None, *, relu: bool = False
+) -> MaxpoolIdentity:
     """The max-pool identity on sampled paths: births at argmax switches + pass-through of input kinks.
 
     Every change of the argmax between samples n and n+1, from input i to input j, is a kink of the
@@ -285,7 +329,9 @@ def maxpool_identity(t, x, dx=None, kink_times=None, slope_jumps=None, *, relu: 
         d0 = x2[path, i, m] - x2[path, j, m]
         d1 = x2[path, i, m + 1] - x2[path, j, m + 1]
         u = d0 / (d0 - d1)
-        dd = (1 - u) * (dx2[path, i, m] - dx2[path, j, m]) + u * (dx2[path, i, m + 1] - dx2[path, j, m + 1])
+        dd = (1 - u) * (dx2[path, i, m] - dx2[path, j, m]) + u * (
+            dx2[path, i, m + 1] - dx2[path, j, m + 1]
+        )
         size = np.abs(dd)
     n_paths = x2.shape[0]
     born = np.bincount(path, weights=size, minlength=n_paths)
@@ -305,21 +351,41 @@ def maxpool_identity(t, x, dx=None, kink_times=None, slope_jumps=None, *, relu: 
         passed = np.bincount(p_idx, weights=jumps * ok, minlength=n_paths)
         ambiguous = np.bincount(p_idx, weights=amb.astype(float), minlength=n_paths)
     shape = lead if lead else ()
-    return MaxpoolIdentity(born.reshape(shape), passed.reshape(shape), switches.reshape(shape), ambiguous.reshape(shape))
+    return MaxpoolIdentity(
+        born.reshape(shape),
+        passed.reshape(shape),
+        switches.reshape(shape),
+        ambiguous.reshape(shape),
+    )
 
 
 class MaxpoolWindow(NamedTuple):
     """Expected SMP of one pooling window with a general Gaussian law (see :func:`maxpool_window`)."""
 
-    births: np.ndarray  # switch births + zero-crossing births (x per unit t, over the path length)
-    zero_births: np.ndarray  # births where the max crosses the constant 0 (relu=True only, else 0)
+    births: (
+        np.ndarray
+    )  # switch births + zero-crossing births (x per unit t, over the path length)
+    zero_births: (
+        np.ndarray
+    )  # births where the max crosses the constant 0 (relu=True only, else 0)
     switch_births: np.ndarray  # births at argmax switches between two inputs
-    passed: np.ndarray  # pass-through of the inputs' own kinks, sum_i smp_in_i P(i is the argmax)
+    passed: (
+        np.ndarray
+    )  # pass-through of the inputs' own kinks, sum_i smp_in_i P(i is the argmax)
     p_argmax: np.ndarray  # (..., K) P(input i is the argmax (and > 0 with relu=True))
 
 
-def maxpool_window(mean, cov, dcov, length=1.0, smp_in=0.0, *, relu: bool = False, n_draws: int = 2000,
-                   seed: int = 0) -> MaxpoolWindow:
+def maxpool_window(
+    mean,
+    cov,
+    dcov,
+    length=1.0,
+    smp_in=0.0,
+    *,
+    relu: bool = False,
+    n_draws: int = 2000,
+    seed: int = 0,
+) -> MaxpoolWindow:
     """Expected SMP of ``max(x_1..x_K)`` (or ``max(0, x_1..x_K)``) for a window with a *general* covariance.
 
     The window's inputs are a stationary Gaussian vector ``x`` with mean ``m`` and covariance ``C``
@@ -363,7 +429,9 @@ def maxpool_window(mean, cov, dcov, length=1.0, smp_in=0.0, *, relu: bool = Fals
     c = check_array("cov", cov)
     dc = check_array("dcov", dcov)
     if m.ndim < 1 or c.shape != m.shape + m.shape[-1:] or dc.shape != c.shape:
-        raise ValueError(f"need mean (..., K), cov and dcov (..., K, K), got {m.shape}, {c.shape}, {dc.shape}")
+        raise ValueError(
+            f"need mean (..., K), cov and dcov (..., K, K), got {m.shape}, {c.shape}, {dc.shape}"
+        )
     L = float(check_array("length", length, positive=True))
     s_in = np.broadcast_to(check_array("smp_in", smp_in, nonnegative=True), m.shape)
     n_draws = check_int("n_draws", n_draws, 10)
@@ -386,7 +454,9 @@ def maxpool_window(mean, cov, dcov, length=1.0, smp_in=0.0, *, relu: bool = Fals
             var_dd = (dc @ cvec) @ cvec
             m_d = m @ cvec
             safe = np.where(var_d > 0, var_d, 1.0)
-            density = np.where(var_d > 0, np.exp(-0.5 * m_d**2 / safe) / np.sqrt(2 * np.pi * safe), 0.0)
+            density = np.where(
+                var_d > 0, np.exp(-0.5 * m_d**2 / safe) / np.sqrt(2 * np.pi * safe), 0.0
+            )
             cm = m - cc * (m_d / safe)[..., None]
             ccov = c - cc[..., :, None] * cc[..., None, :] / safe[..., None, None]
             vals, vecs = np.linalg.eigh(ccov)
@@ -396,8 +466,14 @@ def maxpool_window(mean, cov, dcov, length=1.0, smp_in=0.0, *, relu: bool = Fals
             rest = [q for q in range(kk) if q not in (i, j)]
             # common level (x_i = x_j on the conditional law, up to rounding): use their average
             level = 0.5 * (x[..., i] + x[..., j])
-            ok = (x[..., rest] < level[..., None]).all(axis=-1) if rest else np.ones(level.shape, bool)
-            rate = L * np.clip(var_dd, 0, None) * density * ok.mean(axis=-1)  # Rice weighted by |d'|: E d'^2
+            ok = (
+                (x[..., rest] < level[..., None]).all(axis=-1)
+                if rest
+                else np.ones(level.shape, bool)
+            )
+            rate = (
+                L * np.clip(var_dd, 0, None) * density * ok.mean(axis=-1)
+            )  # Rice weighted by |d'|: E d'^2
             if relu and j == kk - 1:
                 zero = zero + rate
             else:
@@ -405,11 +481,19 @@ def maxpool_window(mean, cov, dcov, length=1.0, smp_in=0.0, *, relu: bool = Fals
     # P(argmax = i) on the unconditional law
     vals, vecs = np.linalg.eigh(c)
     root = vecs * np.sqrt(np.clip(vals, 0.0, None))[..., None, :]
-    x = m[..., None, :] + np.matmul(rng.standard_normal(lead + (n_draws, kk)), np.swapaxes(root, -1, -2))
+    x = m[..., None, :] + np.matmul(
+        rng.standard_normal(lead + (n_draws, kk)), np.swapaxes(root, -1, -2)
+    )
     arg = np.argmax(x, axis=-1)
     p_arg = np.stack([(arg == i).mean(axis=-1) for i in range(k)], axis=-1)
     passed = (s_in * p_arg).sum(axis=-1)
-    return MaxpoolWindow(to_output(zero + switch), to_output(zero), to_output(switch), to_output(passed), p_arg)
+    return MaxpoolWindow(
+        to_output(zero + switch),
+        to_output(zero),
+        to_output(switch),
+        to_output(passed),
+        p_arg,
+    )
 
 
 def relu_maxpool_window(mean, std, dstd, length=1.0, smp_in=0.0, *, n_grid: int = 4001):
@@ -459,9 +543,13 @@ def relu_maxpool_window(mean, std, dstd, length=1.0, smp_in=0.0, *, n_grid: int 
     passed = np.zeros(mu.shape[0])
     for i in range(k):
         zero += dsigma[:, i] ** 2 * p0[:, i] * np.exp(log_f0.sum(axis=1) - log_f0[:, i])
-        passed += s_in[:, i] * integrate.trapezoid(p[:, i] * np.exp(total - log_f[:, i]), v, axis=-1)
+        passed += s_in[:, i] * integrate.trapezoid(
+            p[:, i] * np.exp(total - log_f[:, i]), v, axis=-1
+        )
         for j in range(i + 1, k):
             dens = p[:, i] * p[:, j] * np.exp(total - log_f[:, i] - log_f[:, j])
-            switch += (dsigma[:, i] ** 2 + dsigma[:, j] ** 2) * integrate.trapezoid(dens, v, axis=-1)
+            switch += (dsigma[:, i] ** 2 + dsigma[:, j] ** 2) * integrate.trapezoid(
+                dens, v, axis=-1
+            )
     out = (L * zero, L * switch, passed)
     return tuple(to_output(np.asarray(o).reshape(lead)) for o in out)

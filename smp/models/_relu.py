@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from ._common import phi, to_output
 from .._validation import check_array
+from ._common import phi, to_output
 
 __all__ = [
     "relu",
@@ -132,7 +132,9 @@ def relu_kinks(value0, slope0, kink_times, slope_jumps, t0=0.0, t1=1.0) -> ReluK
     times = check_array("kink_times", kink_times).ravel()
     jumps = check_array("slope_jumps", slope_jumps).ravel()
     if times.shape != jumps.shape:
-        raise ValueError(f"kink_times and slope_jumps must have the same length, got {times.size} and {jumps.size}")
+        raise ValueError(
+            f"kink_times and slope_jumps must have the same length, got {times.size} and {jumps.size}"
+        )
     t0, t1 = float(check_array("t0", t0)), float(check_array("t1", t1))
     if not t1 > t0 or (times.size and not ((times > t0) & (times < t1)).all()):
         raise ValueError("kinks must lie inside (t0, t1) and t1 > t0")
@@ -140,7 +142,9 @@ def relu_kinks(value0, slope0, kink_times, slope_jumps, t0=0.0, t1=1.0) -> ReluK
     times, jumps = times[order], jumps[order]
     edges = np.concatenate([[t0], times, [t1]])
     # exact value and slope at the start of every piece: a loop over the few kinks of one path
-    slopes = float(check_array("slope0", slope0)) + np.concatenate([[0.0], np.cumsum(jumps)])
+    slopes = float(check_array("slope0", slope0)) + np.concatenate(
+        [[0.0], np.cumsum(jumps)]
+    )
     values = np.empty(edges.size)
     values[0] = float(check_array("value0", value0))
     for i in range(1, edges.size):
@@ -159,9 +163,19 @@ def relu_kinks(value0, slope0, kink_times, slope_jumps, t0=0.0, t1=1.0) -> ReluK
     out_t += list(times[passed])
     out_j += list(jumps[passed])
     out_s += ["passed"] * int(passed.sum())
-    out_t, out_j, out_s = np.asarray(out_t, float), np.asarray(out_j, float), np.asarray(out_s, dtype=object)
+    out_t, out_j, out_s = (
+        np.asarray(out_t, float),
+        np.asarray(out_j, float),
+        np.asarray(out_s, dtype=object),
+    )
     order = np.argsort(out_t)
-    return ReluKinks(out_t[order], out_j[order], out_s[order].astype(str), times[~passed], jumps[~passed])
+    return ReluKinks(
+        out_t[order],
+        out_j[order],
+        out_s[order].astype(str),
+        times[~passed],
+        jumps[~passed],
+    )
 
 
 class ReluIdentity(NamedTuple):
@@ -193,7 +207,9 @@ def relu_identity(t, x, dx, kink_times=None, slope_jumps=None) -> ReluIdentity:
     x = check_array("x", x)
     dx = check_array("dx", dx)
     if t.ndim != 1 or x.shape[-1] != t.size or dx.shape != x.shape or t.size < 2:
-        raise ValueError(f"need t (N,) and x, dx (..., N) of equal shape, got {t.shape}, {x.shape}, {dx.shape}")
+        raise ValueError(
+            f"need t (N,) and x, dx (..., N) of equal shape, got {t.shape}, {x.shape}, {dx.shape}"
+        )
     x2, dx2 = x.reshape(-1, t.size), dx.reshape(-1, t.size)
     sign = x2 > 0
     path, n = np.nonzero(sign[:, 1:] != sign[:, :-1])
@@ -204,7 +220,9 @@ def relu_identity(t, x, dx, kink_times=None, slope_jumps=None) -> ReluIdentity:
     passed = np.zeros(x2.shape[0])
     vanished = np.zeros(x2.shape[0])
     if kink_times is not None:
-        kt = check_array("kink_times", np.nan_to_num(np.asarray(kink_times, float), nan=-np.inf))
+        kt = check_array(
+            "kink_times", np.nan_to_num(np.asarray(kink_times, float), nan=-np.inf)
+        )
         kj = np.abs(check_array("slope_jumps", slope_jumps))
         kt, kj = kt.reshape(x2.shape[0], -1), kj.reshape(x2.shape[0], -1)
         valid = np.isfinite(kt)
@@ -215,4 +233,9 @@ def relu_identity(t, x, dx, kink_times=None, slope_jumps=None) -> ReluIdentity:
         passed = np.where(valid & (level > 0), kj, 0.0).sum(axis=1)
         vanished = np.where(valid & (level <= 0), kj, 0.0).sum(axis=1)
     shape = x.shape[:-1]
-    return ReluIdentity(born.reshape(shape), passed.reshape(shape), vanished.reshape(shape), crossings.reshape(shape))
+    return ReluIdentity(
+        born.reshape(shape),
+        passed.reshape(shape),
+        vanished.reshape(shape),
+        crossings.reshape(shape),
+    )

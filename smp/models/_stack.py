@@ -35,28 +35,32 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-
-from ._common import SQRT_2_OVER_PI
 from .._validation import check_array, check_int
+from ._common import SQRT_2_OVER_PI
 from ._relu import relu
-
 
 __all__ = ["dense_stack", "dense_growth"]
 
 
 def _widths(width, depth) -> list[int]:
     if isinstance(width, (str, bytes)):
-        raise TypeError(f"width must be an integer or a sequence of integers, got {width!r}")
+        raise TypeError(
+            f"width must be an integer or a sequence of integers, got {width!r}"
+        )
     if isinstance(width, numbers.Integral) and not isinstance(width, bool):
         if depth is None:
             raise ValueError("depth is needed when width is a single integer")
         return [check_int("width", width)] * check_int("depth", depth)
     if depth is not None:
-        raise ValueError("give depth only with a single integer width, not with a list of widths")
+        raise ValueError(
+            "give depth only with a single integer width, not with a list of widths"
+        )
     try:
         widths = [check_int("width", w) for w in width]
     except TypeError as err:
-        raise TypeError(f"width must be an integer or a sequence of integers, got {width!r}") from err
+        raise TypeError(
+            f"width must be an integer or a sequence of integers, got {width!r}"
+        ) from err
     if not widths:
         raise ValueError("width must list at least one layer")
     return widths
@@ -126,21 +130,49 @@ def dense_stack(
         # linear map of every live event
         l1_sum = n * sw * SQRT_2_OVER_PI * l2_sum
         l2_sum = np.sqrt(n) * sw * l2_sum
-        rows.append(dict(layer=2 * block - 1, block=block, kind="linear", units=n, rms=np.sqrt(q),
-                         drms=np.sqrt(dq), p_active=np.nan, births=0.0, smp=l1_sum))
+        rows.append(
+            dict(
+                layer=2 * block - 1,
+                block=block,
+                kind="linear",
+                units=n,
+                rms=np.sqrt(q),
+                drms=np.sqrt(dq),
+                p_active=np.nan,
+                births=0.0,
+                smp=l1_sum,
+            )
+        )
         # ReLU: zero-mean symmetric pre-activation, so P(active) = 1/2 and E relu(x)^2 = q / 2
         p_active = 0.5
         births = n * relu(np.sqrt(q), np.sqrt(dq), 0.0, L)
         l1_sum = p_active * l1_sum + births
         l2_sum = np.sqrt(p_active) * l2_sum + births
         m2, dm2 = q / 2, p_active * dq
-        rows.append(dict(layer=2 * block, block=block, kind="relu", units=n, rms=np.sqrt(m2),
-                         drms=np.sqrt(dm2), p_active=p_active, births=births, smp=l1_sum))
+        rows.append(
+            dict(
+                layer=2 * block,
+                block=block,
+                kind="relu",
+                units=n,
+                rms=np.sqrt(m2),
+                drms=np.sqrt(dm2),
+                p_active=p_active,
+                births=births,
+                smp=l1_sum,
+            )
+        )
         fan_in = n
     return pd.DataFrame(rows)
 
 
-def dense_growth(width: int, depth, weight_gain: float = 1.0, q1: float = 2.0, length: float = 2 * np.pi):
+def dense_growth(
+    width: int,
+    depth,
+    weight_gain: float = 1.0,
+    q1: float = 2.0,
+    length: float = 2 * np.pi,
+):
     """Closed form of :func:`dense_stack` for equal widths and no bias: total SMP after the l-th ReLU.
 
     With ``n`` units per layer and gain ``g``, ``q_l = q'_l`` and ``sqrt(q_l) = sqrt(q1) g**l``
@@ -162,12 +194,12 @@ def dense_growth(width: int, depth, weight_gain: float = 1.0, q1: float = 2.0, l
     l = check_array("depth", depth, positive=True)
     q1 = float(check_array("q1", q1, positive=True)) * g**2
     L = float(check_array("length", length, positive=True))
-    birth_per_unit = L / np.sqrt(2 * np.pi) * np.sqrt(q1)  # L phi(0) q'/sqrt(q) with q' = q = q1
+    birth_per_unit = (
+        L / np.sqrt(2 * np.pi) * np.sqrt(q1)
+    )  # L phi(0) q'/sqrt(q) with q' = q = q1
     return n * birth_per_unit * g ** (l - 1) * (1 + (l - 1) * np.sqrt(n / np.pi))
 
 
 # ----------------------------------------------------------------------------------------------
 # Convolutional stacks: Conv2d(k, padding k//2) -> ReLU -> MaxPool2d(p), repeated
 # ----------------------------------------------------------------------------------------------
-
-

@@ -7,7 +7,6 @@ from typing import NamedTuple
 import numpy as np
 
 from .._validation import check_choice, check_int, check_real
-
 from ._paths import GaussianProcess, gaussian_process, time_grid
 
 __all__ = [
@@ -125,7 +124,9 @@ def piecewise_linear(
     slope_jumps = rng.normal(0.0, jump_std, (n_signals, n_kinks))
     offset, slope = rng.standard_normal((2, n_signals, 1))
     y = offset + slope * t
-    for k in range(n_kinks):  # a loop over kinks (few), each step vectorised over signals and samples
+    for k in range(
+        n_kinks
+    ):  # a loop over kinks (few), each step vectorised over signals and samples
         y += slope_jumps[:, k : k + 1] * np.maximum(t - kink_times[:, k : k + 1], 0.0)
     return PiecewiseLinear(t, h, y, kink_times, slope_jumps)
 
@@ -178,15 +179,26 @@ def smooth_plus_kinks(
     >>> np.round(smp(sk.y, dt=sk.h) / np.abs(sk.slope_jumps).sum(axis=1), 2)
     array([1.01, 0.97])
     """
-    gp = gaussian_process(n_signals, n_samples, length=length, std=std, dstd=dstd, seed=seed)
+    gp = gaussian_process(
+        n_signals, n_samples, length=length, std=std, dstd=dstd, seed=seed
+    )
     kinks = piecewise_linear(
-        n_signals, n_samples, n_kinks, length=length, min_separation=min_separation,
-        jump_std=jump_std, seed=seed + 1,
+        n_signals,
+        n_samples,
+        n_kinks,
+        length=length,
+        min_separation=min_separation,
+        jump_std=jump_std,
+        seed=seed + 1,
     )
     kink_part = np.zeros_like(gp.y)
     for k in range(n_kinks):
-        kink_part += kinks.slope_jumps[:, k : k + 1] * np.maximum(gp.t - kinks.kink_times[:, k : k + 1], 0.0)
-    return PiecewiseLinear(gp.t, gp.h, gp.y + kink_part, kinks.kink_times, kinks.slope_jumps)
+        kink_part += kinks.slope_jumps[:, k : k + 1] * np.maximum(
+            gp.t - kinks.kink_times[:, k : k + 1], 0.0
+        )
+    return PiecewiseLinear(
+        gp.t, gp.h, gp.y + kink_part, kinks.kink_times, kinks.slope_jumps
+    )
 
 
 class KinkedFeatureMap(NamedTuple):
@@ -297,8 +309,11 @@ def kinked_feature_map(
     n_samples, channels, size, kernel_size, n_kinks = (
         check_int(name, value)
         for name, value in (
-            ("n_samples", n_samples), ("channels", channels), ("size", size),
-            ("kernel_size", kernel_size), ("n_kinks", n_kinks),
+            ("n_samples", n_samples),
+            ("channels", channels),
+            ("size", size),
+            ("kernel_size", kernel_size),
+            ("n_kinks", n_kinks),
         )
     )
     check_choice("layout", layout, ("slots", "uniform"))
@@ -320,22 +335,32 @@ def kinked_feature_map(
         per_class = n_slots // n_classes
         if per_class < n_kinks:
             need = n_classes * n_kinks * KINK_SLOT_SAMPLES + 5
-            raise ValueError(f"n_samples={n_samples} too small for distinct kink slots; need >= {need}")
-        class_slots = rng.permutation(n_slots)[: n_classes * per_class].reshape(n_classes, per_class)
+            raise ValueError(
+                f"n_samples={n_samples} too small for distinct kink slots; need >= {need}"
+            )
+        class_slots = rng.permutation(n_slots)[: n_classes * per_class].reshape(
+            n_classes, per_class
+        )
         if shared_channels:
             unit_class = np.broadcast_to(pixel_class, (1, size, size))
         else:
             unit_class = np.arange(channels)[:, None, None] * k * k + pixel_class
         # n_kinks distinct slots of the unit's class, chosen at random
-        pick = np.argsort(rng.random(unit_class.shape + (per_class,)), axis=-1)[..., :n_kinks]
+        pick = np.argsort(rng.random(unit_class.shape + (per_class,)), axis=-1)[
+            ..., :n_kinks
+        ]
         slots = np.take_along_axis(class_slots[unit_class], pick, axis=-1)
-        offset = rng.uniform(_SLOT_MARGIN, KINK_SLOT_SAMPLES - _SLOT_MARGIN, slots.shape)
+        offset = rng.uniform(
+            _SLOT_MARGIN, KINK_SLOT_SAMPLES - _SLOT_MARGIN, slots.shape
+        )
         times = np.sort((2 + slots * KINK_SLOT_SAMPLES + offset) * h, axis=-1)
         times = np.broadcast_to(times, shape + (n_kinks,)).copy()
     jumps = rng.normal(0.0, jump_std, shape + (n_kinks,))
     a, b = rng.standard_normal((2,) + shape)
     x = a + b * t.reshape(-1, 1, 1, 1)
-    for kk in range(n_kinks):  # few kinks; each step vectorised over the path and the map
+    for kk in range(
+        n_kinks
+    ):  # few kinks; each step vectorised over the path and the map
         x += jumps[..., kk] * np.maximum(t.reshape(-1, 1, 1, 1) - times[..., kk], 0.0)
     return KinkedFeatureMap(t, h, x, times, jumps)
 
@@ -440,12 +465,18 @@ def add_tents(
     n_tents = int(np.floor(length / slot + 1e-9)) if tent_spacing > 0 else 0
     if n_tents == 0:
         empty = np.zeros((n_paths, 0))
-        return TentedProcess(gp.t, gp.h, x, dx, empty, empty, float(std), float(dstd), np.zeros(n_paths))
+        return TentedProcess(
+            gp.t, gp.h, x, dx, empty, empty, float(std), float(dstd), np.zeros(n_paths)
+        )
     w, c0 = tent_halfwidth * ell, tent_height * std
     if not (0 < w < 0.2 * slot):
-        raise ValueError(f"tent_halfwidth must be in (0, 0.2 * tent_spacing), got {tent_halfwidth!r}")
+        raise ValueError(
+            f"tent_halfwidth must be in (0, 0.2 * tent_spacing), got {tent_halfwidth!r}"
+        )
     rng = np.random.default_rng(np.random.SeedSequence([seed, 4]).generate_state(1)[0])
-    centres = (np.arange(n_tents) + 0.5 + 0.6 * (rng.uniform(size=(n_paths, n_tents)) - 0.5)) * slot
+    centres = (
+        np.arange(n_tents) + 0.5 + 0.6 * (rng.uniform(size=(n_paths, n_tents)) - 0.5)
+    ) * slot
     heights = c0 * rng.choice([-1.0, 1.0], size=(n_paths, n_tents))
     # the tents do not overlap: add each on its own few samples (fancy indexing, no Python loop)
     span = int(np.ceil(w / gp.h)) + 1
@@ -457,10 +488,23 @@ def add_tents(
     rows = np.arange(n_paths)[:, None, None]
     x[rows, idx] += heights[..., None] * shape
     dx[rows, idx] += heights[..., None] * slope
-    kink_times = np.stack([centres - w, centres, centres + w], axis=-1).reshape(n_paths, -1)
-    slope_jumps = (heights[..., None] / w * np.array([1.0, -2.0, 1.0])).reshape(n_paths, -1)
+    kink_times = np.stack([centres - w, centres, centres + w], axis=-1).reshape(
+        n_paths, -1
+    )
+    slope_jumps = (heights[..., None] / w * np.array([1.0, -2.0, 1.0])).reshape(
+        n_paths, -1
+    )
     fraction = 2 * w / slot
     total_std = float(np.sqrt(std**2 + fraction * c0**2 / 3))
     total_dstd = float(np.sqrt(dstd**2 + fraction * (c0 / w) ** 2))
-    return TentedProcess(gp.t, gp.h, x, dx, kink_times, slope_jumps, total_std, total_dstd,
-                         np.abs(slope_jumps).sum(axis=1))
+    return TentedProcess(
+        gp.t,
+        gp.h,
+        x,
+        dx,
+        kink_times,
+        slope_jumps,
+        total_std,
+        total_dstd,
+        np.abs(slope_jumps).sum(axis=1),
+    )

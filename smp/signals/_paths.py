@@ -176,7 +176,9 @@ def gaussian_process(
 def _random_pair(shape: Sequence[int], rng: np.random.Generator, radius: float | None):
     size = int(np.prod(shape))
     if size < 2:
-        raise ValueError(f"shape must hold at least 2 entries for two orthogonal directions, got {shape}")
+        raise ValueError(
+            f"shape must hold at least 2 entries for two orthogonal directions, got {shape}"
+        )
     u = rng.standard_normal(size)
     v = rng.standard_normal(size)
     u /= np.linalg.norm(u)
@@ -278,6 +280,8 @@ def line_segment(
     x0 = np.asarray(x0, dtype=np.float64)
     direction = np.asarray(direction, dtype=np.float64)
     if x0.shape != direction.shape:
-        raise ValueError(f"x0 and direction must have the same shape, got {x0.shape} and {direction.shape}")
+        raise ValueError(
+            f"x0 and direction must have the same shape, got {x0.shape} and {direction.shape}"
+        )
     t, h = time_grid(n_samples, 1.0)
     return t, h, x0[None] + t.reshape((-1,) + (1,) * x0.ndim) * direction[None]
