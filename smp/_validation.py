@@ -397,3 +397,19 @@ def _prepare(y: Any, axis: int) -> tuple[np.ndarray, np.dtype, bool]:
             f"y contains {bad} NaN or infinite value(s); SMP needs finite samples"
         )
     return arr, source_dtype, is_torch
+
+
+def _as_path(path: Any) -> torch.Tensor:
+    if isinstance(path, np.ndarray):
+        path = torch.from_numpy(path)
+    if not isinstance(path, torch.Tensor):
+        raise TypeError(
+            f"path must be a numpy array or torch tensor of shape (N, ...), got {type(path).__name__}"
+        )
+    if path.ndim < 1 or path.shape[0] < 3:
+        raise ValueError(
+            f"path needs at least 3 samples along its first (batch) axis, got shape {tuple(path.shape)}"
+        )
+    if not torch.is_floating_point(path):
+        raise TypeError(f"path must be floating point, got dtype {path.dtype}")
+    return path.to(torch.float64)
