@@ -10,7 +10,7 @@ segments in one ``trace_lines`` call, in float64, slopes, jumps and exact SMP in
 counted by both, per segment; breakpoints per second and the ratio smp / regioncam.
 
 Part 2, events per second against the event walker (``trace_line_walk``, one forward pass per
-breakpoint) on the chapter-8 CNN (``networks.conv_net((1, 4, 8), input_size=8, head=3)``) and on a
+breakpoint) on the chapter-9 CNN (``networks.conv_net((1, 4, 8), input_size=8, head=3)``) and on a
 small ResNet (stem Conv-BN-ReLU-MaxPool, a basic block, a strided block with a 1x1 projection
 shortcut, global average pooling, linear head), which the walker cannot trace: there the baseline
 is the layer-wise engine run one segment at a time.
@@ -26,75 +26,18 @@ Usage: python benchmarks/trace_speed.py [--repeats 5] [--lines 50] [--walk-lines
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import time
 
 import numpy as np
 import torch
-from torch import nn
 
 from smp import networks
+from smp.experiments._trace_speed import best_times, regioncam_counts
+from smp.experiments._trace_speed import speed_mlp as mlp
 from smp.experiments.tracer import random_segment
 from smp.trace import trace_line, trace_line_walk, trace_lines
 
 F64 = torch.float64
-
-
-def mlp(n_in: int, width: int, depth: int, seed: int = 0) -> nn.Sequential:
-    """A bias-free He-initialised ReLU MLP with one linear output, float32."""
-    body = networks.dense_net(n_in, width, depth, seed=seed)
-    head = networks.dense_net(width, 1, 1, seed=seed + 1)[0]
-    return nn.Sequential(body, head).eval().to(torch.float32)
-
-
-def best_times(fns, repeats: int):
-    """Best CPU seconds of each function over ``repeats`` rounds, the functions interleaved.
-
-    CPU time of this process (``time.process_time``), not wall time: the machine is shared, and
-    under load the wall time of a single-threaded run mostly measures waiting for a core.  Every
-    function runs once before timing (warm-up); rounds interleave them, so both see the same load.
-    Returns (list of best seconds, list of the last results).
-    """
-    results = [fn() for fn in fns]
-    best = [math.inf] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.process_time()
-            results[i] = fn()
-            best[i] = min(best[i], time.process_time() - start)
-    return best, results
-
-
-def regioncam_counts(model: nn.Sequential, x0: np.ndarray, d: np.ndarray) -> list[int]:
-    """Breakpoints of every segment by regioncam (float32): vertices minus the two end points."""
-    import regioncam
-
-    layers = []
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            W = np.ascontiguousarray(
-                m.weight.detach().numpy().T
-            )  # regioncam: (in, out)
-            b = (
-                np.ascontiguousarray(m.bias.detach().numpy())
-                if m.bias is not None
-                else np.zeros(W.shape[1], np.float32)
-            )
-            layers.append((W, b))
-        elif isinstance(m, nn.ReLU):
-            layers.append(None)
-    counts = []
-    for i in range(len(x0)):
-        rc = regioncam.Regioncam1D((0.0, 1.0))
-        rc.linear(d[i][None, :], x0[i])  # t -> x0 + t d
-        for layer in layers:
-            if layer is None:
-                rc.relu()
-            else:
-                rc.linear(*layer)
-        counts.append(rc.num_vertices - 2)
-    return counts
 
 
 def part_regioncam(n_lines: int, repeats: int, threads: int) -> None:
@@ -148,7 +91,7 @@ def part_walker(n_lines: int, n_walk: int, repeats: int, threads: int) -> None:
     print("-" * len(header))
     cases = [
         (
-            "chapter-8 CNN (1x8x8)",
+            "chapter-9 CNN (1x8x8)",
             networks.conv_net((1, 4, 8), input_size=8, head=3, seed=0),
             (1, 8, 8),
             trace_line_walk,
