@@ -23,8 +23,8 @@ from ..feature import smp as _smp
 from ..measure import along_path
 from ..networks import random_conv2d
 from ..signals import KINK_SLOT_SAMPLES, gaussian_process, kinked_feature_map
-from ._parallel import run_units, run_until_each
-from ._sweep import ratio_sem_below, ratio_summary
+from ._parallel import run_units
+from ._sweep import ratio_summary, run_until_ratio_sem
 
 __all__ = [
     "CONV_SWEEP_POINTS",
@@ -107,12 +107,12 @@ def conv_sweep(
         out_channels=out_channels,
         seed=seed,
     )
-    runs_per_point = run_until_each(
+    runs_per_point = run_until_ratio_sem(
         repeat,
-        lambda _, rows: ratio_sem_below(rows, target_rel_sem),
-        range(len(points)),
-        min_units=min_repeats,
-        max_units=max_repeats,
+        len(points),
+        target_rel_sem,
+        min_repeats=min_repeats,
+        max_repeats=max_repeats,
         workers=workers,
         scheduler=scheduler,
         progress=progress,
@@ -237,12 +237,12 @@ def conv_shared_sweep(
         dstd=dstd,
         seed=seed,
     )
-    runs_per_point = run_until_each(
+    runs_per_point = run_until_ratio_sem(
         repeat,
-        lambda _, rows: ratio_sem_below(rows, target_rel_sem),
-        range(len(in_channels)),
-        min_units=min_repeats,
-        max_units=max_repeats,
+        len(in_channels),
+        target_rel_sem,
+        min_repeats=min_repeats,
+        max_repeats=max_repeats,
         workers=workers,
         scheduler=scheduler,
         progress=progress,
