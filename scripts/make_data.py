@@ -72,7 +72,14 @@ def run(
         if key in parameters:
             kwargs[key] = value
     if "workers" in parameters:
-        kwargs.update(workers=workers or os.cpu_count() or 1, scheduler=scheduler)
+        kwargs["workers"] = workers or os.cpu_count() or 1
+        if "scheduler" in parameters:
+            kwargs["scheduler"] = scheduler
+        elif scheduler is not None:
+            print(
+                f"  note: {producer} takes no scheduler: it runs on local workers",
+                flush=True,
+            )
     else:
         print(
             f"  note: {producer} takes no workers/scheduler: it runs in this process",

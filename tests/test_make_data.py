@@ -1,0 +1,66 @@
+"""scripts/make_data.py calls each producer with only the arguments it takes."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_data.py"
+
+
+@pytest.fixture(scope="module")
+def make_data():
+    spec = importlib.util.spec_from_file_location("make_data", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_producer(monkeypatch, function) -> str:
+    module = types.ModuleType("fake_producers")
+    module.write_tables = function
+    monkeypatch.setitem(sys.modules, "fake_producers", module)
+    return "fake_producers:write_tables"
+
+
+def test_a_producer_without_scheduler_gets_workers_only(make_data, monkeypatch, capsys):
+    received = {}
+
+    def write_tables(*, progress=False, directory=None, workers=None):
+        received.update(progress=progress, directory=directory, workers=workers)
+
+    producer = fake_producer(monkeypatch, write_tables)
+    make_data.run(
+        producer, workers=3, scheduler="tcp://h:1", directory="d", progress=True
+    )
+    assert received == {"progress": True, "directory": "d", "workers": 3}
+    assert "takes no scheduler" in capsys.readouterr().out
+
+
+def test_a_producer_with_scheduler_gets_both(make_data, monkeypatch):
+    received = {}
+
+    def write_tables(*, workers=None, scheduler=None):
+        received.update(workers=workers, scheduler=scheduler)
+
+    producer = fake_producer(monkeypatch, write_tables)
+    make_data.run(
+        producer, workers=2, scheduler="tcp://h:1", directory=None, progress=False
+    )
+    assert received == {"workers": 2, "scheduler": "tcp://h:1"}
+
+
+def test_a_serial_producer_gets_neither(make_data, monkeypatch, capsys):
+    received = {}
+
+    def write_tables(*, directory=None):
+        received.update(directory=directory)
+
+    producer = fake_producer(monkeypatch, write_tables)
+    make_data.run(producer, workers=2, scheduler=None, directory="d", progress=False)
+    assert received == {"directory": "d"}
+    assert "runs in this process" in capsys.readouterr().out
