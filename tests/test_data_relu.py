@@ -21,9 +21,11 @@ def test_table_meets_the_acceptance_criteria():
         (r.mu_over_sigma, r.dstd_over_std, bool(r.tents)) for r in table.itertuples()
     ]
     assert points == [(float(z), float(r), t) for z, r, t in relu.RELU_SWEEP_POINTS]
-    assert (table.rel_sem < 0.02).all()  # enough paths: s.e. below 2 % at every point
-    # the model within max(3 s.e., 3 %) of the measurement at every point
-    assert (table.rel_error.abs() <= np.maximum(3 * table.rel_sem, 0.03)).all()
+    # enough paths: the s.e. at the sweep's target (a third of the 2 % goal) at every point, so a
+    # 2 % miss would stand at 3 s.e.; 1e-4 of slack for the rounding of the stored CSV
+    goal = relu.BLOCK_MODEL_GOAL
+    assert (table.rel_sem <= goal / 3 + 1e-4).all()
+    _check_goal(table)
     # the sampled SMP against the exact identity (births + passed) on the same paths: the estimator's
     # own error at 100 samples per ell is below 2 % (largest, ~1.6 %, at |mu/sigma| ~ 2)
     assert (table.estimator_error.abs() < 0.02).all()
@@ -73,10 +75,26 @@ def test_fresh_sweep_reproduces_the_table():
     ).all()
 
 
-# Detecting a several-percent shift.  The points' s.e. are 1-2 % and the per-point criterion
-# (max(3 s.e., 3 %)) passes a table shifted by 3 %; the mean over the 34 independent points of
-# model / measured - 1 has s.e. sqrt(sum rel_sem^2) / n = 0.24 %, so requiring it within
-# max(3 s.e., 1 %) of 0 holds for the stored table (+0.08 %) and fails for a 3 % shift.
+# The per-point criterion: the model meets the block-model goal (2 %) wherever the s.e. (at most
+# 0.67 %, so 3 s.e. = 2 %) can tell; a point may exceed 2 % only by less than 3 s.e. (noise).  A
+# table shifted by 3 % fails it at the points already 1-1.7 % off in the shift's direction (their
+# error grows past 4 %); the mean check below catches any 3 % shift with a wider margin.
+def _check_goal(table: pd.DataFrame) -> None:
+    excess = table.rel_error.abs() - relu.BLOCK_MODEL_GOAL
+    assert (excess <= 3 * table.rel_sem).all(), table.loc[excess > 3 * table.rel_sem]
+
+
+@pytest.mark.parametrize("shift", [0.97, 1.03])
+def test_goal_check_detects_a_3_percent_shift(shift):
+    shifted = _table().assign(measured=_table().measured * shift)
+    shifted = shifted.assign(rel_error=shifted.model / shifted.measured - 1)
+    with pytest.raises(AssertionError):
+        _check_goal(shifted)
+
+
+# Detecting a several-percent shift.  The mean over the 34 independent points of
+# model / measured - 1 has s.e. sqrt(sum rel_sem^2) / n = 0.11 %, so requiring it within
+# max(3 s.e., 1 %) of 0 holds for the stored table (-0.15 %) and fails for a 3 % shift.
 def _check_mean_error(table: pd.DataFrame) -> None:
     error = table.model / table.measured - 1
     sem = np.sqrt(np.sum(table.rel_sem**2)) / len(table)
@@ -91,3 +109,16 @@ def test_mean_error_over_points():
 def test_mean_error_check_detects_a_3_percent_shift(shift):
     with pytest.raises(AssertionError):
         _check_mean_error(_table().assign(measured=_table().measured * shift))
+
+
+def test_summary_backs_the_chapter_claim():
+    # the chapter's claim: every point within the block-model goal (not only within 3 s.e. of it)
+    summary = relu.sweep_summary(_table())
+    assert summary["worst_pct"] <= summary["goal_pct"]
+    assert summary["meets"] == summary["points"] == len(relu.RELU_SWEEP_POINTS)
+    assert summary["misses"] == 0
+    # the grid the prose states (100 samples per ell) and the tail it explains (|mu/sigma| = 3)
+    assert summary["spe"] == pytest.approx(100.0)
+    assert summary["z_end"] == 3.0
+    # every point at the sweep's s.e. target, a third of the goal (0.01 %: the CSV's rounding)
+    assert summary["max_sem_pct"] <= summary["target_pct"] + 0.01
