@@ -81,7 +81,9 @@ STEP_BALANCE = 0.25
 
 #: rows of a batch are processed in chunks of about this many samples: the working set of one
 #: chunk stays in cache, and the extra memory is a few chunks, not a few copies of the batch
-_CHUNK_SAMPLES = 1 << 17
+#: (measured on the benchmark's (1000, 10000) batch: 2**17 and 2**18 as fast, 2**16 slower by
+#: the per-call overhead of more chunks, 2**19 slower by cache misses)
+_CHUNK_SAMPLES = 1 << 18
 
 
 def _n_blocks(m: int, window: int) -> int:
@@ -118,19 +120,21 @@ def _block_level(abs_blocks: np.ndarray) -> np.ndarray:
 
 def _add_split_kinks(
     d: np.ndarray,
-    core: np.ndarray,
+    core_at: np.ndarray,
+    width: int,
     smooth_threshold: np.ndarray,
     floor: np.ndarray,
     floor_bound: np.ndarray,
     window: int,
-) -> bool:
+) -> np.ndarray:
     """Where the rounding floor (not the smooth level) sets the threshold, also count a kink split
     over two samples: both of one sign, each above the smooth threshold, their sum above the floor.
 
     A kink puts ``dt*|Ds|`` into two adjacent samples in a proportion set by its position, so the
     larger may be only half of it; rounding of values (at most ulp/2 each) bounds both a sample and
     the sum of two adjacent ones by 2 ulp, so the floor holds for the pair as it does for a sample.
-    Updates ``core`` in place; returns whether it added any sample."""
+    ``core_at`` are the sorted flat positions of the core samples in a ``(rows, width)`` layout;
+    returns them with the added ones."""
     rows = np.flatnonzero(floor_bound.any(axis=-1))
     m = d.shape[-1]
     sub = d[rows]
@@ -144,16 +148,20 @@ def _add_split_kinks(
         & (np.abs(right) > smooth[:, 1:])
     )
     if not pair.any():
-        return False
-    added = np.zeros_like(pair, shape=(rows.size, m))
-    added[:, :-1] |= pair
-    added[:, 1:] |= pair
-    core[rows] |= added
-    return True
+        return core_at
+    r, c = np.nonzero(pair)
+    first = rows[r] * width + c
+    return np.union1d(core_at, np.concatenate([first, first + 1]))
+
+
+def _is_core(core_at: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Whether each flat position ``at`` is among the sorted core positions ``core_at``."""
+    i = np.minimum(np.searchsorted(core_at, at), max(core_at.size - 1, 0))
+    return (core_at.size > 0) & (core_at[i] == at)
 
 
 def _count_steps(
-    d: np.ndarray, core: np.ndarray, r_c: np.ndarray, c_c: np.ndarray
+    d: np.ndarray, core_at: np.ndarray, width: int, r_c: np.ndarray, c_c: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the number of step marks in ``D``, and of other adjacent opposite-sign core pairs
     (two kinks of opposite sign sharing a sample of ``D``: partly cancelled).
@@ -163,13 +171,14 @@ def _count_steps(
     (``<= STEP_BALANCE * min``).  A step S between samples puts exactly ``+S, -S`` there; two
     kinks of opposite sign in one grid interval do the same (and cannot be told from it); two kinks
     a couple of samples apart spread over four samples and do not match.  ``r_c, c_c`` are the
-    rows and columns of the core samples."""
+    rows and columns of the core samples, ``core_at`` their sorted flat positions in a
+    ``(rows, width)`` layout."""
     rows, m = d.shape
     steps = np.zeros(rows, dtype=np.int64)
     close = np.zeros(rows)
     has_next = c_c + 1 < m
     r, c = r_c[has_next], c_c[has_next]
-    pair = core[r, c + 1]
+    pair = _is_core(core_at, r * width + c + 1)
     r, c = r[pair], c[pair]
     if r.size == 0:
         return steps, close
@@ -187,10 +196,14 @@ def _count_steps(
     np.add.at(steps, r[step], 1)
     # two kinks side by side over four samples (+, +, -, -) share none: not close
     outer_left = (
-        (c > 0) & core[r, np.maximum(c - 1, 0)] & (d[r, np.maximum(c - 1, 0)] * a > 0)
+        (c > 0)
+        & _is_core(core_at, r * width + c - 1)
+        & (d[r, np.maximum(c - 1, 0)] * a > 0)
     )
     last = np.minimum(c + 2, m - 1)
-    outer_right = (c + 2 < m) & core[r, last] & (d[r, last] * b > 0)
+    outer_right = (
+        (c + 2 < m) & _is_core(core_at, r * width + c + 2) & (d[r, last] * b > 0)
+    )
     touching = opposite & ~step & ~(outer_left & outer_right)
     # what the pair can have lost: the smaller side, twice (it may have cancelled as much)
     np.add.at(close, r[touching], 2 * np.minimum(np.abs(a), np.abs(b))[touching])
@@ -350,49 +363,48 @@ def _analyse_chunk(
     ):  # too few samples for a median to stand for the smooth level
         level = np.zeros((rows, n_blocks))
     else:
-        level = _block_level(abs_blocks)
-        np.abs(d_buf, out=abs_buf)  # restore |D| after the in-place partition
+        level = _block_level(abs_blocks)  # shuffles each block of abs_buf
     abs_flat = abs_buf.reshape(-1)
     smooth_threshold = kappa * level
     floor = floor_eps * ulp
     threshold = np.maximum(smooth_threshold, floor)
-    core_flat = buffers["core"][:rows]
-    width = core_flat.shape[1]
-    # core samples: |D| above its block's threshold.  First against the row's lowest threshold
-    # (one fast pass; a per-block comparison broadcasts over short blocks and is slower), then
-    # the few candidates against their own block's
-    np.greater(abs_buf, threshold.min(axis=-1)[:, None], out=core_flat)
-    core_flat[:, m:] = False  # the padding repeats samples: count each once
-    candidates = np.flatnonzero(core_flat)
-    if (
-        candidates.size > core_flat.size // 16
-    ):  # many: the per-block comparison is cheaper
-        np.greater(
-            abs_blocks, threshold[..., None], out=core_flat.reshape(d_blocks.shape)
-        )
-        core_flat[:, m:] = False
-        core_at = np.flatnonzero(core_flat)
+    over = buffers["core"][:rows]
+    width = over.shape[1]
+    d_flat = d_buf.reshape(-1)
+    # core samples: |D| above its block's threshold.  The partition has shuffled each block of
+    # |D|, so one fast pass against the row's lowest threshold (a per-block comparison
+    # broadcasts over short blocks and is slower) finds the blocks that hold candidates; the
+    # samples of those few blocks are then compared, in order, with their block's threshold
+    np.greater(abs_buf, threshold.min(axis=-1)[:, None], out=over)
+    candidates = np.flatnonzero(over)
+    flat_threshold = threshold.reshape(-1)  # per flat block: row * n_blocks + block
+    if candidates.size > over.size // 16:  # many: the per-block comparison is cheaper
+        np.abs(d_buf, out=abs_buf)  # |D| in order again
+        np.greater(abs_blocks, threshold[..., None], out=over.reshape(d_blocks.shape))
+        over[:, m:] = False  # the padding repeats samples: count each once
+        core_at = np.flatnonzero(over)
     else:
-        r, c = np.divmod(candidates, width)
-        below = abs_flat[candidates] <= threshold[r, c // window]
-        core_flat.reshape(-1)[candidates[below]] = False
-        core_at = candidates[~below]
-    core = core_flat[:, :m]
+        block = candidates // window
+        block = np.unique(block[abs_flat[candidates] > flat_threshold[block]])
+        at = (block[:, None] * window + np.arange(window)).reshape(-1)
+        above = np.abs(d_flat[at]) > np.repeat(flat_threshold[block], window)
+        core_at = at[above & (at % width < m)]  # not the padding
     floor_bound = floor > smooth_threshold
-    if floor_bound.any() and _add_split_kinks(
-        d,
-        core,
-        smooth_threshold,
-        np.broadcast_to(floor, threshold.shape),
-        floor_bound,
-        window,
-    ):
-        core_at = np.flatnonzero(core_flat)
+    if floor_bound.any():
+        core_at = _add_split_kinks(
+            d,
+            core_at,
+            width,
+            smooth_threshold,
+            np.broadcast_to(floor, threshold.shape),
+            floor_bound,
+            window,
+        )
     r_c, c_c = np.divmod(core_at, width)
     b_c = c_c // window
     fraction = np.bincount(r_c, minlength=rows) / m
     peak_at = _widen(core_at, width, m)
-    steps, close = _count_steps(d, core, r_c, c_c)
+    steps, close = _count_steps(d, core_at, width, r_c, c_c)
     # peaks are runs of the widened core: a new one starts where the previous core sample of the
     # row is more than 3 samples back (closer ones merge once widened)
     new_run = np.ones(r_c.size, dtype=bool)
@@ -419,7 +431,7 @@ def _analyse_chunk(
         limited[:] = False
     # core samples barely above their threshold (within MARGINAL_FACTOR): a population of kinks
     # reaching down to the limit continues below it, unseen
-    values = abs_flat[core_at]
+    values = np.abs(d_flat[core_at])
     is_marginal = values <= MARGINAL_FACTOR * threshold[r_c, b_c]
     on_rounding = limited[r_c, b_c]
     marginal_mass = np.bincount(
@@ -442,7 +454,8 @@ def _analyse_chunk(
     # samples: zeroing |D[4j+1]| there fails the floor test below, as the floor is >= 0)
     right.reshape(-1)[_pairs_touched(peak_at, width, pairs)] = 0.0
     floor_r = (ROUGHNESS_FLOOR_FACTOR * ROUGHNESS_FLOOR_EPS * eps * scale)[:, None]
-    weight = ((left > floor_r) & (right > floor_r)).astype(np.float64)
+    # both sides above the floor: the smaller one is; the comparison writes 0.0 / 1.0 directly
+    weight = np.greater(np.minimum(left, right, out=left), floor_r, out=left)
     rough_jag = np.einsum("rk,rk->r", step_change, weight)
     rough_size = np.einsum("rk,rk->r", right, weight)
     enough = weight.sum(axis=-1) >= ROUGHNESS_MIN_PAIRS
@@ -450,11 +463,12 @@ def _analyse_chunk(
         rough_jag, rough_size, out=np.zeros(rows), where=enough & (rough_size > 0)
     )
     # SMP: |D| summed over the peak samples, gathered sparsely (they are few)
-    total = np.bincount(peak_at // width, abs_flat[peak_at], minlength=rows)
+    total = np.bincount(peak_at // width, np.abs(d_flat[peak_at]), minlength=rows)
     if keep:
-        peak = np.zeros((rows, width), dtype=bool)
+        core, peak = np.zeros((2, rows, width), dtype=bool)
+        core.reshape(-1)[core_at] = True
         peak.reshape(-1)[peak_at] = True
-        masks = (d.copy(), core.copy(), peak[:, :m])
+        masks = (d.copy(), core[:, :m], peak[:, :m])
     else:
         masks = (None, None, None)
     return _Chunk(
@@ -511,9 +525,14 @@ def _analyse(
     c = _Chunk(*[None if p[0] is None else np.concatenate(p) for p in zip(*parts)])
     # per-signal bounds from the per-block thresholds, once for the whole batch
     limit = _row_median(c.threshold)
-    # signals without rounding-limited blocks: 0
-    rounding_limit = _row_median(np.where(c.limited, c.threshold, np.nan), empty=0.0)
-    curvature_limit = _row_median(np.where(c.limited, 0.0, c.threshold))
+    # signals without rounding-limited blocks: 0, and the curvature sets the whole limit
+    rounding_limit = np.zeros_like(limit)
+    curvature_limit = limit.copy()
+    some = np.flatnonzero(c.limited.any(axis=-1))
+    if some.size:
+        limited, thr = c.limited[some], c.threshold[some]
+        rounding_limit[some] = _row_median(np.where(limited, thr, np.nan), empty=0.0)
+        curvature_limit[some] = _row_median(np.where(limited, 0.0, thr))
     with np.errstate(invalid="ignore", divide="ignore"):
         limit_ratio = np.where(
             c.slope_scale > 0, 2.0 * curvature_limit / c.slope_scale, 0.0
