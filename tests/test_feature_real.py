@@ -67,8 +67,12 @@ def test_float32_network_within_one_percent(network_outputs):
 def test_float32_network_with_offset_warns(network_outputs):
     # An offset of 1e3 times the output scale leaves float32 values an ulp of 1.2e-4, so D carries
     # up to 2.4e-4 of rounding while a kink of slope jump 1 puts 3.1e-4 into D at this step: most
-    # of the network's kinks (median jump 0.15) are below the data's own rounding, and no
-    # estimator can find them (measured: SMP 100 % low).  It must say so, naming the limit.
+    # of the network's kinks (median jump 0.15: 4.7e-5 in D, against D's rounding noise of
+    # about 8.6e-5 rms) are below the rounding of any single sample of D, so a detector on D
+    # cannot find them (measured: SMP 100 % low, 0 of 354 peaks found; re-measuring detected
+    # peaks cannot help).  Slopes fitted over ~28 samples either side would carry ~3.7e-3 of
+    # noise per jump, so a windowed detector could in principle (not built).  It must say so,
+    # naming the limit.
     h, y64, y32 = network_outputs(20_000)
     offset = (1e3 * np.abs(y64).max(axis=0)).astype(np.float32)
     got, raised = _caught(lambda: smp.smp(y32 + offset, h, axis=0))
