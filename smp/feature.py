@@ -38,6 +38,14 @@ The detector (all options are keyword arguments of :func:`smp` and :func:`peaks`
     smooth level) sets the threshold, a kink split over two samples of one sign is counted when
     their sum clears the floor (the larger half of a kink can be only half of ``dt*|Ds|``).
 
+Where the data's rounding (not curvature) sets the threshold and a peak's sum of ``|D|`` carries
+more than 1 % of rounding noise (float32 values, or a large offset), the peak is re-measured from
+least-squares lines through up to ``window`` samples on either side (not past the neighbouring
+peaks): the sum of ``D`` over a run is the difference of two single first differences, each
+carrying about an ulp of rounding, while the fitted slopes carry about ``ulp / W**1.5``.  Only
+where both sides are straight within half an ulp rms and the run has one sign (up to its noise);
+exact on piecewise-linear data.  It does not find kinks below the threshold.
+
 Each core sample is widened by one sample on both sides, because a kink close to a grid point puts
 almost all of its jump in one sample and a tiny remainder in its neighbour, which may fall below the
 threshold.  The widening adds at most ``2 dt**2 |y''|`` of smooth curvature per kink, a relative
@@ -85,6 +93,7 @@ from ._detector import (  # the detector's constants, re-exported: chapters cite
     MARGINAL_FACTOR,
     MIN_LEVEL_SAMPLES,
     PURE_ROUNDING_MEDIAN,
+    REFINE_MIN_SAMPLES,
     ROUGHNESS_FLOOR_EPS,
     ROUGHNESS_FLOOR_FACTOR,
     ROUGHNESS_LIMIT,
@@ -94,6 +103,7 @@ from ._detector import (  # the detector's constants, re-exported: chapters cite
     ROUNDING_LIMIT_RATIO,
     ROUNDING_SHARE_LIMIT,
     STEP_BALANCE,
+    STRAIGHT_RMS_ULP,
     UNDERSAMPLED_LIMIT_RATIO,
     UNDERSAMPLED_ROUGHNESS,
     _analyse,
@@ -144,6 +154,7 @@ __all__ = [
     "MARGINAL_FACTOR",
     "MIN_LEVEL_SAMPLES",
     "PURE_ROUNDING_MEDIAN",
+    "REFINE_MIN_SAMPLES",
     "ROUGHNESS_FLOOR_EPS",
     "ROUGHNESS_FLOOR_FACTOR",
     "ROUGHNESS_LIMIT",
@@ -153,6 +164,7 @@ __all__ = [
     "ROUNDING_LIMIT_RATIO",
     "ROUNDING_SHARE_LIMIT",
     "STEP_BALANCE",
+    "STRAIGHT_RMS_ULP",
     "UNDERSAMPLED_LIMIT_RATIO",
     "UNDERSAMPLED_ROUGHNESS",
 ]
@@ -451,6 +463,13 @@ def peaks(
         positions = np.where(
             run_abs > 0, run_moment / run_abs, 0.5 * (times[starts] + times[stops - 1])
         )
+    if (
+        analysis.refined is not None
+    ):  # peaks re-measured from line fits (rounding-limited)
+        _, refined_start, refined_jump = analysis.refined
+        which = np.searchsorted(starts, refined_start)
+        run_abs[which] = np.abs(refined_jump)
+        run_signed[which] = refined_jump
     return Peaks(positions, run_abs / dt, run_signed / dt)
 
 
