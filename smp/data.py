@@ -23,6 +23,7 @@ __all__ = [
     "Entry",
     "REGISTRY",
     "HASH_FILE",
+    "same_result",
     "data_dir",
     "path",
     "load",
@@ -51,6 +52,10 @@ class Entry(NamedTuple):
         ``printf`` format of the floats of a CSV table (empty for a state dict).
     description : str
         one line saying what it holds.
+    timing_columns : tuple of str
+        columns that are measured times (or ratios of them): they depend on the machine and its
+        load, so a regeneration cannot reproduce them; :func:`same_result` compares every other
+        column.
 
     Example
     -------
@@ -64,6 +69,7 @@ class Entry(NamedTuple):
     seed: int
     float_format: str
     description: str
+    timing_columns: tuple[str, ...] = ()
 
 
 _TABLE = "%.10g"
@@ -96,6 +102,7 @@ REGISTRY: dict[str, Entry] = {
         0,
         _TABLE,
         "chapter 9: layer-wise tracer against regioncam and the event walker (CPU time)",
+        ("events_per_s", "reference_per_s", "ratio", "load_average"),
     ),
     "relu_sweep": Entry(
         "04_relu.csv",
@@ -360,6 +367,38 @@ def sha256(file: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def same_result(name: str, new: str | os.PathLike, stored: str | os.PathLike) -> bool:
+    """Whether the file ``new`` holds the same result as ``stored``, both of the table ``name``.
+
+    Byte-identical files are the same result.  For a table with ``timing_columns`` (measured
+    times, which no rerun reproduces), every other column must be identical as written: the
+    counts, sizes and settings of a benchmark are deterministic, its seconds are not.
+
+    Example
+    -------
+    >>> same_result("relu_sweep", path("relu_sweep"), path("relu_sweep"))
+    True
+    """
+    entry = _entry(name)
+    if not (Path(new).exists() and Path(stored).exists()):
+        return False
+    if sha256(new) == sha256(stored):
+        return True
+    if not entry.timing_columns:
+        return False
+    import pandas as pd
+
+    timing = list(entry.timing_columns)
+    tables = [pd.read_csv(f) for f in (new, stored)]
+    if any(not set(timing) <= set(t.columns) for t in tables):
+        return False
+    first, second = (
+        t.drop(columns=timing).to_csv(index=False, float_format=entry.float_format)
+        for t in tables
+    )
+    return first == second
 
 
 def _read_hashes(directory: Path) -> dict[str, str]:

@@ -7,6 +7,7 @@ import sys
 import types
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_data.py"
@@ -64,3 +65,28 @@ def test_a_serial_producer_gets_neither(make_data, monkeypatch, capsys):
     make_data.run(producer, workers=2, scheduler=None, directory="d", progress=False)
     assert received == {"directory": "d"}
     assert "runs in this process" in capsys.readouterr().out
+
+
+def test_a_benchmark_table_is_the_same_result_apart_from_its_times(tmp_path):
+    from smp import data
+
+    stored = data.path("trace_speed")
+    table = pd.read_csv(stored)
+    rerun = table.copy()
+    rerun["events_per_s"] *= 1.3  # another machine, another load
+    rerun["ratio"] *= 1.3
+    file = tmp_path / "rerun.csv"
+    rerun.to_csv(file, index=False, float_format="%.10g")
+    assert data.same_result("trace_speed", file, stored)
+    rerun.loc[0, "events"] += 1  # a breakpoint count is deterministic: a real change
+    rerun.to_csv(file, index=False, float_format="%.10g")
+    assert not data.same_result("trace_speed", file, stored)
+
+
+def test_other_tables_must_be_byte_identical(tmp_path):
+    from smp import data
+
+    stored = data.path("relu_sweep")
+    file = tmp_path / "rerun.csv"
+    file.write_bytes(stored.read_bytes() + b"\n")
+    assert not data.same_result("relu_sweep", file, stored)
