@@ -72,13 +72,20 @@ class LinePieces(NamedTuple):
 
 
 class _State:
-    """Vertices of all lines, sorted by (line, t), and the live tensors at them."""
+    """Vertices of all lines and the live tensors at them.
+
+    ``t``, ``line``, ``src`` are kept sorted by (line, t); ``order[i]`` is the *row* of the i-th
+    vertex in every live tensor.  Rows are never moved: a new vertex's values are appended after
+    the existing rows (in place when the tensor's storage has room, see :func:`_grow`), and only
+    the 1-d ``order`` is merged.
+    """
 
     def __init__(self, x0: torch.Tensor, d: torch.Tensor):
         n_lines = x0.shape[0]
         self.t = torch.tensor([0.0, 1.0], dtype=torch.float64).repeat(n_lines)
         self.line = torch.arange(n_lines).repeat_interleave(2)
         self.src = torch.full((2 * n_lines,), -1, dtype=torch.int64)
+        self.order = torch.arange(2 * n_lines)
         ends = torch.stack([x0, x0 + d], dim=1)  # (L, 2, ...)
         self.first_input = ends.reshape((2 * n_lines,) + x0.shape[1:])
         self.env: dict[str, Any] = {}
@@ -96,47 +103,80 @@ class _State:
         live: list[str],
         transform: dict | None = None,
         rename: dict | None = None,
-    ) -> torch.Tensor:
+    ) -> None:
         """Insert vertices at fraction ``frac`` of the pieces ``seg`` (sorted by (seg, frac)).
 
         Every live tensor gets the linear interpolation of its values at the piece's ends (exact:
-        the tensor is affine on the piece).  ``transform[name](old, new)`` may rewrite a tensor's
-        old and new rows before they are merged (in place, to save a pass), and the result is
-        stored under ``rename.get(name, name)``.  Returns the new vertices' positions.
+        the tensor is affine on the piece) as new rows after its old ones.
+        ``transform[name](full, n_old)`` may rewrite a tensor with its new rows (in place, to save
+        a pass) and returns the tensor to store, under ``rename.get(name, name)``.
         """
         V, K = self.t.shape[0], seg.shape[0]
         counts = torch.bincount(seg, minlength=V)
-        before = (
-            torch.cumsum(counts, 0) - counts
-        )  # new vertices inserted before old vertex i
+        # new vertices inserted before old vertex i
+        before = torch.cumsum(counts, 0) - counts
         pos_old = torch.arange(V) + before
         pos_new = seg + torch.arange(K) + 1
 
-        after = seg + 1
-
         def merged(X: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-            out = X.new_empty((V + K,) + X.shape[1:])
+            out = X.new_empty((V + K,))
             out[pos_old] = X
             out[pos_new] = new
             return out
 
-        def lerp(X: torch.Tensor) -> torch.Tensor:
-            w = frac.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
-            return torch.lerp(X.index_select(0, seg), X.index_select(0, after), w)
-
-        self.t = merged(self.t, lerp(self.t))
+        left, right = self.order[seg], self.order[seg + 1]
+        self.t = merged(self.t, torch.lerp(self.t[seg], self.t[seg + 1], frac))
         self.line = merged(self.line, self.line[seg])
         self.src = merged(self.src, torch.full((K,), step, dtype=torch.int64))
+        self.order = merged(self.order, torch.arange(V, V + K))
         for name in live:
             X = self.env[name]
-            new = lerp(X)
+            others = [T for n, T in self.env.items() if n != name]
+            full = _grow(X, K, others)
+            new = full[V:]
+            torch.index_select(X, 0, left, out=new)
+            w = frac.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
+            new.lerp_(X.index_select(0, right), w)
+            del X
             if transform and name in transform:
-                X, new = transform[name](X, new)
+                full = transform[name](full, V)
             if rename and name in rename:
                 del self.env[name]
                 name = rename[name]
-            self.env[name] = merged(X, new)
-        return pos_new
+            self.env[name] = full
+
+
+def _grow(X: torch.Tensor, K: int, others: list) -> torch.Tensor:
+    """``X`` (V rows) extended by ``K`` uninitialised rows, in place when its storage has room.
+
+    In place (no copy of the old rows) when ``X`` is contiguous, starts its storage, no other live
+    tensor shares that storage, and the storage holds ``V + K`` rows.  Otherwise a new buffer with
+    as many spare rows again is allocated (its untouched pages cost no memory or time), so that
+    the next insertions append in place: copying every old row at every layer, and the page faults
+    of a fresh buffer, cost more than the layer's matrix product on wide MLPs.
+    """
+    V = X.shape[0]
+    rows = V + K
+    row_bytes = X[0].numel() * X.element_size()
+    storage = X.untyped_storage()
+    if (
+        X.is_contiguous()
+        and X.storage_offset() == 0
+        and storage.nbytes() >= rows * row_bytes
+        and not any(
+            isinstance(T, torch.Tensor) and T.untyped_storage().data_ptr() == storage.data_ptr()
+            for T in others
+        )
+    ):
+        return X.as_strided((rows,) + X.shape[1:], (X[0].numel(),) + X.stride()[1:])
+    full = X.new_empty((2 * rows,) + X.shape[1:])[:rows]
+    full[:V] = X
+    return full
+
+
+def _with_room(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised ``shape`` tensor whose storage has room for as many rows again."""
+    return torch.empty((2 * shape[0] + 64,) + tuple(shape[1:]), dtype=dtype)[: shape[0]]
 
 
 def _sorted_by_piece(seg: torch.Tensor, frac: torch.Tensor, *extra: torch.Tensor):
@@ -188,10 +228,10 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
     flat = X.reshape(V, -1)
     # strict sign change between the ends of a piece; a unit exactly 0 at an end has its kink (if
     # any) at that vertex already, so zeros are filtered out below
-    negative = torch.signbit(flat)
+    negative = torch.signbit(flat).index_select(0, state.order)  # sorted by (line, t)
     seg, unit = torch.nonzero(negative[1:] != negative[:-1], as_tuple=True)
     if seg.numel():
-        a, b = flat[seg, unit], flat[seg + 1, unit]
+        a, b = flat[state.order[seg], unit], flat[state.order[seg + 1], unit]
         # strictly opposite signs (a zero end excluded), both ends on the same line
         keep = (a * b < 0) & (state.line[seg] == state.line[seg + 1])
         seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
@@ -213,13 +253,12 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
     if seg.numel():
         frac = a / (a - b)
         seg, frac, unit = _sorted_by_piece(seg, frac, unit)
-        rows = torch.arange(seg.numel())
 
-        def at_kink(old: torch.Tensor, new: torch.Tensor):
-            new.reshape(new.shape[0], -1)[rows, unit] = (
-                0.0  # the crossing unit is exactly at its kink
-            )
-            return (activate(old), activate(new)) if in_place else (old, new)
+        def at_kink(full: torch.Tensor, n_old: int) -> torch.Tensor:
+            # the crossing unit is exactly at its kink
+            rows = torch.arange(n_old, n_old + seg.numel())
+            full.reshape(full.shape[0], -1)[rows, unit] = 0.0
+            return activate(full) if in_place else full
 
         state.insert(
             seg,
@@ -297,7 +336,7 @@ def _maxpool_step(
         return_indices=True,
     )
     out_shape = X.shape[:-2] + pooled.shape[-2:]
-    arg = arg.reshape(V, -1)
+    arg = arg.reshape(V, -1).index_select(0, state.order)  # sorted by (line, t)
     # pieces on one line, longer than merge_tol (shorter ones are merged into a neighbour at the
     # end), whose ends have different argmaxes in some window
     todo = torch.nonzero(
@@ -315,13 +354,11 @@ def _maxpool_step(
     e = elems[p]  # (M, K)
     pad = e < 0
     flat = X4.reshape(V, C, H * W)
-    rows, chans, cols = seg[:, None], channel[:, None], e.clamp(min=0)
-    v = flat[rows, chans, cols].masked_fill(
-        pad, -torch.inf
-    )  # values at the start of the piece
-    s = (flat[rows + 1, chans, cols] - flat[rows, chans, cols]).masked_fill(
-        pad, 0.0
-    )  # change over it
+    rows, chans, cols = state.order[seg][:, None], channel[:, None], e.clamp(min=0)
+    after = state.order[seg + 1][:, None]
+    # values at the start of the piece, and their change over it
+    v = flat[rows, chans, cols].masked_fill(pad, -torch.inf)
+    s = (flat[after, chans, cols] - flat[rows, chans, cols]).masked_fill(pad, 0.0)
     eps = merge_tol / (state.t[seg + 1] - state.t[seg])
     where_now = torch.zeros_like(eps)
     walking = torch.ones_like(eps, dtype=torch.bool)
@@ -355,19 +392,18 @@ def _maxpool_step(
     if dead:
         # the input is read by no later step: merge the pooled values instead of the input
 
-        def pooled_rows(old: torch.Tensor, new: torch.Tensor):
-            new4 = new.reshape(new.shape[0], C, H, W)
-            out = F.max_pool2d(
+        def pooled_rows(full: torch.Tensor, n_old: int) -> torch.Tensor:
+            new4 = full[n_old:].reshape(-1, C, H, W)
+            out = _grow(pooled.reshape(out_shape), new4.shape[0], [])
+            out[n_old:] = F.max_pool2d(
                 new4,
                 pool["kernel_size"],
                 pool["stride"],
                 pool["padding"],
                 pool["dilation"],
                 pool["ceil_mode"],
-            )
-            return pooled.reshape(out_shape), out.reshape(
-                (new.shape[0],) + out_shape[1:]
-            )
+            ).reshape((new4.shape[0],) + out_shape[1:])
+            return out
 
         state.insert(seg, frac, index, live, {name: pooled_rows}, {name: step.name})
     else:
@@ -411,9 +447,17 @@ def _affine(step: Step, env: dict, cache: dict) -> Any:
                 cache[key] = (M, bias.reshape(-1).contiguous(), out_shape)
         if cache[key] is not None:
             M, bias, out_shape = cache[key]
-            return torch.addmm(bias, X.reshape(X.shape[0], -1), M).reshape(
-                (X.shape[0],) + tuple(out_shape)
-            )
+            out = _with_room((X.shape[0], M.shape[1]), X.dtype)
+            torch.addmm(bias, X.reshape(X.shape[0], -1), M, out=out)
+            return out.reshape((X.shape[0],) + tuple(out_shape))
+    if isinstance(m, torch.nn.Linear) and not step.kwargs and len(step.args) == 1:
+        X = env[step.args[0]]
+        if X.dim() == 2 and X.dtype == m.weight.dtype:
+            # what F.linear computes, into a tensor with room for the next insertions
+            out = _with_room((X.shape[0], m.out_features), X.dtype)
+            if m.bias is None:
+                return torch.mm(X, m.weight.t(), out=out)
+            return torch.addmm(m.bias, X, m.weight.t(), out=out)
     return m(*_evaluate(step.args, env), **_evaluate(step.kwargs, env))
 
 
@@ -484,6 +528,7 @@ def trace_pieces(
     """
     state = _State(x0, d)
     state.env[graph.input] = state.first_input
+    del state.first_input
     windows: dict[int, _Windows] = {}
     dense: dict = {}  # dense matrices of small convolutions
     vertexwise = {
@@ -532,6 +577,7 @@ def _assemble(
     dense: dict,
 ) -> list[LinePieces]:
     t, line, src = state.t, state.line, state.src
+    Y = Y.index_select(0, state.order)  # rows sorted by (line, t)
     V = t.shape[0]
     first = torch.ones(V, dtype=torch.bool)
     first[1:] = line[1:] != line[:-1]
