@@ -103,13 +103,16 @@ class _State:
         live: list[str],
         transform: dict | None = None,
         rename: dict | None = None,
+        new_rows: torch.Tensor | None = None,
     ) -> None:
         """Insert vertices at fraction ``frac`` of the pieces ``seg`` (sorted by (seg, frac)).
 
         Every live tensor gets the linear interpolation of its values at the piece's ends (exact:
         the tensor is affine on the piece) as new rows after its old ones.
         ``transform[name](full, n_old)`` may rewrite a tensor with its new rows (in place, to save
-        a pass) and returns the tensor to store, under ``rename.get(name, name)``.
+        a pass) and returns the tensor to store, under ``rename.get(name, name)``.  ``new_rows``
+        (with ``live`` empty: the caller fills the tensors) are the rows of the new vertices,
+        default ``V, V+1, ...`` in the order of ``seg``.
         """
         V, K = self.t.shape[0], seg.shape[0]
         counts = torch.bincount(seg, minlength=V)
@@ -128,7 +131,9 @@ class _State:
         self.t = merged(self.t, torch.lerp(self.t[seg], self.t[seg + 1], frac))
         self.line = merged(self.line, self.line[seg])
         self.src = merged(self.src, torch.full((K,), step, dtype=torch.int64))
-        self.order = merged(self.order, torch.arange(V, V + K))
+        if new_rows is None:
+            new_rows = torch.arange(V, V + K)
+        self.order = merged(self.order, new_rows)
         for name in live:
             X = self.env[name]
             others = [T for n, T in self.env.items() if n != name]
@@ -164,7 +169,8 @@ def _grow(X: torch.Tensor, K: int, others: list) -> torch.Tensor:
         and X.storage_offset() == 0
         and storage.nbytes() >= rows * row_bytes
         and not any(
-            isinstance(T, torch.Tensor) and T.untyped_storage().data_ptr() == storage.data_ptr()
+            isinstance(T, torch.Tensor)
+            and T.untyped_storage().data_ptr() == storage.data_ptr()
             for T in others
         )
     ):
@@ -221,7 +227,7 @@ def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
-def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
+def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
     name = step.args[0]
     X = state.env[name]
     V = X.shape[0]
@@ -253,6 +259,9 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
     if seg.numel():
         frac = a / (a - b)
         seg, frac, unit = _sorted_by_piece(seg, frac, unit)
+        if in_place and _fuse_linear(state, graph, index, step):
+            _relu_linear(state, graph, index, step, flat, seg, frac, unit, activate)
+            return True
 
         def at_kink(full: torch.Tensor, n_old: int) -> torch.Tensor:
             # the crossing unit is exactly at its kink
@@ -274,6 +283,142 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
         # functional, never the module: an nn.ReLU(inplace=True) would overwrite a live tensor
         out = out.clamp(min=0.0) if slope == 0.0 else F.leaky_relu(out, slope)
     state.env[step.name] = out
+    return False
+
+
+#: a piece with at most ``in_features / FORMULA_SHARE`` crossings of a ReLU gets the next Linear's
+#: values at its new vertices from the Linear's values at its ends plus a correction over the
+#: crossing units (``m**2 * out`` multiply-adds for ``m`` crossings, against ``m * in * out`` for
+#: the matrix product at the new vertices); pieces with more crossings (typically the first
+#: layer's) go through the matrix product
+FORMULA_SHARE = 4
+
+
+def _fuse_linear(state: _State, graph: Graph, index: int, step: Step) -> bool:
+    """Whether the ReLU step ``index`` and the Linear after it can run as one step.
+
+    Yes when the ReLU's input is the only live tensor (dies here), the ReLU's output is read
+    only by the next step, and that step is an ``nn.Linear`` of a 2-d float64 input.
+    """
+    if index + 1 >= len(graph.steps) or graph.last_use.get(step.name, -1) != index + 1:
+        return False
+    nxt = graph.steps[index + 1]
+    name = step.args[0]
+    return (
+        isinstance(nxt.fn, torch.nn.Linear)
+        and nxt.args == (step.name,)
+        and not nxt.kwargs
+        and state.env[name].dim() == 2
+        and nxt.fn.weight.dtype == torch.float64
+        and _live(graph, index, state.env, state.vertexwise) == [name]
+    )
+
+
+def _relu_linear(
+    state: _State,
+    graph: Graph,
+    index: int,
+    step: Step,
+    Z: torch.Tensor,
+    seg: torch.Tensor,
+    frac: torch.Tensor,
+    unit: torch.Tensor,
+    activate,
+) -> None:
+    """A ReLU whose input ``Z`` (2-d, dies here) changes sign at the sorted crossings
+    (``seg``, ``frac``, ``unit``), and the Linear ``y = W act(z) + b`` after it, at all vertices.
+
+    The matrix product runs at the old vertices (and the new ones of crowded pieces).  At the
+    new vertices of a piece ``(a, b)`` with crossings ``f_1 <= ... <= f_m`` of units
+    ``u_1 .. u_m``, every unit that does not cross is affine in ``f`` after the activation, so
+    ``y(f)`` differs from ``lerp(y_a, y_b, f)`` only through the crossing units.  Unit ``u_i``
+    with activation slopes ``s_a`` on the side of ``a`` and ``s_b`` on the side of ``b``
+    (``d_i = s_a - s_b``) contributes ``act(z(f)) - lerp(act(z_a), act(z_b), f)``, which is
+    ``d_i f z_b`` for ``f <= f_i`` and ``-d_i (1 - f) z_a`` for ``f >= f_i`` (equal at ``f_i``,
+    where ``z`` is 0).  Hence
+
+        ``y(f_j) = lerp(y_a, y_b, f_j) + sum_i C_ji W[:, u_i]``,
+        ``C_ji = d_i f_j z_b[u_i]`` (``i >= j``), ``d_i (f_j - 1) z_a[u_i]`` (``i < j``),
+
+    one small matrix product per piece (batched over pieces of equal crossing counts).  Exact up
+    to rounding, which is that of a sum over the piece's ``m`` crossing units (the matrix product
+    sums over all ``in`` units); it skips interpolating ``Z`` at the new vertices and the
+    product there.
+    """
+    lin = graph.steps[index + 1].fn
+    V, n_in = Z.shape
+    order = state.order
+    left, right = order[seg], order[seg + 1]
+    per_piece = torch.bincount(seg, minlength=V)
+    count = per_piece[seg]  # crossings in each crossing's piece
+    by_formula = count * FORMULA_SHARE <= n_in  # the same for all crossings of a piece
+    fi = torch.nonzero(by_formula, as_tuple=True)[0]
+    di = torch.nonzero(~by_formula, as_tuple=True)[0]
+    n_dense, n_formula = di.shape[0], fi.shape[0]
+    # rows: the new vertices of crowded pieces first (through the product), then the others
+    new_rows = torch.empty(seg.shape[0], dtype=torch.int64)
+    new_rows[di] = torch.arange(V, V + n_dense)
+    new_rows[fi] = torch.arange(V + n_dense, V + n_dense + n_formula)
+    if n_formula:
+        lf, rf, uf, ff = left[fi], right[fi], unit[fi], frac[fi]
+        za, zb = Z[lf, uf], Z[rf, uf]  # before the activation (in place, below)
+    full = _grow(Z, n_dense, [T for k, T in state.env.items() if k != step.args[0]])
+    if n_dense:
+        new = full[V:]
+        torch.index_select(Z, 0, left[di], out=new)
+        new.lerp_(Z.index_select(0, right[di]), frac[di][:, None])
+        new[torch.arange(n_dense), unit[di]] = (
+            0.0  # the crossing unit is exactly at its kink
+        )
+    del Z
+    activate(full)
+    out = _affine(graph.steps[index + 1], {step.name: full}, {})
+    del full
+    if n_formula:
+        y0 = out
+        out = _grow(y0, n_formula, [])
+        new = out[V + n_dense :]
+        torch.index_select(y0, 0, lf, out=new)
+        new.lerp_(y0.index_select(0, rf), ff[:, None])
+        del y0
+        slope = step.negative_slope
+        # (python scalars in torch.where would give float32)
+        d = torch.where(za > 0, za.new_tensor(1.0 - slope), za.new_tensor(slope - 1.0))
+        dza, dzb = d * za, d * zb
+        Wt = lin.weight.t().contiguous()  # rows gathered below
+        cf = count[fi]
+        # position of each formula crossing in its piece, and where its piece starts (in fi)
+        rank = fi - (torch.cumsum(per_piece, 0) - per_piece)[seg[fi]]
+        starts = torch.nonzero(rank == 0, as_tuple=True)[0]
+        m_of = cf[starts]
+        # buckets: exact counts up to 8, then power-of-two classes (padding at most 2x)
+        bucket = torch.where(
+            m_of <= 8, m_of, 2 ** torch.ceil(torch.log2(m_of.to(torch.float64))).long()
+        )
+        for b in torch.unique(bucket).tolist():
+            s = starts[bucket == b]
+            m = int(m_of[bucket == b].max()) if b > 8 else b
+            idx = s[:, None] + torch.arange(m)  # (P, m) formula-crossing indices
+            if b > 8:
+                valid = torch.arange(m) < m_of[bucket == b][:, None]
+                idx = torch.where(valid, idx, s[:, None])
+            f = ff[idx]
+            i_ge_j = torch.ones(m, m, dtype=torch.bool).triu()  # [j, i]: i >= j
+            C = torch.where(
+                i_ge_j,
+                f[:, :, None] * dzb[idx][:, None, :],
+                (f - 1.0)[:, :, None] * dza[idx][:, None, :],
+            )
+            if b > 8:
+                # padded crossings: their columns of C are zeroed, their rows dropped
+                corr = torch.bmm(C * valid[:, None, :], Wt[uf[idx]])
+                new.index_add_(0, idx[valid], corr[valid])
+            else:
+                corr = torch.bmm(C, Wt[uf[idx]])  # (P, m, out)
+                new.index_add_(0, idx.reshape(-1), corr.reshape(-1, corr.shape[-1]))
+    state.insert(seg, frac, index, [], new_rows=new_rows)
+    del state.env[step.args[0]]
+    state.env[graph.steps[index + 1].name] = out
 
 
 class _Windows:
@@ -479,7 +624,10 @@ def _frozen_slopes(
             factor = (
                 active.to(X.dtype)
                 if step.negative_slope == 0.0
-                else torch.where(active, 1.0, step.negative_slope).to(X.dtype)
+                # two python scalars in torch.where give float32: 0.2 would be off by 1e-8
+                else torch.where(
+                    active, X.new_tensor(1.0), X.new_tensor(step.negative_slope)
+                )
             )
             env[step.name] = X * torch.cat([factor, factor])
         elif step.kind == "maxpool":
@@ -535,12 +683,15 @@ def trace_pieces(
         graph.input
     }  # values with one row per vertex (not parameters, not shapes)
     state.vertexwise = vertexwise
+    fused = False
     with torch.no_grad():
         for index, step in enumerate(
             tqdm(graph.steps, disable=not progress, desc="trace layers")
         ):
-            if step.kind == "relu":
-                _relu_step(state, graph, index, step)
+            if fused:
+                fused = False  # the Linear ran with the ReLU before it
+            elif step.kind == "relu":
+                fused = _relu_step(state, graph, index, step)
             elif step.kind == "maxpool":
                 if index not in windows:
                     windows[index] = _Windows(step.pool)
