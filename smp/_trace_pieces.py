@@ -293,6 +293,13 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
 #: layer's) go through the matrix product
 FORMULA_SHARE = 4
 
+#: rough costs on one core (measured on the 2-core benchmark machine, float64): multiply-adds per
+#: ns in a matrix product, ns per element of a memory pass, ns per torch call (dispatch); they
+#: decide whether the correction route (a few passes over ``out`` columns and about 12 calls per
+#: class of crossing counts) beats the matrix product (``in * out`` multiply-adds per new vertex
+#: plus 3 passes over ``in`` columns to interpolate the input)
+MACS_PER_NS, NS_PER_ELEMENT, NS_PER_CALL = 20.0, 1.0, 20_000.0
+
 
 def _fuse_linear(state: _State, graph: Graph, index: int, step: Step) -> bool:
     """Whether the ReLU step ``index`` and the Linear after it can run as one step.
@@ -352,6 +359,19 @@ def _relu_linear(
     per_piece = torch.bincount(seg, minlength=V)
     count = per_piece[seg]  # crossings in each crossing's piece
     by_formula = count * FORMULA_SHARE <= n_in  # the same for all crossings of a piece
+    n_out = lin.out_features
+    n_classes = (
+        int(torch.ceil(torch.log2(count[by_formula].max().double())) + 1)
+        if (by_formula.any())
+        else 0
+    )
+    saved = int(by_formula.sum()) * (
+        n_in * (n_out / MACS_PER_NS + 3 * NS_PER_ELEMENT) - 8 * n_out * NS_PER_ELEMENT
+    )
+    if saved < 12 * n_classes * NS_PER_CALL:
+        by_formula = torch.zeros_like(
+            by_formula
+        )  # small layers: the product is cheaper
     fi = torch.nonzero(by_formula, as_tuple=True)[0]
     di = torch.nonzero(~by_formula, as_tuple=True)[0]
     n_dense, n_formula = di.shape[0], fi.shape[0]
@@ -392,15 +412,15 @@ def _relu_linear(
         starts = torch.nonzero(rank == 0, as_tuple=True)[0]
         m_of = cf[starts]
         # buckets: exact counts up to 8, then power-of-two classes (padding at most 2x)
-        bucket = torch.where(
-            m_of <= 8, m_of, 2 ** torch.ceil(torch.log2(m_of.to(torch.float64))).long()
-        )
+        # classes of crossing counts 1, 2, 3-4, 5-8, ...: padded to the class's largest
+        bucket = 2 ** torch.ceil(torch.log2(m_of.to(torch.float64))).long()
         for b in torch.unique(bucket).tolist():
-            s = starts[bucket == b]
-            m = int(m_of[bucket == b].max()) if b > 8 else b
+            s, m_s = starts[bucket == b], m_of[bucket == b]
+            m = int(m_s.max())
             idx = s[:, None] + torch.arange(m)  # (P, m) formula-crossing indices
-            if b > 8:
-                valid = torch.arange(m) < m_of[bucket == b][:, None]
+            padded = bool((m_s < m).any())
+            if padded:
+                valid = torch.arange(m) < m_s[:, None]
                 idx = torch.where(valid, idx, s[:, None])
             f = ff[idx]
             i_ge_j = torch.ones(m, m, dtype=torch.bool).triu()  # [j, i]: i >= j
@@ -409,7 +429,7 @@ def _relu_linear(
                 f[:, :, None] * dzb[idx][:, None, :],
                 (f - 1.0)[:, :, None] * dza[idx][:, None, :],
             )
-            if b > 8:
+            if padded:
                 # padded crossings: their columns of C are zeroed, their rows dropped
                 corr = torch.bmm(C * valid[:, None, :], Wt[uf[idx]])
                 new.index_add_(0, idx[valid], corr[valid])
