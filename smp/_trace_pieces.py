@@ -439,40 +439,42 @@ def _relu_linear(
     V, n_in = Z.shape
     order = state.order
     left, right = order[seg], order[seg + 1]
-    per_piece = torch.bincount(seg, minlength=V)
-    count = per_piece[seg]  # crossings in each crossing's piece
-    by_formula = count * FORMULA_SHARE <= n_in  # the same for all crossings of a piece
     n_out = lin.out_features
-    n_classes = (
-        int(torch.ceil(torch.log2(count[by_formula].max().double())) + 1)
-        if (by_formula.any())
-        else 0
-    )
-    saved = int(by_formula.sum()) * (
+    K = seg.shape[0]
+    # time saved per new vertex by the correction route (negative on narrow layers)
+    saved = (
         n_in * (n_out / MACS_PER_NS + 3 * NS_PER_ELEMENT) - 8 * n_out * NS_PER_ELEMENT
     )
-    if saved < 12 * n_classes * NS_PER_CALL:
-        by_formula = torch.zeros_like(
-            by_formula
-        )  # small layers: the product is cheaper
-    fi = torch.nonzero(by_formula, as_tuple=True)[0]
-    di = torch.nonzero(~by_formula, as_tuple=True)[0]
-    n_dense, n_formula = di.shape[0], fi.shape[0]
-    # rows: the new vertices of crowded pieces first (through the product), then the others
-    new_rows = torch.empty(seg.shape[0], dtype=torch.int64)
-    new_rows[di] = torch.arange(V, V + n_dense)
-    new_rows[fi] = torch.arange(V + n_dense, V + n_dense + n_formula)
+    by_formula = None
+    if saved * K > 12 * NS_PER_CALL:
+        per_piece = torch.bincount(seg, minlength=V)
+        count = per_piece[seg]  # crossings in each crossing's piece
+        few = count * FORMULA_SHARE <= n_in  # the same for all crossings of a piece
+        if few.any():
+            n_classes = int(torch.ceil(torch.log2(count[few].max().double()))) + 1
+            if saved * int(few.sum()) >= 12 * n_classes * NS_PER_CALL:
+                by_formula = few
+    if by_formula is None:  # all new vertices through the product
+        n_dense, n_formula, new_rows = K, 0, None
+        dl, dr, dfrac, du = left, right, frac, unit
+    else:
+        fi = torch.nonzero(by_formula, as_tuple=True)[0]
+        di = torch.nonzero(~by_formula, as_tuple=True)[0]
+        n_dense, n_formula = di.shape[0], fi.shape[0]
+        dl, dr, dfrac, du = left[di], right[di], frac[di], unit[di]
+        # rows: the new vertices of crowded pieces first (through the product), then the others
+        new_rows = torch.empty(K, dtype=torch.int64)
+        new_rows[di] = torch.arange(V, V + n_dense)
+        new_rows[fi] = torch.arange(V + n_dense, V + K)
     if n_formula:
         lf, rf, uf, ff = left[fi], right[fi], unit[fi], frac[fi]
         za, zb = Z[lf, uf], Z[rf, uf]  # before the activation (in place, below)
     full = _grow(Z, n_dense, [T for k, T in state.env.items() if k != step.args[0]])
     if n_dense:
         new = full[V:]
-        torch.index_select(Z, 0, left[di], out=new)
-        new.lerp_(_gather_rows(Z, right[di]), frac[di][:, None])
-        new[torch.arange(n_dense), unit[di]] = (
-            0.0  # the crossing unit is exactly at its kink
-        )
+        torch.index_select(Z, 0, dl, out=new)
+        new.lerp_(_gather_rows(Z, dr), dfrac[:, None])
+        new[torch.arange(n_dense), du] = 0.0  # the crossing unit is exactly at its kink
     del Z
     activate(full)
     out = _affine(graph.steps[index + 1], {step.name: full}, {})
