@@ -177,6 +177,27 @@ def test_relu_linear_correction_route_agrees_with_the_walker(monkeypatch, leaky)
         )
 
 
+def test_wide_mlp_takes_the_correction_route_and_agrees_with_the_walker(monkeypatch):
+    """On the benchmark's widest MLP (784-256x3-1) the cost estimate picks the correction route
+    by itself (on enough segments to pay for its fixed cost): the walker's breakpoints, jumps
+    and region counts on two of them."""
+    from smp.experiments._trace_speed import speed_mlp
+
+    net = speed_mlp(784, 256, 3)
+    x0, d = segments((784,), seeds=range(12))
+    products = []
+    bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda *a: products.append(1) or bmm(*a))
+    traces = T.trace_lines(net, x0, d)
+    assert products, "the correction route must run on 256-wide layers"
+    for i, tr in enumerate(traces[:2]):
+        walk = T.trace_line_walk(net, x0[i], d[i])
+        assert len(tr.t) == len(walk.t) > 100
+        assert np.abs(tr.t - walk.t).max() < 1e-9
+        assert _jump_gap(tr.jumps, walk.jumps) < 1e-9
+        np.testing.assert_array_equal(tr.n_pieces, walk.n_pieces)
+
+
 def test_kept_buffers_do_not_leak_into_results():
     """Large buffers are reused by the next call: earlier results must not change, and a
     repeated call must give the same bits."""
