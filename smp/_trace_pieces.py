@@ -29,7 +29,16 @@ Per step (:mod:`smp._trace_graph` order):
 
 New vertices are merged into their lines without a global re-sort: only the new crossings are
 sorted (by piece, then fraction), and every old vertex moves down by the number of vertices
-inserted before it (one cumulative sum), every new one to ``piece + rank + 1``.
+inserted before it (one cumulative sum), every new one to ``piece + rank + 1``.  Only the 1-d
+arrays (``t``, line, creating step, and ``order``, the row of each vertex) move: the rows of the
+live tensors never do, the new vertices' rows are appended after them, in place when the
+tensor's storage has room (outputs of Linear layers and convolutions are allocated with room),
+and large buffers are kept from one call to the next (:class:`_Buffers`).
+
+A ReLU whose only reader is a Linear layer runs with it as one step (:func:`_relu_linear`): the
+matrix product runs at the old vertices, and the Linear's values at the new vertices of a piece
+are the interpolation of its values at the piece's ends plus a small correction over the units
+that cross inside the piece (exact up to rounding: every other unit is affine on the piece).
 
 At the end, vertices closer than ``merge_tol`` (in t) to their predecessor on the same line are
 merged into it (the same rule as the event walker: events closer than ``merge_tol`` form one
@@ -42,6 +51,8 @@ region's midpoint, evaluated one unit of t apart.
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -72,13 +83,20 @@ class LinePieces(NamedTuple):
 
 
 class _State:
-    """Vertices of all lines, sorted by (line, t), and the live tensors at them."""
+    """Vertices of all lines and the live tensors at them.
+
+    ``t``, ``line``, ``src`` are kept sorted by (line, t); ``order[i]`` is the *row* of the i-th
+    vertex in every live tensor.  Rows are never moved: a new vertex's values are appended after
+    the existing rows (in place when the tensor's storage has room, see :func:`_grow`), and only
+    the 1-d ``order`` is merged.
+    """
 
     def __init__(self, x0: torch.Tensor, d: torch.Tensor):
         n_lines = x0.shape[0]
         self.t = torch.tensor([0.0, 1.0], dtype=torch.float64).repeat(n_lines)
         self.line = torch.arange(n_lines).repeat_interleave(2)
         self.src = torch.full((2 * n_lines,), -1, dtype=torch.int64)
+        self.order = torch.arange(2 * n_lines)
         ends = torch.stack([x0, x0 + d], dim=1)  # (L, 2, ...)
         self.first_input = ends.reshape((2 * n_lines,) + x0.shape[1:])
         self.env: dict[str, Any] = {}
@@ -96,47 +114,158 @@ class _State:
         live: list[str],
         transform: dict | None = None,
         rename: dict | None = None,
-    ) -> torch.Tensor:
+        new_rows: torch.Tensor | None = None,
+    ) -> None:
         """Insert vertices at fraction ``frac`` of the pieces ``seg`` (sorted by (seg, frac)).
 
         Every live tensor gets the linear interpolation of its values at the piece's ends (exact:
-        the tensor is affine on the piece).  ``transform[name](old, new)`` may rewrite a tensor's
-        old and new rows before they are merged (in place, to save a pass), and the result is
-        stored under ``rename.get(name, name)``.  Returns the new vertices' positions.
+        the tensor is affine on the piece) as new rows after its old ones.
+        ``transform[name](full, n_old)`` may rewrite a tensor with its new rows (in place, to save
+        a pass) and returns the tensor to store, under ``rename.get(name, name)``.  ``new_rows``
+        (with ``live`` empty: the caller fills the tensors) are the rows of the new vertices,
+        default ``V, V+1, ...`` in the order of ``seg``.
         """
         V, K = self.t.shape[0], seg.shape[0]
         counts = torch.bincount(seg, minlength=V)
-        before = (
-            torch.cumsum(counts, 0) - counts
-        )  # new vertices inserted before old vertex i
+        # new vertices inserted before old vertex i
+        before = torch.cumsum(counts, 0) - counts
         pos_old = torch.arange(V) + before
         pos_new = seg + torch.arange(K) + 1
 
-        after = seg + 1
-
         def merged(X: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-            out = X.new_empty((V + K,) + X.shape[1:])
+            out = X.new_empty((V + K,))
             out[pos_old] = X
             out[pos_new] = new
             return out
 
-        def lerp(X: torch.Tensor) -> torch.Tensor:
-            w = frac.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
-            return torch.lerp(X.index_select(0, seg), X.index_select(0, after), w)
-
-        self.t = merged(self.t, lerp(self.t))
+        left, right = self.order[seg], self.order[seg + 1]
+        self.t = merged(self.t, torch.lerp(self.t[seg], self.t[seg + 1], frac))
         self.line = merged(self.line, self.line[seg])
         self.src = merged(self.src, torch.full((K,), step, dtype=torch.int64))
+        if new_rows is None:
+            new_rows = torch.arange(V, V + K)
+        self.order = merged(self.order, new_rows)
         for name in live:
             X = self.env[name]
-            new = lerp(X)
+            others = [T for n, T in self.env.items() if n != name]
+            full = _grow(X, K, others)
+            new = full[V:]
+            torch.index_select(X, 0, left, out=new)
+            w = frac.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
+            new.lerp_(_gather_rows(X, right), w)
+            del X
             if transform and name in transform:
-                X, new = transform[name](X, new)
+                full = transform[name](full, V)
             if rename and name in rename:
                 del self.env[name]
                 name = rename[name]
-            self.env[name] = merged(X, new)
-        return pos_new
+            self.env[name] = full
+
+
+def _grow(X: torch.Tensor, K: int, others: list) -> torch.Tensor:
+    """``X`` (V rows) extended by ``K`` uninitialised rows, in place when its storage has room.
+
+    In place (no copy of the old rows) when ``X`` is contiguous, starts its storage, no other live
+    tensor shares that storage, and the storage holds ``V + K`` rows.  Otherwise a new buffer with
+    as many spare rows again is allocated (its untouched pages cost no memory or time), so that
+    the next insertions append in place: copying every old row at every layer, and the page faults
+    of a fresh buffer, cost more than the layer's matrix product on wide MLPs.
+    """
+    V = X.shape[0]
+    rows = V + K
+    row_bytes = X[0].numel() * X.element_size()
+    storage = X.untyped_storage()
+    if (
+        X.is_contiguous()
+        and X.storage_offset() == 0
+        and storage.nbytes() >= rows * row_bytes
+        and not any(
+            isinstance(T, torch.Tensor)
+            and T.untyped_storage().data_ptr() == storage.data_ptr()
+            for T in others
+        )
+    ):
+        return X.as_strided((rows,) + X.shape[1:], (X[0].numel(),) + X.stride()[1:])
+    full = _with_room((rows,) + tuple(X.shape[1:]), X.dtype)
+    full[:V] = X
+    return full
+
+
+def _gather_rows(X: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``X.index_select(0, rows)`` into a kept buffer (a scratch tensor, read once)."""
+    shape = (rows.shape[0],) + tuple(X.shape[1:])
+    n = math.prod(shape)
+    if X.dtype != torch.float64 or n * 8 < _Buffers.MIN_BYTES:
+        return X.index_select(0, rows)
+    return torch.index_select(X, 0, rows, out=_BUFFERS.take(n)[:n].view(shape))
+
+
+def _with_room(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised ``shape`` tensor whose storage has room for as many rows again."""
+    row = math.prod(shape[1:])
+    n = (2 * shape[0] + 64) * row
+    if dtype == torch.float64 and n * 8 >= _Buffers.MIN_BYTES:
+        buf = _BUFFERS.take(n)
+        return buf[: shape[0] * row].view(shape)
+    return torch.empty((2 * shape[0] + 64,) + tuple(shape[1:]), dtype=dtype)[: shape[0]]
+
+
+class _Buffers:
+    """Large float64 buffers kept from one call of the engine to the next.
+
+    A fresh buffer of tens of MB costs a page fault per 4 KiB page on first touch (the C library
+    maps such allocations freshly every time and unmaps them when freed): measured 0.5 ms per MB
+    on the benchmark machine, as much as the layer's matrix product on a 784-256x3 MLP.  Buffers
+    taken during a call are owned by it until :meth:`release` at its end returns them; at most
+    :attr:`KEEP_BYTES` are kept (largest last taken first dropped), the rest freed.
+    :func:`release_buffers` frees them all.
+    """
+
+    MIN_BYTES = 1 << 20  # smaller allocations are recycled by the C library's heap
+    KEEP_BYTES = 256 << 20
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.free: list[torch.Tensor] = []
+        self.taken = threading.local()
+
+    def take(self, n: int) -> torch.Tensor:
+        """A 1-d float64 tensor of at least ``n`` elements (uninitialised), owned by this call."""
+        with self.lock:
+            fits = [b for b in self.free if b.numel() >= n]
+            if fits:
+                buf = min(fits, key=torch.Tensor.numel)
+                self.free = [b for b in self.free if b is not buf]
+            else:
+                buf = torch.empty(n, dtype=torch.float64)
+        taken = getattr(self.taken, "list", None)
+        if taken is not None:
+            taken.append(buf)
+        return buf
+
+    def start(self) -> None:
+        self.taken.list = []
+
+    def release(self) -> None:
+        """Return the buffers this thread's call took (its results hold none of them)."""
+        taken, self.taken.list = getattr(self.taken, "list", None) or [], None
+        with self.lock:
+            pool = sorted(self.free + taken, key=torch.Tensor.numel)
+            kept, size = [], 0
+            for b in pool:
+                if size + b.numel() * 8 <= self.KEEP_BYTES:
+                    kept.append(b)
+                    size += b.numel() * 8
+            self.free = kept
+
+
+_BUFFERS = _Buffers()
+
+
+def release_buffers() -> None:
+    """Free the buffers the layer-wise engine keeps between calls (see :class:`_Buffers`)."""
+    with _BUFFERS.lock:
+        _BUFFERS.free = []
 
 
 def _sorted_by_piece(seg: torch.Tensor, frac: torch.Tensor, *extra: torch.Tensor):
@@ -181,17 +310,17 @@ def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
-def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
+def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
     name = step.args[0]
     X = state.env[name]
     V = X.shape[0]
     flat = X.reshape(V, -1)
     # strict sign change between the ends of a piece; a unit exactly 0 at an end has its kink (if
     # any) at that vertex already, so zeros are filtered out below
-    negative = torch.signbit(flat)
+    negative = torch.signbit(flat).index_select(0, state.order)  # sorted by (line, t)
     seg, unit = torch.nonzero(negative[1:] != negative[:-1], as_tuple=True)
     if seg.numel():
-        a, b = flat[seg, unit], flat[seg + 1, unit]
+        a, b = flat[state.order[seg], unit], flat[state.order[seg + 1], unit]
         # strictly opposite signs (a zero end excluded), both ends on the same line
         keep = (a * b < 0) & (state.line[seg] == state.line[seg + 1])
         seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
@@ -213,13 +342,15 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
     if seg.numel():
         frac = a / (a - b)
         seg, frac, unit = _sorted_by_piece(seg, frac, unit)
-        rows = torch.arange(seg.numel())
+        if in_place and _fuse_linear(state, graph, index, step):
+            _relu_linear(state, graph, index, step, flat, seg, frac, unit, activate)
+            return True
 
-        def at_kink(old: torch.Tensor, new: torch.Tensor):
-            new.reshape(new.shape[0], -1)[rows, unit] = (
-                0.0  # the crossing unit is exactly at its kink
-            )
-            return (activate(old), activate(new)) if in_place else (old, new)
+        def at_kink(full: torch.Tensor, n_old: int) -> torch.Tensor:
+            # the crossing unit is exactly at its kink
+            rows = torch.arange(n_old, n_old + seg.numel())
+            full.reshape(full.shape[0], -1)[rows, unit] = 0.0
+            return activate(full) if in_place else full
 
         state.insert(
             seg,
@@ -235,6 +366,164 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> None:
         # functional, never the module: an nn.ReLU(inplace=True) would overwrite a live tensor
         out = out.clamp(min=0.0) if slope == 0.0 else F.leaky_relu(out, slope)
     state.env[step.name] = out
+    return False
+
+
+#: a piece with at most ``in_features / FORMULA_SHARE`` crossings of a ReLU gets the next Linear's
+#: values at its new vertices from the Linear's values at its ends plus a correction over the
+#: crossing units (``m**2 * out`` multiply-adds for ``m`` crossings, against ``m * in * out`` for
+#: the matrix product at the new vertices); pieces with more crossings (typically the first
+#: layer's) go through the matrix product
+FORMULA_SHARE = 4
+
+#: rough costs on one core (measured on the 2-core benchmark machine, float64): multiply-adds per
+#: ns in a matrix product, ns per element of a memory pass, ns per torch call (dispatch); they
+#: decide whether the correction route (a few passes over ``out`` columns and about 12 calls per
+#: class of crossing counts) beats the matrix product (``in * out`` multiply-adds per new vertex
+#: plus 3 passes over ``in`` columns to interpolate the input)
+MACS_PER_NS, NS_PER_ELEMENT, NS_PER_CALL = 20.0, 1.0, 20_000.0
+
+
+def _fuse_linear(state: _State, graph: Graph, index: int, step: Step) -> bool:
+    """Whether the ReLU step ``index`` and the Linear after it can run as one step.
+
+    Yes when the ReLU's input is the only live tensor (dies here), the ReLU's output is read
+    only by the next step, and that step is an ``nn.Linear`` of a 2-d float64 input.
+    """
+    if index + 1 >= len(graph.steps) or graph.last_use.get(step.name, -1) != index + 1:
+        return False
+    nxt = graph.steps[index + 1]
+    name = step.args[0]
+    return (
+        isinstance(nxt.fn, torch.nn.Linear)
+        and nxt.args == (step.name,)
+        and not nxt.kwargs
+        and state.env[name].dim() == 2
+        and nxt.fn.weight.dtype == torch.float64
+        and _live(graph, index, state.env, state.vertexwise) == [name]
+    )
+
+
+def _relu_linear(
+    state: _State,
+    graph: Graph,
+    index: int,
+    step: Step,
+    Z: torch.Tensor,
+    seg: torch.Tensor,
+    frac: torch.Tensor,
+    unit: torch.Tensor,
+    activate,
+) -> None:
+    """A ReLU whose input ``Z`` (2-d, dies here) changes sign at the sorted crossings
+    (``seg``, ``frac``, ``unit``), and the Linear ``y = W act(z) + b`` after it, at all vertices.
+
+    The matrix product runs at the old vertices (and the new ones of crowded pieces).  At the
+    new vertices of a piece ``(a, b)`` with crossings ``f_1 <= ... <= f_m`` of units
+    ``u_1 .. u_m``, every unit that does not cross is affine in ``f`` after the activation, so
+    ``y(f)`` differs from ``lerp(y_a, y_b, f)`` only through the crossing units.  Unit ``u_i``
+    with activation slopes ``s_a`` on the side of ``a`` and ``s_b`` on the side of ``b``
+    (``d_i = s_a - s_b``) contributes ``act(z(f)) - lerp(act(z_a), act(z_b), f)``, which is
+    ``d_i f z_b`` for ``f <= f_i`` and ``-d_i (1 - f) z_a`` for ``f >= f_i`` (equal at ``f_i``,
+    where ``z`` is 0).  Hence
+
+        ``y(f_j) = lerp(y_a, y_b, f_j) + sum_i C_ji W[:, u_i]``,
+        ``C_ji = d_i f_j z_b[u_i]`` (``i >= j``), ``d_i (f_j - 1) z_a[u_i]`` (``i < j``),
+
+    one small matrix product per piece (batched over pieces of equal crossing counts).  Exact up
+    to rounding, which is that of a sum over the piece's ``m`` crossing units (the matrix product
+    sums over all ``in`` units); it skips interpolating ``Z`` at the new vertices and the
+    product there.
+    """
+    lin = graph.steps[index + 1].fn
+    V, n_in = Z.shape
+    order = state.order
+    left, right = order[seg], order[seg + 1]
+    n_out = lin.out_features
+    K = seg.shape[0]
+    # time saved per new vertex by the correction route (negative on narrow layers)
+    saved = (
+        n_in * (n_out / MACS_PER_NS + 3 * NS_PER_ELEMENT) - 8 * n_out * NS_PER_ELEMENT
+    )
+    by_formula = None
+    if saved * K > 12 * NS_PER_CALL:
+        per_piece = torch.bincount(seg, minlength=V)
+        count = per_piece[seg]  # crossings in each crossing's piece
+        few = count * FORMULA_SHARE <= n_in  # the same for all crossings of a piece
+        if few.any():
+            n_classes = int(torch.ceil(torch.log2(count[few].max().double()))) + 1
+            if saved * int(few.sum()) >= 12 * n_classes * NS_PER_CALL:
+                by_formula = few
+    if by_formula is None:  # all new vertices through the product
+        n_dense, n_formula, new_rows = K, 0, None
+        dl, dr, dfrac, du = left, right, frac, unit
+    else:
+        fi = torch.nonzero(by_formula, as_tuple=True)[0]
+        di = torch.nonzero(~by_formula, as_tuple=True)[0]
+        n_dense, n_formula = di.shape[0], fi.shape[0]
+        dl, dr, dfrac, du = left[di], right[di], frac[di], unit[di]
+        # rows: the new vertices of crowded pieces first (through the product), then the others
+        new_rows = torch.empty(K, dtype=torch.int64)
+        new_rows[di] = torch.arange(V, V + n_dense)
+        new_rows[fi] = torch.arange(V + n_dense, V + K)
+    if n_formula:
+        lf, rf, uf, ff = left[fi], right[fi], unit[fi], frac[fi]
+        za, zb = Z[lf, uf], Z[rf, uf]  # before the activation (in place, below)
+    full = _grow(Z, n_dense, [T for k, T in state.env.items() if k != step.args[0]])
+    if n_dense:
+        new = full[V:]
+        torch.index_select(Z, 0, dl, out=new)
+        new.lerp_(_gather_rows(Z, dr), dfrac[:, None])
+        new[torch.arange(n_dense), du] = 0.0  # the crossing unit is exactly at its kink
+    del Z
+    activate(full)
+    out = _affine(graph.steps[index + 1], {step.name: full}, {})
+    del full
+    if n_formula:
+        y0 = out
+        out = _grow(y0, n_formula, [])
+        new = out[V + n_dense :]
+        torch.index_select(y0, 0, lf, out=new)
+        new.lerp_(_gather_rows(y0, rf), ff[:, None])
+        del y0
+        slope = step.negative_slope
+        # (python scalars in torch.where would give float32)
+        d = torch.where(za > 0, za.new_tensor(1.0 - slope), za.new_tensor(slope - 1.0))
+        dza, dzb = d * za, d * zb
+        Wt = lin.weight.t().contiguous()  # rows gathered below
+        cf = count[fi]
+        # position of each formula crossing in its piece, and where its piece starts (in fi)
+        rank = fi - (torch.cumsum(per_piece, 0) - per_piece)[seg[fi]]
+        starts = torch.nonzero(rank == 0, as_tuple=True)[0]
+        m_of = cf[starts]
+        # buckets: exact counts up to 8, then power-of-two classes (padding at most 2x)
+        # classes of crossing counts 1, 2, 3-4, 5-8, ...: padded to the class's largest
+        bucket = 2 ** torch.ceil(torch.log2(m_of.to(torch.float64))).long()
+        for b in torch.unique(bucket).tolist():
+            s, m_s = starts[bucket == b], m_of[bucket == b]
+            m = int(m_s.max())
+            idx = s[:, None] + torch.arange(m)  # (P, m) formula-crossing indices
+            padded = bool((m_s < m).any())
+            if padded:
+                valid = torch.arange(m) < m_s[:, None]
+                idx = torch.where(valid, idx, s[:, None])
+            f = ff[idx]
+            i_ge_j = torch.ones(m, m, dtype=torch.bool).triu()  # [j, i]: i >= j
+            C = torch.where(
+                i_ge_j,
+                f[:, :, None] * dzb[idx][:, None, :],
+                (f - 1.0)[:, :, None] * dza[idx][:, None, :],
+            )
+            if padded:
+                # padded crossings: their columns of C are zeroed, their rows dropped
+                corr = torch.bmm(C * valid[:, None, :], Wt[uf[idx]])
+                new.index_add_(0, idx[valid], corr[valid])
+            else:
+                corr = torch.bmm(C, Wt[uf[idx]])  # (P, m, out)
+                new.index_add_(0, idx.reshape(-1), corr.reshape(-1, corr.shape[-1]))
+    state.insert(seg, frac, index, [], new_rows=new_rows)
+    del state.env[step.args[0]]
+    state.env[graph.steps[index + 1].name] = out
 
 
 class _Windows:
@@ -297,7 +586,7 @@ def _maxpool_step(
         return_indices=True,
     )
     out_shape = X.shape[:-2] + pooled.shape[-2:]
-    arg = arg.reshape(V, -1)
+    arg = arg.reshape(V, -1).index_select(0, state.order)  # sorted by (line, t)
     # pieces on one line, longer than merge_tol (shorter ones are merged into a neighbour at the
     # end), whose ends have different argmaxes in some window
     todo = torch.nonzero(
@@ -315,13 +604,11 @@ def _maxpool_step(
     e = elems[p]  # (M, K)
     pad = e < 0
     flat = X4.reshape(V, C, H * W)
-    rows, chans, cols = seg[:, None], channel[:, None], e.clamp(min=0)
-    v = flat[rows, chans, cols].masked_fill(
-        pad, -torch.inf
-    )  # values at the start of the piece
-    s = (flat[rows + 1, chans, cols] - flat[rows, chans, cols]).masked_fill(
-        pad, 0.0
-    )  # change over it
+    rows, chans, cols = state.order[seg][:, None], channel[:, None], e.clamp(min=0)
+    after = state.order[seg + 1][:, None]
+    # values at the start of the piece, and their change over it
+    v = flat[rows, chans, cols].masked_fill(pad, -torch.inf)
+    s = (flat[after, chans, cols] - flat[rows, chans, cols]).masked_fill(pad, 0.0)
     eps = merge_tol / (state.t[seg + 1] - state.t[seg])
     where_now = torch.zeros_like(eps)
     walking = torch.ones_like(eps, dtype=torch.bool)
@@ -355,19 +642,18 @@ def _maxpool_step(
     if dead:
         # the input is read by no later step: merge the pooled values instead of the input
 
-        def pooled_rows(old: torch.Tensor, new: torch.Tensor):
-            new4 = new.reshape(new.shape[0], C, H, W)
-            out = F.max_pool2d(
+        def pooled_rows(full: torch.Tensor, n_old: int) -> torch.Tensor:
+            new4 = full[n_old:].reshape(-1, C, H, W)
+            out = _grow(pooled.reshape(out_shape), new4.shape[0], [])
+            out[n_old:] = F.max_pool2d(
                 new4,
                 pool["kernel_size"],
                 pool["stride"],
                 pool["padding"],
                 pool["dilation"],
                 pool["ceil_mode"],
-            )
-            return pooled.reshape(out_shape), out.reshape(
-                (new.shape[0],) + out_shape[1:]
-            )
+            ).reshape((new4.shape[0],) + out_shape[1:])
+            return out
 
         state.insert(seg, frac, index, live, {name: pooled_rows}, {name: step.name})
     else:
@@ -411,9 +697,17 @@ def _affine(step: Step, env: dict, cache: dict) -> Any:
                 cache[key] = (M, bias.reshape(-1).contiguous(), out_shape)
         if cache[key] is not None:
             M, bias, out_shape = cache[key]
-            return torch.addmm(bias, X.reshape(X.shape[0], -1), M).reshape(
-                (X.shape[0],) + tuple(out_shape)
-            )
+            out = _with_room((X.shape[0], M.shape[1]), X.dtype)
+            torch.addmm(bias, X.reshape(X.shape[0], -1), M, out=out)
+            return out.reshape((X.shape[0],) + tuple(out_shape))
+    if isinstance(m, torch.nn.Linear) and not step.kwargs and len(step.args) == 1:
+        X = env[step.args[0]]
+        if X.dim() == 2 and X.dtype == m.weight.dtype:
+            # what F.linear computes, into a tensor with room for the next insertions
+            out = _with_room((X.shape[0], m.out_features), X.dtype)
+            if m.bias is None:
+                return torch.mm(X, m.weight.t(), out=out)
+            return torch.addmm(m.bias, X, m.weight.t(), out=out)
     return m(*_evaluate(step.args, env), **_evaluate(step.kwargs, env))
 
 
@@ -435,7 +729,10 @@ def _frozen_slopes(
             factor = (
                 active.to(X.dtype)
                 if step.negative_slope == 0.0
-                else torch.where(active, 1.0, step.negative_slope).to(X.dtype)
+                # two python scalars in torch.where give float32: 0.2 would be off by 1e-8
+                else torch.where(
+                    active, X.new_tensor(1.0), X.new_tensor(step.negative_slope)
+                )
             )
             env[step.name] = X * torch.cat([factor, factor])
         elif step.kind == "maxpool":
@@ -482,20 +779,32 @@ def trace_pieces(
     :class:`LinePieces` per line, with merged events, exact region slopes and their jumps (those
     below ``jump_rtol`` times the line's largest slope magnitude of that output set to 0).
     """
+    _BUFFERS.start()
+    try:
+        return _trace_pieces(graph, x0, d, merge_tol, jump_rtol, progress)
+    finally:
+        _BUFFERS.release()
+
+
+def _trace_pieces(graph, x0, d, merge_tol, jump_rtol, progress) -> list[LinePieces]:
     state = _State(x0, d)
     state.env[graph.input] = state.first_input
+    del state.first_input
     windows: dict[int, _Windows] = {}
     dense: dict = {}  # dense matrices of small convolutions
     vertexwise = {
         graph.input
     }  # values with one row per vertex (not parameters, not shapes)
     state.vertexwise = vertexwise
+    fused = False
     with torch.no_grad():
-        for index, step in enumerate(
-            tqdm(graph.steps, disable=not progress, desc="trace layers")
-        ):
-            if step.kind == "relu":
-                _relu_step(state, graph, index, step)
+        # (a disabled tqdm still costs a tenth of a millisecond, a few % on small networks)
+        steps = tqdm(graph.steps, desc="trace layers") if progress else graph.steps
+        for index, step in enumerate(steps):
+            if fused:
+                fused = False  # the Linear ran with the ReLU before it
+            elif step.kind == "relu":
+                fused = _relu_step(state, graph, index, step)
             elif step.kind == "maxpool":
                 if index not in windows:
                     windows[index] = _Windows(step.pool)
@@ -532,6 +841,7 @@ def _assemble(
     dense: dict,
 ) -> list[LinePieces]:
     t, line, src = state.t, state.line, state.src
+    Y = Y.index_select(0, state.order)  # rows sorted by (line, t)
     V = t.shape[0]
     first = torch.ones(V, dtype=torch.bool)
     first[1:] = line[1:] != line[:-1]
@@ -563,17 +873,33 @@ def _assemble(
     # line's largest |slope| of that output set to 0
     region_line = line[ends].numpy()
     jumps = slopes_np[1:] - slopes_np[:-1]
-    scale = np.zeros((n_lines, slopes_np.shape[1]))
-    np.maximum.at(scale, region_line, np.abs(slopes_np))
+    # (torch's scatter and index_add: numpy's ufunc.at is ~50x slower per element)
+    scale = (
+        torch.zeros(n_lines, slopes.shape[1], dtype=slopes.dtype)
+        .scatter_reduce_(
+            0,
+            line[ends][:, None].expand(-1, slopes.shape[1]),
+            slopes.abs(),
+            "amax",
+        )
+        .numpy()
+    )
     jumps[np.abs(jumps) <= jump_rtol * scale[region_line[1:]]] = 0.0
     same_line = region_line[1:] == region_line[:-1]
     jumps = jumps[same_line]
     jump_line = region_line[1:][same_line]
     # exact SMP and affine pieces of every output of every line, summed over its jumps
-    smp = np.zeros((n_lines, jumps.shape[1]))
-    np.add.at(smp, jump_line, np.abs(jumps))
-    n_pieces = np.ones((n_lines, jumps.shape[1]), dtype=np.int64)
-    np.add.at(n_pieces, jump_line, (jumps != 0).astype(np.int64))
+    jump_line_t = torch.from_numpy(jump_line)
+    smp = (
+        torch.zeros(n_lines, jumps.shape[1], dtype=torch.float64)
+        .index_add_(0, jump_line_t, torch.from_numpy(np.abs(jumps)))
+        .numpy()
+    )
+    n_pieces = (
+        torch.ones(n_lines, jumps.shape[1], dtype=torch.int64)
+        .index_add_(0, jump_line_t, torch.from_numpy((jumps != 0).astype(np.int64)))
+        .numpy()
+    )
     # plain slices (np.split costs more than the rest of this function)
     v_end = np.cumsum(n_kept)
     v_start = v_end - n_kept

@@ -145,6 +145,77 @@ def test_agrees_with_walker_and_brute_force(name):
     assert len(brute) == len(traces[0].t)
 
 
+@pytest.mark.parametrize("leaky", [False, True])
+def test_relu_linear_correction_route_agrees_with_the_walker(monkeypatch, leaky):
+    """The fused ReLU+Linear step: its correction route (interpolation of the Linear's values plus
+    a per-piece sum over the crossing units), which a cost estimate picks on wide layers only,
+    forced here on a small MLP for every piece: the walker's breakpoints and jumps."""
+    from smp import _trace_pieces as P
+
+    net = mlp([6, 24, 24, 24, 2], 5, leaky=leaky)
+    x0, d = segments((6,), seeds=[1, 2, 3])
+    by_product = T.trace_lines(net, x0, d)
+    monkeypatch.setattr(P, "FORMULA_SHARE", 1)  # pieces of up to in_features crossings
+    monkeypatch.setattr(P, "NS_PER_CALL", 0.0)  # the route always "pays"
+    monkeypatch.setattr(P, "MACS_PER_NS", 1e-3)
+    products = []
+    bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda *a: products.append(1) or bmm(*a))
+    traces = T.trace_lines(net, x0, d)
+    assert len(products) >= 6, "the correction route must run (several count classes)"
+    for tr, ref, i in zip(traces, by_product, range(3)):
+        walk = T.trace_line_walk(net, x0[i], d[i])
+        assert len(tr.t) >= 10
+        assert len(tr.t) == len(walk.t) == len(ref.t)
+        # positions and jumps exact up to rounding, as in test_agrees_with_walker_...
+        assert np.abs(tr.t - walk.t).max() < 1e-9
+        assert _jump_gap(tr.jumps, walk.jumps) < 1e-9
+        np.testing.assert_array_equal(tr.n_pieces, walk.n_pieces)
+        # values: the correction sums over <= 24 units, as rounded as the product
+        np.testing.assert_allclose(
+            tr.values, ref.values, rtol=0, atol=1e-12 * np.abs(ref.values).max()
+        )
+
+
+def test_wide_mlp_takes_the_correction_route_and_agrees_with_the_walker(monkeypatch):
+    """On the benchmark's widest MLP (784-256x3-1) the cost estimate picks the correction route
+    by itself (on enough segments to pay for its fixed cost): the walker's breakpoints, jumps
+    and region counts on two of them."""
+    from smp.experiments._trace_speed import speed_mlp
+
+    net = speed_mlp(784, 256, 3)
+    x0, d = segments((784,), seeds=range(12))
+    products = []
+    bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda *a: products.append(1) or bmm(*a))
+    traces = T.trace_lines(net, x0, d)
+    assert products, "the correction route must run on 256-wide layers"
+    for i, tr in enumerate(traces[:2]):
+        walk = T.trace_line_walk(net, x0[i], d[i])
+        assert len(tr.t) == len(walk.t) > 100
+        assert np.abs(tr.t - walk.t).max() < 1e-9
+        assert _jump_gap(tr.jumps, walk.jumps) < 1e-9
+        np.testing.assert_array_equal(tr.n_pieces, walk.n_pieces)
+
+
+def test_kept_buffers_do_not_leak_into_results():
+    """Large buffers are reused by the next call: earlier results must not change, and a
+    repeated call must give the same bits."""
+    wide = networks.dense_net(30, 128, 2, seed=0)  # > 1 MB per layer: kept buffers used
+    other = networks.dense_net(30, 96, 3, seed=1)
+    x0, d = segments((30,), seeds=range(8))
+    first = T.trace_lines(wide, x0, d)
+    saved = [(tr.t.copy(), tr.values.copy(), tr.jumps.copy()) for tr in first]
+    T.trace_lines(other, x0, d)  # reuses the buffers
+    again = T.trace_lines(wide, x0, d)
+    assert sum(len(tr.t) for tr in first) > 500
+    for tr, tr2, (t, values, jumps) in zip(first, again, saved):
+        np.testing.assert_array_equal(tr.t, t)
+        np.testing.assert_array_equal(tr.values, values)
+        np.testing.assert_array_equal(tr.jumps, jumps)
+        np.testing.assert_array_equal(tr2.values, values)
+
+
 def test_comparison_with_the_walker_can_fail():
     """A 1e-7 change of one bias moves the breakpoints and jumps by far more than 1e-9."""
     net = mlp([5, 16, 16, 3], 1)
