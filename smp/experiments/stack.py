@@ -26,13 +26,17 @@ __all__ = [
     "unequal_dense_net",
     "cnn_settings",
     "conv_stack_networks",
+    "layer_labels",
+    "describe_architecture",
+    "cnn_summary",
+    "relu_pass_fraction",
     "conv_stack_sweep",
     "stack_resolution_sweep",
     "write_tables",
 ]
 
-#: the chapter's CNN and two held-out architectures (other kernel and pool sizes, input channels,
-#: biases and widths); the model was developed on the first only
+#: the chapter's CNN and three held-out architectures (other kernel and pool sizes, input
+#: channels and sizes, biases and widths); the model was developed on the first only
 CNN_ARCHITECTURES: dict[str, dict] = {
     "chapter": dict(
         channels=(1, 8, 16, 16), input_size=16, kernel_size=3, pool_size=2, bias_std=0.0
@@ -42,6 +46,11 @@ CNN_ARCHITECTURES: dict[str, dict] = {
     ),
     "pool 3": dict(
         channels=(2, 6, 8, 8), input_size=27, kernel_size=3, pool_size=3, bias_std=0.0
+    ),
+    # four input channels, widths that narrow and widen again, and a 5 x 5 map before the
+    # third pool (floor mode drops its last row and column)
+    "input 4x20x20": dict(
+        channels=(4, 12, 8, 24), input_size=20, kernel_size=3, pool_size=2, bias_std=0.0
     ),
 }
 
@@ -233,6 +242,172 @@ def conv_stack_networks(
         desc=f"cnn {architecture}",
     )
     return pd.concat(rows, ignore_index=True)
+
+
+#: short names of a CNN stack's layers in the book's figures and tables
+LAYER_NAMES = {"conv2d": "conv", "relu": "ReLU", "maxpool2d": "pool"}
+
+
+def layer_labels(table: pd.DataFrame) -> list[str]:
+    """``"conv 1", "ReLU 1", "pool 1", ...``: the layers of rows of :func:`conv_stack_sweep`.
+
+    Example
+    -------
+    >>> layer_labels(pd.DataFrame({"kind": ["conv2d", "relu"], "block": [2, 2]}))
+    ['conv 2', 'ReLU 2']
+    """
+    return [f"{LAYER_NAMES[k]} {int(b)}" for k, b in zip(table["kind"], table["block"])]
+
+
+def describe_architecture(name: str) -> str:
+    """One line for ``CNN_ARCHITECTURES[name]``: channels, kernel, pool, input side, bias std.
+
+    Example
+    -------
+    >>> describe_architecture("chapter")
+    'channels 1-8-16-16, kernel 3, pool 2, input 16 x 16, bias 0'
+    """
+    arch = CNN_ARCHITECTURES[name]
+    return (
+        f"channels {'-'.join(map(str, arch['channels']))}, kernel {arch['kernel_size']}, "
+        f"pool {arch['pool_size']}, input {arch['input_size']} x {arch['input_size']}, "
+        f"bias {arch['bias_std']:g}"
+    )
+
+
+def cnn_summary(table: pd.DataFrame, tolerance: float = 0.05) -> pd.DataFrame:
+    """Per architecture of a :func:`conv_stack_sweep` table: how close the model is at every layer.
+
+    Over the layers with a measured SMP (the first convolution has none), with the relative
+    standard error ``s = smp_sem / smp`` and ``error = model / smp - 1``:
+    ``networks`` (fewest per layer), ``layers``, ``within`` (layers with
+    ``|error| <= max(tolerance, 3 s)``, issue 14's criterion), ``worst_error`` (signed, at the
+    largest ``|error|``), ``worst_layer`` (its :func:`layer_labels` name), ``worst_z``
+    (``error / s`` there) and ``max_z`` (largest ``|error| / s`` of any layer).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        rows of :func:`conv_stack_sweep` for one or more architectures.
+    tolerance : float
+        the relative error accepted whatever the standard error.
+
+    Returns
+    -------
+    pandas.DataFrame
+        one row per architecture, in the order of ``table``, indexed by its name.
+
+    Example
+    -------
+    >>> rows = pd.DataFrame({"architecture": "a", "block": [1, 1, 1],
+    ...     "kind": ["conv2d", "relu", "maxpool2d"], "smp": [0.0, 100.0, 50.0],
+    ...     "smp_sem": [0.0, 2.0, 1.0], "model": [0.0, 108.0, 51.0],
+    ...     "n_networks": 200})
+    >>> row = cnn_summary(rows).loc["a"]
+    >>> int(row.layers), int(row.within), row.worst_layer, round(float(row.worst_z), 1)
+    (2, 1, 'ReLU 1', 4.0)
+    """
+    measured = table[table["smp"] > 0]
+    out = {}
+    for name, rows in measured.groupby("architecture", sort=False):
+        rel_sem = (rows["smp_sem"] / rows["smp"]).to_numpy()
+        error = (rows["model"] / rows["smp"] - 1).to_numpy()
+        worst = int(np.argmax(np.abs(error)))
+        out[name] = dict(
+            networks=int(rows["n_networks"].min()),
+            layers=len(rows),
+            within=int(np.sum(np.abs(error) <= np.maximum(tolerance, 3 * rel_sem))),
+            worst_error=float(error[worst]),
+            worst_layer=layer_labels(rows)[worst],
+            worst_z=float(error[worst] / rel_sem[worst]),
+            max_z=float(np.max(np.abs(error) / rel_sem)),
+        )
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def relu_pass_fraction(
+    per_network: pd.DataFrame, table: pd.DataFrame, architecture: str, block: int
+) -> dict[str, float]:
+    """The fraction of a convolution's measured SMP that the ReLU after it passes on.
+
+    Over the ensemble a ReLU passes exactly half of its input's SMP (the symmetry ``w -> -w``
+    of the convolution's weights and biases flips the unit's sign, not the size of its
+    jumps), and a convolution's output is positive exactly half the time.  Over ``n``
+    measured networks both fluctuate together: a sample whose convolution units happen to be
+    positive less often passes less.  With per-network SMP ``c_i`` (convolution) and ``r_i``
+    (ReLU) and the model's ReLU births ``B``, this returns
+
+    - ``pass`` = ``(mean r - B) / mean c`` and ``pass_sem``, the ratio of means' standard
+      error from the paired residuals ``(r_i - R c_i) / mean c`` (``R = mean r / mean c``);
+    - ``p_positive`` and ``p_positive_sem``: the fraction ``p_i`` of the convolution's
+      (unit, t) with a positive value, whose ensemble mean is exactly 1/2;
+    - ``pass_controlled`` and ``pass_controlled_sem``: ``pass - beta (mean p - 1/2)``, the
+      same estimate with ``p`` as a control variate (``beta`` the regression slope of the
+      residuals on ``p_i``): unbiased to first order, since ``E p = 1/2`` is known exactly,
+      with the sign fluctuation removed;
+    - ``relu_controlled``: the ReLU's mean SMP with that control, ``B + mean c *
+      pass_controlled``;
+    - ``beta`` and ``births_share`` (``B / mean r``).
+
+    Parameters
+    ----------
+    per_network : pandas.DataFrame
+        rows of :func:`conv_stack_networks` (``per_network=True`` rows with ``network``,
+        ``layer``, ``smp``, ``p_positive``).
+    table : pandas.DataFrame
+        rows of :func:`conv_stack_sweep` for the same architecture (its ``model`` column
+        gives the births ``B`` = model ReLU - model convolution / 2).
+    architecture : str
+        a key of ``CNN_ARCHITECTURES``.
+    block : int
+        the block (2 or later: the first convolution carries no kinks).
+
+    Returns
+    -------
+    dict of str to float
+
+    Example
+    -------
+    A ReLU that passes exactly the fraction of time its convolution is positive, on 50
+    networks whose units happened to be positive 49.6 % of the time:
+
+    >>> rng = np.random.default_rng(1)
+    >>> p = 0.5 + 0.1 * rng.standard_normal(50)
+    >>> rows = pd.DataFrame({"architecture": "a", "network": np.repeat(np.arange(50), 2),
+    ...     "layer": np.tile([4, 5], 50), "smp": np.c_[100 + 0 * p, 100 * p].ravel(),
+    ...     "p_positive": np.repeat(p, 2)})
+    >>> model = pd.DataFrame({"architecture": "a", "layer": [4, 5], "model": [100.0, 50.0]})
+    >>> check = relu_pass_fraction(rows, model, "a", 2)
+    >>> {k: round(check[k], 3) for k in ("pass", "pass_controlled")}
+    {'pass': 0.496, 'pass_controlled': 0.5}
+    >>> bool(check["pass_controlled_sem"] < 1e-9 < check["pass_sem"])
+    True
+    """
+    conv_layer, relu_layer = 3 * int(block) - 2, 3 * int(block) - 1
+    rows = per_network[per_network["architecture"] == architecture]
+    smp = rows.pivot(index="network", columns="layer", values="smp")
+    conv, relu = smp[conv_layer].to_numpy(), smp[relu_layer].to_numpy()
+    sign = rows.pivot(index="network", columns="layer", values="p_positive")
+    p = sign[conv_layer].to_numpy()
+    model = table[table["architecture"] == architecture].set_index("layer")["model"]
+    births = float(model.loc[relu_layer] - model.loc[conv_layer] / 2)
+    n = len(conv)
+    ratio = relu.mean() / conv.mean()
+    residual = (relu - ratio * conv) / conv.mean()
+    beta = float(np.cov(residual, p)[0, 1] / p.var(ddof=1))
+    passed = ratio - births / conv.mean()
+    return {
+        "pass": float(passed),
+        "pass_sem": float(residual.std(ddof=1) / np.sqrt(n)),
+        "p_positive": float(p.mean()),
+        "p_positive_sem": float(p.std(ddof=1) / np.sqrt(n)),
+        "pass_controlled": float(passed - beta * (p.mean() - 0.5)),
+        "pass_controlled_sem": float((residual - beta * p).std(ddof=1) / np.sqrt(n)),
+        "beta": beta,
+        "births_share": float(births / relu.mean()),
+        "relu_controlled": float(conv.mean() * (passed - beta * (p.mean() - 0.5)))
+        + births,
+    }
 
 
 def conv_stack_sweep(
