@@ -158,7 +158,7 @@ REGISTRY: dict[str, Entry] = {
         "smp.experiments.stack:write_tables",
         0,
         _TABLE,
-        "chapter 6: CNN stacks, per-network per-layer measurement (three architectures, 200 networks each)",
+        "chapter 6: CNN stacks, per-network per-layer measurement (four architectures, 200 networks each)",
     ),
     "stack_dense_bias": Entry(
         "06_stacked_dense_bias.csv",
