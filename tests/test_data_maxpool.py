@@ -54,11 +54,23 @@ def test_stored_cnn_table(cnn):
     )
 
 
+def test_stored_cnn_cross_covariance(cnn):
+    # values and slopes of different inputs are correlated (most at block 1, sinusoidal
+    # inputs), yet including the cross-covariance leaves the total births unchanged: for a
+    # jointly stationary window they depend on the mean and the covariances of values and
+    # slopes only (maxpool_window's docstring).  The same seeded draws with and without the
+    # term; 0.5 % covers the pairs' Monte-Carlo errors, which no longer cancel exactly.
+    assert cnn.xcorr.iloc[0] > 0.5 and (cnn.xcorr > 0.1).all()
+    assert ((cnn.births_full_cross / cnn.births_full - 1).abs() < 0.005).all()
+    # ... while it moves births between the zero crossings and the switches
+    assert ((cnn.zero_full_cross / cnn.zero_full - 1).abs() > 0.005).any()
+
+
 def test_fresh_cnn_one_network(cnn):
     # one network (seed 0, reduced to 12,000 samples): the per-network ratio spread is about
     # sqrt(networks) * sem; allow 4 of the stored s.e. times sqrt(4) plus 2 % for the coarser grid
     fresh = maxpool_cnn(n_networks=1, n_samples=12000, seed=0)
-    for name in ("iid", "window", "full"):
+    for name in ("iid", "window", "full", "full_cross"):
         diff = (fresh[f"{name}_error"] - cnn[f"{name}_error"]).abs()
         assert (diff < 4 * 2 * cnn[f"{name}_error_sem"] + 0.02).all(), (
             name,

@@ -8,7 +8,7 @@ inside a real Conv-ReLU stack with the window models of :mod:`smp.models` (:func
 from __future__ import annotations
 
 from functools import partial
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,15 +22,110 @@ from ..measure import along_path, mean_sem, unit_statistics
 from ..models import (
     maxpool_correlated,
     maxpool_identity,
+    maxpool_switch_integral,
     maxpool_window,
     relu_maxpool_parts,
     relu_maxpool_window,
 )
 from ..networks import conv_net
-from ..signals import gaussian_process, great_circle
+from ..signals import gaussian_process, great_circle, piecewise_linear
 from ._parallel import run_units, unit_seed
 
-__all__ = ["MAXPOOL_SWEEP_POINTS", "maxpool_sweep", "maxpool_cnn", "write_tables"]
+__all__ = [
+    "MAXPOOL_SWEEP_POINTS",
+    "IdentityExample",
+    "identity_example",
+    "identity_check",
+    "maxpool_sweep",
+    "sweep_summary",
+    "maxpool_cnn",
+    "cnn_summary",
+    "cnn_tables",
+    "write_tables",
+]
+
+
+class IdentityExample(NamedTuple):
+    """Three piecewise-linear inputs through ``nn.MaxPool1d(3)`` (:func:`identity_example`)."""
+
+    t: np.ndarray  # (N,) sample times
+    h: float  # grid step
+    x: np.ndarray  # (3, N) inputs, linear trend removed
+    y: np.ndarray  # (N,) pooled output of the real nn.MaxPool1d
+    kink_times: np.ndarray  # (3, M) the inputs' kinks
+    slope_jumps: np.ndarray  # (3, M) their slope jumps
+    on_top: np.ndarray  # (3, M) True where the kink's input is the argmax (it passes)
+    switch_times: np.ndarray  # (S,) argmax switches (exact: both pieces are linear)
+    switch_sizes: np.ndarray  # (S,) |x_i' - x_j'| there (value per unit t)
+    measured: float  # smp.smp of the output
+    exact: float  # right side of the identity: births + passed
+    ambiguous: int  # input kinks in an interval where the argmax also switches
+
+
+def identity_example(seed: int = 21) -> IdentityExample:
+    """Three piecewise-linear signals (1500 samples, 8 kinks each >= 40 samples apart,
+    :func:`smp.signals.piecewise_linear`, linear trend removed so that they cross) through a
+    real ``nn.MaxPool1d(3)``, with the exact bookkeeping of :func:`smp.models.maxpool_identity`.
+
+    Example
+    -------
+    >>> ex = identity_example(21)
+    >>> int(ex.switch_times.size) > 0, abs(ex.measured / ex.exact - 1) < 1e-9
+    (True, True)
+    """
+    pl = piecewise_linear(3, 1500, 8, min_separation=40.0, seed=seed)
+    trend = np.array([np.polyval(np.polyfit(pl.t, yy, 1), pl.t) for yy in pl.y])
+    x = pl.y - trend  # a line adds no kink
+    with torch.no_grad():
+        y = nn.MaxPool1d(3)(torch.from_numpy(np.ascontiguousarray(x.T[:, None, :])))
+    y = y.numpy()[:, 0, 0]
+    ident = maxpool_identity(
+        pl.t, x[None], None, pl.kink_times[None], pl.slope_jumps[None]
+    )
+    arg = x.argmax(axis=0)
+    n = np.nonzero(arg[1:] != arg[:-1])[0]
+    i, j = arg[n], arg[n + 1]
+    d0, d1 = x[i, n] - x[j, n], x[i, n + 1] - x[j, n + 1]
+    # slopes one interval after the switch: both inputs are linear there (kinks are apart)
+    sizes = np.abs((x[i, n + 2] - x[i, n + 1]) - (x[j, n + 2] - x[j, n + 1])) / pl.h
+    cell = np.clip(np.searchsorted(pl.t, pl.kink_times, side="right") - 1, 0, None)
+    return IdentityExample(
+        pl.t,
+        float(pl.h),
+        x,
+        y,
+        pl.kink_times,
+        pl.slope_jumps,
+        arg[cell] == np.arange(3)[:, None],
+        pl.t[n] + pl.h * d0 / (d0 - d1),
+        sizes,
+        # no detector warning: identity_check keeps only seeds whose kinks are resolved
+        float(_smp(y, pl.h, warn=False)),
+        float(ident.born[0] + ident.passed[0]),
+        int(ident.ambiguous[0]),
+    )
+
+
+def identity_check(seeds: Sequence[int] = range(30), min_gap: float = 5.0):
+    """|measured / exact - 1| of :func:`identity_example` over ``seeds``, keeping the seeds
+    whose output kinks (switches and input kinks) are at least ``min_gap`` samples apart
+    (the detector resolves each kink on its own only then).
+
+    Example
+    -------
+    >>> errors = identity_check(range(3))
+    >>> bool((errors < 1e-9).all())
+    True
+    """
+    errors = []
+    for seed in seeds:
+        ex = identity_example(seed)
+        arg = ex.x.argmax(axis=0)
+        switches = np.nonzero(arg[1:] != arg[:-1])[0] + 0.5
+        events = np.sort(np.concatenate([switches, ex.kink_times.ravel() / ex.h]))
+        if np.diff(events).min() >= min_gap and ex.ambiguous == 0:
+            errors.append(abs(ex.measured / ex.exact - 1))
+    return np.array(errors)
 
 
 MAXPOOL_SWEEP_POINTS: tuple[tuple[int, float], ...] = (
@@ -171,6 +266,60 @@ def _maxpool_batch(
     return _smp(out, h, axis=0, warn=False), ident.born, ident.switches
 
 
+def sweep_summary(sweep: pd.DataFrame, spot: pd.DataFrame | None = None) -> dict:
+    """The numbers chapter 5 states about :func:`maxpool_sweep`'s table (for ``glue_all``).
+
+    ``spot`` is a fresh rerun of some of its points (another seed); ``spot_z_max`` is then the
+    largest difference from the stored measurement in combined standard errors.
+
+    Example
+    -------
+    >>> table = maxpool_sweep(((2, 0.0),), n_paths=4, n_samples=4001, batch_paths=4)
+    >>> summary = sweep_summary(table)
+    >>> summary["paths"], summary["all_ok"] in ("all", "not all")
+    (4, True)
+    """
+    allowed = np.maximum(3 * sweep.rel_sem, 0.03)  # 3 s.e., or 3 % where s.e. is tiny
+    out = dict(
+        paths=int(sweep.paths.iloc[0]),
+        L=float(sweep.length.iloc[0]),
+        ratio=float(sweep.dstd.iloc[0]),
+        spe=float(
+            (sweep.n_samples.iloc[0] - 1) / sweep.length.iloc[0] / sweep.dstd.iloc[0]
+        ),
+        sem_max=float(100 * sweep.rel_sem.max()),
+        worst_pct=float(100 * sweep.rel_error.abs().max()),
+        worst_z=float(sweep.z.abs().max()),
+        all_ok="all" if bool((sweep.rel_error.abs() < allowed).all()) else "not all",
+        est_worst=float(100 * sweep.estimator_error.abs().max()),
+        rho_max=float(sweep.rho.max()),
+    )
+    for k in (2, 3, 4, 9):
+        out[f"switch_rate_{k}"] = float(k * (k - 1) * maxpool_switch_integral(k))
+    if spot is not None:
+        ref = sweep.set_index(["k", "rho"]).loc[list(zip(spot.k, spot.rho))]
+        z = (spot.measured.to_numpy() - ref.measured.to_numpy()) / np.hypot(
+            spot.measured_sem.to_numpy(), ref.measured_sem.to_numpy()
+        )
+        out["spot_z_max"] = float(np.abs(z).max())
+    return out
+
+
+def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's rows for the page: K, rho, model, measured, s.e. and error in percent."""
+    return pd.DataFrame(
+        dict(
+            k=sweep.k,
+            rho=sweep.rho,
+            model=sweep.model,
+            measured=sweep.measured,
+            se_pct=100 * sweep.rel_sem,
+            error_pct=100 * sweep.rel_error,
+            z=sweep.z,
+        )
+    )
+
+
 def maxpool_cnn(
     channels: Sequence[int] = (1, 8, 16, 16),
     *,
@@ -197,7 +346,10 @@ def maxpool_cnn(
     (``window``: independent inputs, unequal statistics); fourth, :func:`smp.models.maxpool_window`
     with ``relu=True``, every input's own mean and ``smp_in`` and the window's measured 4x4 covariance of
     values and of slopes (``full``: correlated inputs, unequal statistics; ``full_draws`` Monte-Carlo
-    draws per window and pair, seeded).  The measurement is
+    draws per window and pair, seeded); fifth, the same with the window's measured 4x4
+    value-derivative cross-covariance ``E[(x_i - m_i) x_j']`` (``full_cross``; value at each
+    interval's midpoint against the interval's slope; the same draws, so the difference from
+    ``full`` is the term alone).  The measurement is
     ``smp.smp`` of the real ``nn.MaxPool2d`` output units.  Also recorded: the births counted by the
     exact identity (:func:`smp.models.maxpool_identity` with interval slopes, argmax of
     ``(0, x_1..x_4)``) against the two models' births.  Totals over the windows of a block; mean and
@@ -207,10 +359,11 @@ def maxpool_cnn(
     -------
     pandas.DataFrame, one row per block: ``block, windows, networks, n_samples, rho, drho`` (mean over
     windows), ``measured, measured_sem`` (total SMP of the pool output, mean over networks),
-    ``iid, corr, window, full`` (predicted totals), ``*_error`` (prediction / measured - 1, mean over networks
+    ``iid, corr, window, full, full_cross`` (predicted totals), ``*_error`` (prediction / measured - 1, mean over networks
     of the ratios) and ``*_error_sem``, ``births_counted, births_iid, births_corr, births_window,
-    births_full`` (mean
-    totals over networks), ``smp_in`` (total measured input SMP over windows) and ``mean_spread``
+    births_full, births_full_cross`` (mean totals over networks), ``zero_full,
+    zero_full_cross`` (the zero-crossing part of those births), ``xcorr`` (median over
+    windows and pairs i != j of |corr(x_i, x_j')|, mean over networks), ``smp_in`` (total measured input SMP over windows) and ``mean_spread``
     (mean over windows of the std of the 4 inputs' means over their rms sigma).
 
     ``workers`` and ``scheduler`` say where the networks run, as in :func:`maxpool_sweep`.
@@ -253,7 +406,7 @@ def maxpool_cnn(
             measured=float(m),
             measured_sem=float(s),
         )
-        for name in ("iid", "corr", "window", "full"):
+        for name in ("iid", "corr", "window", "full", "full_cross"):
             ratio = g[name].to_numpy() / g.measured.to_numpy() - 1
             row[name] = float(g[name].mean())
             row[f"{name}_error"] = float(ratio.mean())
@@ -266,12 +419,112 @@ def maxpool_cnn(
             "births_corr",
             "births_window",
             "births_full",
+            "births_full_cross",
+            "zero_full",
+            "zero_full_cross",
+            "xcorr",
             "smp_in",
             "mean_spread",
         ):
             row[name] = float(g[name].mean())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: the window models of :func:`maxpool_cnn`, by column stem, as the page names them
+CNN_MODELS = {
+    "iid": "i.i.d.",
+    "corr": "equicorrelated",
+    "window": "own statistics",
+    "full": "measured covariance",
+    "full_cross": "+ cross-covariance",
+}
+
+
+def cnn_summary(cnn: pd.DataFrame) -> dict:
+    """The numbers chapter 5 states about :func:`maxpool_cnn`'s table (for ``glue_all``):
+    per block ``{model}_b{block}_pct`` and ``_sem`` (total error, %), ``births_{model}_b{block}_pct``
+    (births against those counted on the path, %), ``rho_b, drho_b, xcorr_b, spread_b,
+    pass_share_b`` and the derived block-1 and cross-covariance numbers.
+
+    Example
+    -------
+    >>> table = maxpool_cnn((1, 2, 2), input_size=4, n_samples=400, n_networks=2,
+    ...                     full_draws=50)
+    >>> summary = cnn_summary(table)
+    >>> "cross_effect_b1_pct" in summary, "full_cross_b2_pct" in summary
+    (True, True)
+    """
+    b = cnn.set_index("block")
+    out = {"networks": int(cnn.networks.iloc[0])}
+    for blk in b.index:
+        row = b.loc[blk]
+        for name in CNN_MODELS:
+            out[f"{name}_b{blk}_pct"] = float(100 * row[f"{name}_error"])
+            out[f"{name}_b{blk}_sem"] = float(100 * row[f"{name}_error_sem"])
+            if name != "corr":
+                births = row[f"births_{name}"] / row.births_counted - 1
+                out[f"births_{name}_b{blk}_pct"] = float(100 * births)
+        for name in ("rho", "drho", "xcorr"):
+            out[f"{name}_b{blk}"] = float(row[name])
+        out[f"spread_b{blk}"] = float(row.mean_spread)
+        out[f"pass_share_b{blk}"] = float(100 * (1 - row.births_counted / row.measured))
+        # the term's effect: the same draws with and without it
+        effect = row.births_full_cross / row.births_full - 1
+        out[f"cross_effect_b{blk}_pct"] = float(100 * effect)
+        zero_effect = row.zero_full_cross / row.zero_full - 1
+        out[f"cross_zero_b{blk}_pct"] = float(100 * zero_effect)
+    later = cnn.iloc[1:]
+    out["full_b23_worst"] = float(100 * later.full_error.abs().max())
+    out["cross_effect_max_pct"] = float(
+        100 * (cnn.births_full_cross / cnn.births_full - 1).abs().max()
+    )
+    first = b.loc[b.index[0]]
+    out["corr_effect_b1_pct"] = float(
+        100 * (first.births_full / first.births_window - 1)
+    )
+    # chapter 4: Rice's Gaussian rate times 2/sqrt(pi) is exact for a sinusoid, and every
+    # block-1 input is one
+    out["sinusoid_factor_pct"] = float(100 * (np.sqrt(np.pi) / 2 - 1))
+    corrected = first.births_full * 2 / np.sqrt(np.pi) / first.births_counted - 1
+    out["full_b1_sinusoid_pct"] = float(100 * corrected)
+    return out
+
+
+def cnn_tables(cnn: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Chapter 5's three views of :func:`maxpool_cnn`'s table, one row per block.
+
+    ``windows``: the measured window statistics (rho, rho', median |corr(x_i, x_j')|, spread
+    of the means, share of the SMP passed through); ``totals``: the measured total SMP and each
+    model's error in percent; ``births``: the births counted on the path and each model's
+    births error in percent (the equicorrelated model's births are not recorded).
+
+    Example
+    -------
+    >>> table = maxpool_cnn((1, 2, 2), input_size=4, n_samples=400, n_networks=2,
+    ...                     full_draws=50)
+    >>> sorted(cnn_tables(table))
+    ['births', 'totals', 'windows']
+    """
+    windows = pd.DataFrame(
+        dict(
+            block=cnn.block,
+            windows=cnn.windows,
+            rho=cnn.rho,
+            drho=cnn.drho,
+            xcorr=cnn.xcorr,
+            spread=cnn.mean_spread,
+            passed=100 * (1 - cnn.births_counted / cnn.measured),
+        )
+    )
+    totals = pd.DataFrame(dict(block=cnn.block, measured=cnn.measured))
+    births = pd.DataFrame(dict(block=cnn.block, counted=cnn.births_counted))
+    for name in CNN_MODELS:
+        totals[name] = 100 * cnn[f"{name}_error"]
+        if name != "corr":
+            births[name] = 100 * (cnn[f"births_{name}"] / cnn.births_counted - 1)
+    totals["se"] = 100 * cnn.full_error_sem
+    return dict(windows=windows, totals=totals, births=births)
 
 
 def _maxpool_network(
@@ -305,6 +558,16 @@ def _maxpool_network(
 
         cov = np.einsum("nwi,nwj->wij", centred, centred) / n_samples  # (windows, 4, 4)
         dcov = np.einsum("nwi,nwj->wij", slope, slope) / slope.shape[0]
+        # E[(x_i - m_i) x_j'], the value at each interval's midpoint against its slope
+        middle = 0.5 * (centred[1:] + centred[:-1])
+        xdcov = np.einsum("nwi,nwj->wij", middle, slope) / slope.shape[0]
+        scale = (
+            np.sqrt(np.einsum("wii->wi", cov))[:, :, None]
+            * np.sqrt(np.einsum("wjj->wj", dcov))[:, None, :]
+        )
+        off = ~np.eye(4, dtype=bool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xcorr = np.abs(xdcov / scale)[:, off]  # (windows, 12), i != j
 
         def mean_corr(c):
             d = np.sqrt(np.einsum("wii->wi", c))
@@ -339,6 +602,17 @@ def _maxpool_network(
             n_draws=full_draws,
             seed=seed + 1000 * r + b,
         )
+        full_cross = maxpool_window(  # the same draws, plus the cross-covariance
+            mu[live],
+            cov[live],
+            dcov[live],
+            length,
+            s_in[live],
+            relu=True,
+            n_draws=full_draws,
+            seed=seed + 1000 * r + b,
+            xdcov=xdcov[live],
+        )
         measured = float(_smp(pool_out, h, axis=0, warn=False).sum())
         ident = maxpool_identity(t, win.transpose(1, 2, 0), None, relu=True)
         per_net.append(
@@ -359,6 +633,11 @@ def _maxpool_network(
                 births_window=float(window_parts[:2].sum()),
                 full=float(full.births.sum() + full.passed.sum()),
                 births_full=float(full.births.sum()),
+                full_cross=float(full_cross.births.sum() + full_cross.passed.sum()),
+                births_full_cross=float(full_cross.births.sum()),
+                zero_full=float(full.zero_births.sum()),
+                zero_full_cross=float(full_cross.zero_births.sum()),
+                xcorr=float(np.nanmedian(xcorr[live])),
                 mean_spread=float(np.mean(mu[live].std(axis=1) / sig_w[live])),
             )
         )

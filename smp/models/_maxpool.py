@@ -385,31 +385,41 @@ def maxpool_window(
     relu: bool = False,
     n_draws: int = 2000,
     seed: int = 0,
+    xdcov=None,
 ) -> MaxpoolWindow:
-    """Expected SMP of ``max(x_1..x_K)`` (or ``max(0, x_1..x_K)``) for a window with a *general* covariance.
+    """Expected SMP of ``max(x_1..x_K)`` (or ``max(0, x_1..x_K)``), general Gaussian window.
 
-    The window's inputs are a stationary Gaussian vector ``x`` with mean ``m`` and covariance ``C``
-    (``cov``); its derivative ``x'`` has covariance ``D`` (``dcov``) and is taken independent of
-    ``x`` at equal times.  Stationarity makes each component's value and derivative uncorrelated
-    (``E[x_i x_i'] = 0``) and the difference's too (``E[d d'] = 0``: ``E[x_i x_j']`` is
-    antisymmetric), but not values and derivatives of *different* components: ``E[x_i x_j']`` may
-    be nonzero (median |correlation| 0.71, 0.30, 0.18 at blocks 1-3 of chapter 5's CNN, where the
-    issue-14 review measured the effect of dropping it on the window births at 0.5 %).  This model
-    drops it, which makes ``|d'|`` independent of the "others below" event.  For every pair ``(i, j)`` the difference
-    ``d = x_i - x_j`` (mean ``m_i - m_j``, variance ``c^T C c`` with ``c = e_i - e_j``) crosses 0
-    at the Rice rate ``E|d'| p_d(0)``, and the output kinks there by ``|d'|`` iff the other inputs
-    are below the common level; the expected total |slope jump| per unit t is therefore
-    ``E[d'^2] p_d(0)`` times that probability::
+    The window's inputs are a stationary Gaussian vector ``x`` with mean ``m`` and covariance
+    ``C`` (``cov``); its derivative ``x'`` has mean 0, covariance ``D`` (``dcov``) and
+    cross-covariance ``X_ij = E[(x_i - m_i) x_j']`` with the values (``xdcov``).  Joint
+    stationarity of the window makes ``X`` antisymmetric (``d/dt E[x_i x_j] = 0``), so each
+    input's value and derivative are uncorrelated (``X_ii = 0``) and so are those of a
+    difference (``E[d d'] = 0``); values and derivatives of *different* inputs need not be
+    (median |correlation| 0.71, 0.30, 0.18 at blocks 1-3 of chapter 5's CNN).
 
-        births = L sum_{i<j} (c^T D c) p_d(0) P(x_m < x_i for all m != i, j | d = 0).
+    For every pair ``(i, j)`` the difference ``d = c^T x``, ``c = e_i - e_j`` (mean ``c^T m``,
+    variance ``c^T C c``) crosses 0; by Rice's (Kac's) formula the expected total
+    ``|slope jump|`` born there is, over the path length ``L``::
 
-    The conditional law given ``d = 0`` is Gaussian (mean ``m - C c (c^T m)/(c^T C c)``, covariance
-    ``C - C c c^T C / (c^T C c)``); the probability is a Monte-Carlo average over ``n_draws`` seeded
-    draws, independent for every window (so errors average out over many windows).  ``relu=True``
-    appends the constant input 0 (a ReLU before the pool): pairs with it are the zero crossings of
-    the max.  Pass-through: a kink of input i passes iff x_i is the argmax (and positive), with
-    probability ``P(i is the argmax)`` for kinks at levels distributed like x_i.  For equicorrelated
-    windows this reduces to :func:`maxpool_correlated` / :func:`relu_maxpool` (tested).
+        births = L sum_{i<j} p_d(0) E[ d'^2 1{x_q < x_i for all q != i, j} | d = 0 ].
+
+    Given all values ``x`` the slope jump is Gaussian:
+    ``d' | x ~ N(b^T (x - m), c^T D c - b^T C b)`` with ``b = C^+ X c`` (``C^+`` the
+    pseudo-inverse), so ``E[d'^2 | x] = (b^T (x - m))^2 + c^T D c - b^T C b``; this weight is
+    averaged over ``n_draws`` seeded draws of the conditional law of ``x`` given ``d = 0``
+    (mean ``m - C c (c^T m)/(c^T C c)``, covariance ``C - C c c^T C / (c^T C c)``) that fall
+    in the "others below" event.  With ``xdcov=None`` (``X = 0``) ``d'`` is independent of
+    ``x`` and the weight is the constant ``c^T D c``: births are ``(c^T D c) p_d(0)`` times
+    the probability of the event.  The draws are independent for every window (errors average
+    out over many windows).  The term moves births between the pairs but not their total:
+    for a jointly stationary window the births are ``-sum_i E[x_i'' 1{i is the argmax}]``
+    (the output is convex, its slope only jumps up), which depends on ``m, C, D`` alone since
+    ``E[x_j x_i''] = -D_ij`` (tested: same total within the Monte-Carlo error).
+    ``relu=True`` appends the constant input 0 (a ReLU before the
+    pool): pairs with it are the zero crossings of the max.  Pass-through: a kink of input i
+    passes iff x_i is the argmax (and positive), with probability ``P(i is the argmax)`` for
+    kinks at levels distributed like x_i (independent of ``X``).  For equicorrelated windows
+    with ``X = 0`` this reduces to :func:`maxpool_correlated` / :func:`relu_maxpool` (tested).
 
     Parameters
     ----------
@@ -420,10 +430,27 @@ def maxpool_window(
     relu : add the constant input 0.
     n_draws : Monte-Carlo draws per window and pair for the "others below" probabilities.
     seed : seed of the draws.
+    xdcov : (..., K, K) or None, ``E[(x_i - m_i) x_j']`` (x^2 per unit t); None means zero
+        (the value-derivative cross-covariance neglected; identical numbers to ``X = 0``
+        up to rounding).
 
     Returns
     -------
     MaxpoolWindow with arrays of the leading shape ``(...)`` (``p_argmax`` (..., K)).
+
+    Example
+    -------
+    Two inputs and a ReLU: a cross-covariance ``X_12 = -X_21`` moves births from the
+    switches to the zero crossings, not their total:
+
+    >>> cov, dcov = np.array([[1.0, 0.3], [0.3, 1.0]]), np.eye(2)
+    >>> xd = np.array([[0.0, 0.5], [-0.5, 0.0]])
+    >>> a = maxpool_window([0.5, 0.0], cov, dcov, relu=True, n_draws=20000)
+    >>> b = maxpool_window([0.5, 0.0], cov, dcov, relu=True, n_draws=20000, xdcov=xd)
+    >>> [round(float(w.zero_births), 3) for w in (a, b)]
+    [0.316, 0.331]
+    >>> [round(float(w.births), 2) for w in (a, b)]
+    [0.7, 0.7]
     """
     m = check_array("mean", mean)
     c = check_array("cov", cov)
@@ -432,6 +459,12 @@ def maxpool_window(
         raise ValueError(
             f"need mean (..., K), cov and dcov (..., K, K), got {m.shape}, {c.shape}, {dc.shape}"
         )
+    if xdcov is not None:
+        xd = check_array("xdcov", xdcov)
+        if xd.shape != c.shape:
+            raise ValueError(
+                f"xdcov must have the shape of cov {c.shape}, got {xd.shape}"
+            )
     L = float(check_array("length", length, positive=True))
     s_in = np.broadcast_to(check_array("smp_in", smp_in, nonnegative=True), m.shape)
     n_draws = check_int("n_draws", n_draws, 10)
@@ -441,7 +474,11 @@ def maxpool_window(
         m = np.concatenate([m, np.zeros(lead + (1,))], axis=-1)
         c = np.pad(c, [(0, 0)] * len(lead) + [(0, 1), (0, 1)])
         dc = np.pad(dc, [(0, 0)] * len(lead) + [(0, 1), (0, 1)])
+        if xdcov is not None:
+            xd = np.pad(xd, [(0, 0)] * len(lead) + [(0, 1), (0, 1)])
     kk = m.shape[-1]
+    if xdcov is not None:
+        c_pinv = np.linalg.pinv(c, hermitian=True)
     rng = np.random.default_rng(seed)
     eye = np.eye(kk)
     zero = np.zeros(lead)
@@ -471,9 +508,19 @@ def maxpool_window(
                 if rest
                 else np.ones(level.shape, bool)
             )
-            rate = (
-                L * np.clip(var_dd, 0, None) * density * ok.mean(axis=-1)
-            )  # Rice weighted by |d'|: E d'^2
+            if xdcov is None:  # d' independent of x: E[d'^2 | x] = c^T D c
+                rate = (
+                    L * np.clip(var_dd, 0, None) * density * ok.mean(axis=-1)
+                )  # Rice weighted by |d'|: E d'^2
+            else:  # E[d'^2 | x] = (b^T (x - m))^2 + c^T D c - b^T C b, b = C^+ X c
+                cross = xd @ cvec  # Cov(x, d')
+                slope = np.einsum("...kl,...l->...k", c_pinv, cross)
+                residual = np.clip(
+                    var_dd - np.einsum("...k,...k->...", slope, cross), 0.0, None
+                )
+                mean_dd = np.einsum("...nk,...k->...n", x - m[..., None, :], slope)
+                weight = (mean_dd**2 + residual[..., None]) * ok
+                rate = L * density * weight.mean(axis=-1)
             if relu and j == kk - 1:
                 zero = zero + rate
             else:
