@@ -201,9 +201,8 @@ def run_trajectories(
     truth, dt = smooth_trajectories(n_traj, frames_per_px, length=length, seed=seed)
     nets = {kind: load_net(kind) for kind in LANDMARK_KINDS} if nets is None else nets
     run = ForensicRun(truth=truth, dt=dt)
-    frames = np.moveaxis(truth, 1, -1).reshape(
-        -1, 2
-    )  # (M N, 2), trajectory after trajectory
+    # (M N, 2): the frames of one trajectory after another, as predict flattens them
+    frames = np.moveaxis(truth, 1, -1).reshape(-1, 2)
     starts = range(0, len(frames), PREDICT_BATCH)
     batches = run_units(
         _predict_unit,
@@ -224,7 +223,7 @@ def run_trajectories(
 
 
 def _predict_unit(unit: tuple) -> np.ndarray:
-    """One unit of :func:`run_trajectories`: one network along a block of trajectories."""
+    """One unit of :func:`run_trajectories`: one network on one forward batch of frames."""
     net, frames = unit
     return predict(net, frames, batch_size=PREDICT_BATCH)
 
