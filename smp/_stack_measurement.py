@@ -29,7 +29,7 @@ def stack_measurement(
     dt: float,
     *,
     max_units: int | None = None,
-    seed: int = 0,
+    seed: int | np.random.Generator = 0,
     batch_size: int = 8192,
     progress: bool = False,
     per_network: bool = False,
@@ -64,7 +64,9 @@ def stack_measurement(
     path : (N, ...) samples of the input path, N the batch axis.
     dt : the path's grid step in t.
     max_units : measure SMP on at most this many units per layer (None: all).
-    seed : seed of the unit subsets (drawn network after network from one generator).
+    seed : seed of the unit subsets (drawn network after network from one generator), or that
+        generator itself (advanced in place; a unit of a parallel sweep measuring one network of
+        an ensemble passes the generator as the ensemble's earlier networks left it).
     batch_size : samples per forward pass (memory only).
     progress : tqdm progress bar over networks and layers.
     per_network : return one row per (network, layer) with ``smp, ms, dms, p_positive,

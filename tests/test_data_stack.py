@@ -52,6 +52,35 @@ def test_dense_reduced_recomputation(dense):
     assert np.all(diff < tolerance), (diff, tolerance)
 
 
+def test_dense_units_are_the_ensemble_measurement():
+    # one unit per network, each replaying the unit-subset draws of the networks before it, pools to
+    # stack_measurement of the whole ensemble: the same units measured, so the same SMP bits; ms is
+    # a BLAS dot product whose summation order depends on the BLAS thread count (units run on one
+    # thread, this process may not), so rms agrees to rounding (1e-13; a wrong unit subset or
+    # network changes it by percents)
+    from smp import networks, signals
+
+    options = dict(in_features=16, n_networks=3, n_samples=3000, max_units=12, seed=4)
+    table = stack.dense_stack_sweep(gains=(1.1,), widths=(32,), depth=2, **options)
+    _, dt, path = signals.great_circle((16,), 3000, seed=4)
+    nets = [
+        networks.dense_net(16, 32, 2, weight_gain=1.1, seed=4 + i) for i in range(3)
+    ]
+    whole = measure.stack_measurement(nets, path, dt, max_units=12, seed=4)
+    assert table["smp"].to_numpy().tolist() == whole["smp"].to_numpy().tolist()
+    np.testing.assert_allclose(table["rms"], whole["rms"], rtol=1e-13)
+    # the replay matters: network 2 measured alone with a fresh generator sees other units
+    alone = measure.stack_measurement(
+        [nets[2]], path, dt, max_units=12, seed=4, per_network=True
+    )
+    rows = measure.stack_measurement(
+        nets, path, dt, max_units=12, seed=4, per_network=True
+    )
+    assert not np.array_equal(
+        alone["smp"].to_numpy(), rows[rows["network"] == 2]["smp"].to_numpy()
+    )
+
+
 def test_width_table_model_and_growth_exponent():
     widths = data.load("stack_width")
     for width, rows in widths.groupby("width"):

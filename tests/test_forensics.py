@@ -1,6 +1,7 @@
 """Tests of smp.forensics: AUC/ROC, bootstrap, stored weights, detector, and the stored table."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from smp import data, networks
@@ -143,3 +144,45 @@ def test_landmark_net_depends_on_seed_alone_and_leaves_global_rng():
     torch.manual_seed(4)
     direct = torch.nn.Conv2d(1, networks.LANDMARK_WIDTHS[0], 3, padding=1)
     assert torch.equal(next(a.parameters()), direct.weight)
+
+
+def test_training_units_are_the_serial_training_on_its_threads():
+    # a unit trains on TRAINING_THREADS threads wherever it runs (the stored weights' setting):
+    # the same float32 sums, the same bits, as training in this process on that many threads
+    import torch
+
+    trained = fexp.train_landmark_nets(steps=4, batch_size=8, seed=2, workers=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(fexp.TRAINING_THREADS)
+    try:
+        serial, _ = fexp.train_landmark_net(
+            "relu", steps=4, batch_size=8, seed=2, progress=False
+        )
+    finally:
+        torch.set_num_threads(threads)
+    state, seconds = trained["relu"]
+    assert seconds > 0 and list(state) == list(serial.state_dict())
+    for name, value in serial.state_dict().items():
+        assert torch.equal(state[name], value), name
+
+
+def test_trajectory_units_are_one_predict_call(nets):
+    # the units are predict's own forward batches: the same bits as one call over every frame
+    # (units of whole trajectories would change the batches, and with them the last bits)
+    run = fexp.run_trajectories(5, 1024, seed=4, nets=nets, workers=1)  # 20485 frames
+    frames = np.moveaxis(run["truth"], 1, -1)
+    assert frames.shape[0] * frames.shape[1] > 4 * fexp.PREDICT_BATCH
+    for kind, net in nets.items():
+        assert np.array_equal(
+            run[kind], np.moveaxis(fexp.predict(net, frames), -1, 1)
+        ), kind
+
+
+def test_forensic_table_units_are_independent_settings(nets):
+    # a setting's rows do not depend on the other settings computed with it
+    run = fexp.run_trajectories(6, 32, seed=1, nets=nets)
+    both = fexp.forensic_table(run, snrs_db=(np.inf, 70), strides=(2,), n_boot=50)
+    alone = fexp.forensic_table(run, snrs_db=(70.0,), strides=(), n_boot=50)
+    noisy = both[both.snr_db == 70].reset_index(drop=True)
+    assert len(noisy) == 4
+    pd.testing.assert_frame_equal(noisy, alone, check_exact=True)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smp.experiments import _parallel, conv, maxpool, relu
+from smp.experiments import _parallel, conv, forensics, maxpool, relu, stack
 from smp.experiments._parallel import (
     capacity,
     run_units,
@@ -24,10 +24,26 @@ from smp.experiments._parallel import (
 )
 
 
+def _weights(trained: dict) -> pd.DataFrame:
+    """Every trained parameter of :func:`forensics.train_landmark_nets`, one row per entry."""
+    return pd.DataFrame(
+        [
+            (kind, name, i, value)
+            for kind, (state, _) in trained.items()
+            for name, tensor in state.items()
+            for i, value in enumerate(tensor.flatten().tolist())
+        ],
+        columns=["kind", "parameter", "index", "value"],
+    )
+
+
 def reduced_tables(**where) -> dict[str, pd.DataFrame]:
-    """An adaptive sweep (repeats until the s.e. is small), a fixed one, and one whose matrix-vector
+    """An adaptive sweep (repeats until the s.e. is small), a fixed one, one whose matrix-vector
     products differ in the last bit between 1 and 2 BLAS threads (the great circle's Fourier
-    coefficients), a few seconds each."""
+    coefficients), the dense stacks (one unit per network, each replaying the ensemble's draws of
+    measured units), and the forensics chapter's training (float32, on its own thread count),
+    predictions (two forward batches per network) and AUC table, a few seconds each."""
+    run = forensics.run_trajectories(10, 128, seed=5, **where)  # 5130 frames each
     return {
         "conv": conv.conv_sweep(
             ((1, 2, 1.0), (4, 2, 0.3)),
@@ -48,6 +64,28 @@ def reduced_tables(**where) -> dict[str, pd.DataFrame]:
         ),
         "great_circle": relu.relu_great_circle(
             (-1.0, 0.5), units=300, n_samples=2048, **where
+        ),
+        "dense_stack": stack.dense_stack_sweep(
+            gains=(1.0, 1.2),
+            widths=(32,),
+            depth=2,
+            in_features=16,
+            n_networks=3,
+            n_samples=4000,
+            max_units=12,
+            **where,
+        ),
+        "dense_bias": stack.dense_bias_sweep(
+            widths=(24, 40), n_networks=3, n_samples=3000, max_units=16, **where
+        ),
+        "forensics_training": _weights(
+            forensics.train_landmark_nets(steps=3, batch_size=8, **where)
+        ),
+        "forensics_trajectories": pd.DataFrame(
+            {kind: run[kind].ravel() for kind in ("truth", "relu", "smooth")}
+        ),
+        "forensics_auc": forensics.forensic_table(
+            run, snrs_db=(np.inf, 80), strides=(1, 4), n_boot=100, **where
         ),
     }
 

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
+import torch
 
 from .. import data
 from ..forensics import add_noise, bootstrap_auc, smp_score, tv_score
@@ -37,6 +37,7 @@ from ._landmark import (  # noqa: F401  (the task, re-exported)
     test_error,
     train_landmark_net,
 )
+from ._parallel import run_units
 
 __all__ = [
     "IMAGE_SIZE",
@@ -48,6 +49,8 @@ __all__ = [
     "test_error",
     "load_net",
     "smooth_trajectories",
+    "TRAINING_THREADS",
+    "train_landmark_nets",
     "ForensicRun",
     "run_trajectories",
     "forensic_table",
@@ -59,6 +62,75 @@ __all__ = [
 # not a pytest test: pytest collects test_* functions of a module named on its command
 # line (pytest --doctest-modules smp/experiments/forensics.py)
 test_error.__test__ = False
+
+
+#: torch threads of a training unit, wherever it runs: float32 training sums in an order that
+#: depends on the thread count, and the stored weights were trained on 2 threads
+#: (``scripts/train_forensics.py``); measurement units run on one thread (float64)
+TRAINING_THREADS = 2
+
+
+#: frames per forward pass of :func:`run_trajectories` (:func:`predict`'s default), one unit each
+PREDICT_BATCH = 4096
+
+
+def _train_unit(unit: tuple) -> tuple[dict, float]:
+    """One unit of :func:`train_landmark_nets`: one network, on ``TRAINING_THREADS`` threads."""
+    kind, options = unit
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAINING_THREADS)
+    try:
+        net, seconds = train_landmark_net(kind, progress=False, **options)
+    finally:
+        torch.set_num_threads(threads)
+    return {k: v.double() for k, v in net.state_dict().items()}, seconds
+
+
+def train_landmark_nets(
+    *,
+    steps: int = 1000,
+    batch_size: int = 128,
+    seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
+) -> dict[str, tuple[dict, float]]:
+    """Train every kind of ``LANDMARK_KINDS`` by :func:`train_landmark_net`, one unit per network.
+
+    Each network is one unit of work (:func:`smp.experiments._parallel.run_units` over ``workers``
+    processes or the ``scheduler``'s cluster) trained on ``TRAINING_THREADS`` torch threads, so its
+    weights do not depend on where it ran (training is not split further: its float32 sums, and
+    with them the weights, depend on the thread count).
+
+    Parameters
+    ----------
+    steps, batch_size, seed : int
+        as for :func:`train_landmark_net` (the same seed for every kind).
+    workers, scheduler : as for :func:`smp.experiments._parallel.run_units`.
+    progress : bool
+        a tqdm bar over the networks.
+
+    Returns
+    -------
+    dict
+        ``kind -> (state_dict, seconds)``: the float64 state dict and the training wall time.
+
+    Example
+    -------
+    >>> trained = train_landmark_nets(steps=2, batch_size=4, workers=1)
+    >>> sorted(trained), trained["relu"][0]["0.weight"].dtype
+    (['relu', 'smooth'], torch.float64)
+    """
+    options = dict(steps=steps, batch_size=batch_size, seed=seed)
+    results = run_units(
+        _train_unit,
+        [(kind, options) for kind in LANDMARK_KINDS],
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc="training",
+    )
+    return dict(zip(LANDMARK_KINDS, results))
 
 
 class ForensicRun(dict):
@@ -82,9 +154,18 @@ def run_trajectories(
     length: float = 4.0,
     seed: int = 0,
     nets: dict | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
     progress: bool = False,
 ) -> ForensicRun:
     """Predicted trajectories of both stored networks over seeded smooth trajectories.
+
+    The trajectories are drawn here; each forward batch of :func:`predict` (``PREDICT_BATCH``
+    consecutive frames of all trajectories, one after the other) of each network is one unit of
+    work (:func:`smp.experiments._parallel.run_units`).  Units are those batches, not
+    trajectories, because a frame's float64 prediction depends in its last bits on which frames
+    share its forward pass (the kernels differ with the batch size), and these are the batches
+    a single call of :func:`predict` forms.
 
     Parameters
     ----------
@@ -98,8 +179,9 @@ def run_trajectories(
         seed of the trajectories.
     nets : dict, optional
         ``kind -> network``; default the stored networks (:func:`load_net`).
+    workers, scheduler : as for :func:`smp.experiments._parallel.run_units`.
     progress : bool
-        show a tqdm bar over the networks.
+        show a tqdm bar over the units.
 
     Returns
     -------
@@ -119,12 +201,31 @@ def run_trajectories(
     truth, dt = smooth_trajectories(n_traj, frames_per_px, length=length, seed=seed)
     nets = {kind: load_net(kind) for kind in LANDMARK_KINDS} if nets is None else nets
     run = ForensicRun(truth=truth, dt=dt)
-    centres = np.moveaxis(truth, 1, -1)  # (M, N, 2)
-    for kind in tqdm(
-        list(LANDMARK_KINDS), disable=not progress, desc="networks along trajectories"
-    ):
-        run[kind] = np.moveaxis(predict(nets[kind], centres), -1, 1)
+    # (M N, 2): the frames of one trajectory after another, as predict flattens them
+    frames = np.moveaxis(truth, 1, -1).reshape(-1, 2)
+    starts = range(0, len(frames), PREDICT_BATCH)
+    batches = run_units(
+        _predict_unit,
+        [
+            (nets[kind], frames[start : start + PREDICT_BATCH])
+            for kind in LANDMARK_KINDS
+            for start in starts
+        ],
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc="networks along trajectories",
+    )
+    for k, kind in enumerate(LANDMARK_KINDS):
+        predicted = np.concatenate(batches[k * len(starts) : (k + 1) * len(starts)])
+        run[kind] = np.moveaxis(predicted.reshape(truth.shape[0], -1, 2), -1, 1)
     return run
+
+
+def _predict_unit(unit: tuple) -> np.ndarray:
+    """One unit of :func:`run_trajectories`: one network on one forward batch of frames."""
+    net, frames = unit
+    return predict(net, frames, batch_size=PREDICT_BATCH)
 
 
 _SCORES = {"SMP": smp_score, "TV of D": tv_score}
@@ -137,14 +238,19 @@ def forensic_table(
     strides: Sequence[int] = (1, 2, 4, 8, 16, 32),
     n_boot: int = 2000,
     seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """AUC with 95 % bootstrap interval for every setting.
 
     Rows: ``sweep`` ("noise": SNR sweep at the full frame rate; "sampling": every ``stride``-th
     frame, no noise), ``snr_db``, ``frames_per_px``, ``comparison`` ("ReLU vs smooth net",
     "ReLU vs true"), ``score`` ("SMP", "TV of D"), ``auc``, ``auc_low``, ``auc_high``.
-    The noise of each SNR is drawn once per class from seeds ``seed + i`` (independent between
-    the ReLU net, the smooth net and the truth).
+    The noise of each SNR is drawn once per class from seeds ``seed + 1000 i + min(snr, 10^6)``
+    (class ``i``: the ReLU net, the smooth net, the truth; independent between them), the bootstrap
+    from ``seed``: every setting is one unit of work (:func:`smp.experiments._parallel.run_units`),
+    its rows independent of the others.
 
     Parameters
     ----------
@@ -158,6 +264,9 @@ def forensic_table(
         bootstrap replicates per AUC.
     seed : int
         seed of the noise and of the bootstrap.
+    workers, scheduler : as for :func:`smp.experiments._parallel.run_units`.
+    progress : bool
+        a tqdm bar over the settings.
 
     Returns
     -------
@@ -175,38 +284,51 @@ def forensic_table(
     >>> bool(((table.auc_low <= table.auc) & (table.auc <= table.auc_high)).all())
     True
     """
-    dt = run["dt"]
     settings = [("noise", snr, 1) for snr in snrs_db] + [
         ("sampling", np.inf, s) for s in strides
     ]
+    rows = run_units(
+        _table_unit,
+        [(run, setting, n_boot, seed) for setting in settings],
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc="detector settings",
+    )
+    return pd.DataFrame([row for setting_rows in rows for row in setting_rows])
+
+
+def _table_unit(unit: tuple) -> list[dict]:
+    """One unit of :func:`forensic_table`: the rows of one setting."""
+    run, (sweep, snr, stride), n_boot, seed = unit
+    dt = run["dt"]
+    sig = {
+        name: add_noise(
+            run[name], run["truth"], snr, seed=seed + 1000 * i + int(min(snr, 1e6))
+        )[..., ::stride]
+        for i, name in enumerate(("relu", "smooth", "truth"))
+    }
     rows = []
-    for sweep, snr, stride in settings:
-        sig = {
-            name: add_noise(
-                run[name], run["truth"], snr, seed=seed + 1000 * i + int(min(snr, 1e6))
-            )[..., ::stride]
-            for i, name in enumerate(("relu", "smooth", "truth"))
-        }
-        for score_name, score in _SCORES.items():
-            s = {name: score(y, dt * stride) for name, y in sig.items()}
-            for comparison, neg in (
-                ("ReLU vs smooth net", "smooth"),
-                ("ReLU vs true", "truth"),
-            ):
-                a, lo, hi = bootstrap_auc(s["relu"], s[neg], n_boot=n_boot, seed=seed)
-                rows.append(
-                    dict(
-                        sweep=sweep,
-                        snr_db=snr,
-                        frames_per_px=1 / (dt * stride),
-                        comparison=comparison,
-                        score=score_name,
-                        auc=a,
-                        auc_low=lo,
-                        auc_high=hi,
-                    )
+    for score_name, score in _SCORES.items():
+        s = {name: score(y, dt * stride) for name, y in sig.items()}
+        for comparison, neg in (
+            ("ReLU vs smooth net", "smooth"),
+            ("ReLU vs true", "truth"),
+        ):
+            a, lo, hi = bootstrap_auc(s["relu"], s[neg], n_boot=n_boot, seed=seed)
+            rows.append(
+                dict(
+                    sweep=sweep,
+                    snr_db=snr,
+                    frames_per_px=1 / (dt * stride),
+                    comparison=comparison,
+                    score=score_name,
+                    auc=a,
+                    auc_low=lo,
+                    auc_high=hi,
                 )
-    return pd.DataFrame(rows)
+            )
+    return rows
 
 
 def snr_threshold(
@@ -262,14 +384,23 @@ def snr_threshold(
     )
 
 
-def write_tables(*, progress: bool = False, directory: str | None = None) -> dict:
+def write_tables(
+    *,
+    progress: bool = False,
+    directory: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> dict:
     """Retrain both landmark networks, store their weights, measure the detector, store the tables.
 
-    Trains :func:`train_landmark_net` for every kind (seed 0), stores the float64 state dicts
-    (``forensics_relu``, ``forensics_smooth``), reloads what was stored, measures its
-    test error, then runs :func:`run_trajectories` and :func:`forensic_table` and stores
-    ``forensics_models`` (training time, test error) and ``forensics_auc``.  About a
-    minute on 2 cores.
+    Trains every kind by :func:`train_landmark_nets` (seed 0, one unit per network on
+    ``TRAINING_THREADS`` threads), stores the float64 state dicts (``forensics_relu``,
+    ``forensics_smooth``), reloads what was stored, measures its test error, then runs
+    :func:`run_trajectories` and :func:`forensic_table` and stores ``forensics_models``
+    (training time, test error) and ``forensics_auc``.  Every step runs as units of work on
+    ``workers`` processes or the ``scheduler``'s cluster; the weights and ``forensics_auc`` do not
+    depend on their number (``train_seconds``, a wall-clock time, does).  About a minute on 2
+    cores.
 
     Parameters
     ----------
@@ -277,6 +408,7 @@ def write_tables(*, progress: bool = False, directory: str | None = None) -> dic
         show progress bars and each network's training time and test error.
     directory : str, optional
         the data directory; default :func:`smp.data.data_dir`.
+    workers, scheduler : as for :func:`smp.experiments._parallel.run_units`.
 
     Returns
     -------
@@ -291,21 +423,20 @@ def write_tables(*, progress: bool = False, directory: str | None = None) -> dic
     ...        if entry.producer == "smp.experiments.forensics:write_tables")
     ['forensics_auc', 'forensics_models', 'forensics_relu', 'forensics_smooth']
     """
-    nets, rows = {}, []
-    for kind in LANDMARK_KINDS:
-        net, seconds = train_landmark_net(kind, seed=0, progress=progress)
-        data.write(
-            f"forensics_{kind}",
-            {k: v.double() for k, v in net.state_dict().items()},
-            directory,
-        )
+    parallel = dict(workers=workers, scheduler=scheduler, progress=progress)
+    trained = train_landmark_nets(seed=0, **parallel)
+    nets = {}
+    for kind, (state, _) in trained.items():
+        data.write(f"forensics_{kind}", state, directory)
         nets[kind] = landmark_net(kind).double()
         nets[kind].load_state_dict(
             data.load(f"forensics_{kind}", directory)
         )  # measure what was stored
         nets[kind].eval()
+    errors = run_units(test_error, list(nets.values()), **parallel, desc="test error")
+    rows = []
+    for (kind, (_, seconds)), error in zip(trained.items(), errors):
         activation, pooling = LANDMARK_KINDS[kind]
-        error = test_error(nets[kind])
         rows.append(
             dict(
                 network=kind,
@@ -317,7 +448,7 @@ def write_tables(*, progress: bool = False, directory: str | None = None) -> dic
         )
         if progress:
             print(f"{kind}: trained in {seconds:.1f} s, test RMS error {error:.3f} px")
-    table = forensic_table(run_trajectories(nets=nets, progress=progress))
+    table = forensic_table(run_trajectories(nets=nets, **parallel), **parallel)
     tables = {"forensics_auc": table, "forensics_models": pd.DataFrame(rows)}
     data.write_many(tables, directory)
     return tables

@@ -7,6 +7,7 @@ Dense ReLU stacks over gains and widths (:func:`dense_stack_sweep`), Conv-ReLU-M
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from .. import data, networks, signals
+from .._validation import check_int
 from ..measure import stack_measurement, summarise_networks
 from ..models import conv_stack, dense_stack
 from ._parallel import run_units, unit_seed
@@ -68,6 +70,78 @@ def cnn_settings(architecture: str) -> dict:
     return {**CNN_SETTINGS, **CNN_OVERRIDES.get(architecture, {})}
 
 
+def _measure_dense(unit: tuple) -> pd.DataFrame:
+    """One unit of the dense sweeps: network ``index`` of an ensemble, on the sweep's great circle.
+
+    ``unit = (make_net, net_seed, shape, n_samples, seed, index, max_units)``: the network
+    ``make_net(seed=net_seed)`` run along :func:`smp.signals.great_circle` ``(shape, n_samples,
+    seed=seed)`` by :func:`stack_measurement` (``per_network=True``, ``network`` set to ``index``).
+    :func:`stack_measurement` of an ensemble draws every network's unit subsets from one generator
+    seeded with ``seed``, network after network; the draws of the ``index`` networks before this one
+    are replayed here (they depend on the layer widths alone), so the network measured alone gets
+    the very units it gets in the ensemble, and the pooled rows are the ensemble's, bit for bit.
+    """
+    make_net, net_seed, shape, n_samples, seed, index, max_units = unit
+    net = make_net(seed=net_seed)
+    _, dt, path = signals.great_circle(shape, n_samples, seed=seed)
+    with torch.no_grad():  # each layer's number of units, from one sample
+        h, widths = torch.as_tensor(path[:1]), []
+        for child in net:
+            h = child(h)
+            widths.append(h[0].numel())
+    subsets = np.random.default_rng(seed)
+    # the subsets of the networks before this one, drawn as stack_measurement draws them
+    for _ in range(index):
+        for units in widths:
+            if max_units is not None and units > max_units:
+                subsets.choice(units, size=max_units, replace=False)
+    rows = stack_measurement(
+        [net], path, dt, max_units=max_units, seed=subsets, per_network=True
+    )
+    rows["network"] = index
+    return rows
+
+
+def _measure_ensembles(
+    ensembles: list[tuple],
+    *,
+    n_networks: int,
+    max_units: int | None,
+    seed: int,
+    workers: int | None,
+    scheduler: str | None,
+    progress: bool,
+    desc: str,
+) -> list[pd.DataFrame]:
+    """The summaries of :func:`stack_measurement` of several ensembles, one unit per network.
+
+    ``ensembles`` holds ``(make_net, shape, n_samples)``: network ``i`` of an ensemble is
+    ``make_net(seed=seed + i)`` (the seeds the sweeps have always used), every ensemble on the great
+    circle and with the unit subsets of ``seed``.  The units run on
+    :func:`smp.experiments._parallel.run_units`; the result does not depend on ``workers``.
+    """
+    check_int("n_networks", n_networks, 2)  # a standard error over networks
+    units = [
+        (make_net, seed + i, shape, n_samples, seed, i, max_units)
+        for make_net, shape, n_samples in ensembles
+        for i in range(n_networks)
+    ]
+    rows = run_units(
+        _measure_dense,
+        units,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc=desc,
+    )
+    return [
+        summarise_networks(
+            pd.concat(rows[k * n_networks : (k + 1) * n_networks], ignore_index=True)
+        )
+        for k in range(len(ensembles))
+    ]
+
+
 def dense_stack_sweep(
     *,
     gains: Sequence[float] = (0.8, 1.0, 1.2),
@@ -78,6 +152,8 @@ def dense_stack_sweep(
     n_samples: int = 80000,
     max_units: int | None = 64,
     seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
     progress: bool = False,
 ):
     """Model against measurement for dense ReLU stacks on a great circle, every layer, every (gain, width).
@@ -85,33 +161,51 @@ def dense_stack_sweep(
     Networks :func:`smp.networks.dense_net` (seeds ``seed .. seed + n_networks - 1``) are run along
     :func:`smp.signals.great_circle` ``((in_features,), n_samples, seed=seed)`` with
     :func:`stack_measurement`; the model is :func:`smp.models.dense_stack` for the same
-    architecture (input coordinates of unit second moment, path length 2 pi).
+    architecture (input coordinates of unit second moment, path length 2 pi).  One unit of work per
+    network (:func:`smp.experiments._parallel.run_units` over ``workers`` processes or the
+    ``scheduler``'s cluster; the table is the same for any number of workers).
 
     Returns a pandas.DataFrame: the columns of :func:`stack_measurement` plus ``gain``, ``width``,
     ``model`` (predicted total SMP), ``model_rms``, ``model_drms`` and ``error`` (model / measured - 1).
+
+    Example
+    -------
+    >>> table = dense_stack_sweep(gains=(1.0,), widths=(8,), depth=2, in_features=4,
+    ...                           n_networks=2, n_samples=2000, workers=1)
+    >>> list(table["kind"]), table["n_networks"].unique().tolist()
+    (['linear', 'relu', 'linear', 'relu'], [2])
     """
-    _, dt, path = signals.great_circle((in_features,), n_samples, seed=seed)
-    tables = []
-    for width in widths:
-        for gain in gains:
-            nets = [
-                networks.dense_net(
-                    in_features, width, depth, weight_gain=gain, seed=seed + i
-                )
-                for i in range(n_networks)
-            ]
-            table = stack_measurement(
-                nets, path, dt, max_units=max_units, seed=seed, progress=progress
+    settings = [(width, gain) for width in widths for gain in gains]
+    measured = _measure_ensembles(
+        [
+            (
+                partial(
+                    networks.dense_net, in_features, width, depth, weight_gain=gain
+                ),
+                (in_features,),
+                n_samples,
             )
-            model = dense_stack(in_features, width, depth, weight_gain=gain)
-            table.insert(0, "width", width)
-            table.insert(0, "gain", gain)
-            table["model"] = model["smp"].to_numpy()
-            table["model_rms"] = model["rms"].to_numpy()
-            table["model_drms"] = model["drms"].to_numpy()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                table["error"] = table["model"] / table["smp"] - 1
-            tables.append(table)
+            for width, gain in settings
+        ],
+        n_networks=n_networks,
+        max_units=max_units,
+        seed=seed,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc="dense networks",
+    )
+    tables = []
+    for (width, gain), table in zip(settings, measured):
+        model = dense_stack(in_features, width, depth, weight_gain=gain)
+        table.insert(0, "width", width)
+        table.insert(0, "gain", gain)
+        table["model"] = model["smp"].to_numpy()
+        table["model_rms"] = model["rms"].to_numpy()
+        table["model_drms"] = model["drms"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table["error"] = table["model"] / table["smp"] - 1
+        tables.append(table)
     return pd.concat(tables, ignore_index=True)
 
 
@@ -145,6 +239,8 @@ def dense_bias_sweep(
     n_samples: int = 40000,
     max_units: int | None = 64,
     seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Model against measurement for a dense ReLU stack *with biases and unequal widths*.
@@ -155,15 +251,26 @@ def dense_bias_sweep(
     equal-width growth law.  Networks :func:`unequal_dense_net` (seeds ``seed ..``) on
     :func:`smp.signals.great_circle`; model :func:`smp.models.dense_stack` with ``bias_std``.
     Returns the columns of :func:`stack_measurement` plus ``bias_std``, ``model``,
-    ``model_rms``, ``model_drms`` and ``error``.
+    ``model_rms``, ``model_drms`` and ``error``.  One unit of work per network, as
+    :func:`dense_stack_sweep`.
     """
-    _, dt, path = signals.great_circle((in_features,), n_samples, seed=seed)
-    nets = [
-        unequal_dense_net(in_features, widths, bias_std=bias_std, seed=seed + i)
-        for i in range(n_networks)
-    ]
-    table = stack_measurement(
-        nets, path, dt, max_units=max_units, seed=seed, progress=progress
+    (table,) = _measure_ensembles(
+        [
+            (
+                partial(
+                    unequal_dense_net, in_features, tuple(widths), bias_std=bias_std
+                ),
+                (in_features,),
+                n_samples,
+            )
+        ],
+        n_networks=n_networks,
+        max_units=max_units,
+        seed=seed,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc="dense networks with biases",
     )
     model = dense_stack(in_features, list(widths), bias_std=bias_std)
     table.insert(0, "bias_std", bias_std)
@@ -475,6 +582,8 @@ def stack_resolution_sweep(
     n_networks: int = 2,
     max_units: int | None = 64,
     seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
     progress: bool = False,
 ):
     """Convergence of the measured per-layer SMP in the number of samples N along the great circle.
@@ -482,31 +591,33 @@ def stack_resolution_sweep(
     The same networks (``dense``: :func:`smp.networks.dense_net` (64, 256, 8); ``cnn``:
     :func:`smp.networks.conv_net` (1, 8, 16, 16) on 16 x 16 images) and the same measured units are
     run at every N; ``relative`` is the SMP at N over the SMP at the largest N, minus 1 (a deficit:
-    kinks closer than a few samples merge or cancel in the second difference).
+    kinks closer than a few samples merge or cancel in the second difference).  One unit of work
+    per (N, network), as :func:`dense_stack_sweep`.
 
     Returns a pandas.DataFrame with ``architecture, gain, n_samples, layer, kind, smp, relative,
     dense_warning``.
     """
     if architecture == "dense":
-        nets = [
-            networks.dense_net(64, 256, 8, weight_gain=weight_gain, seed=seed + i)
-            for i in range(n_networks)
-        ]
+        make_net = partial(networks.dense_net, 64, 256, 8, weight_gain=weight_gain)
         shape = (64,)
     elif architecture == "cnn":
-        nets = [
-            networks.conv_net((1, 8, 16, 16), weight_gain=weight_gain, seed=seed + i)
-            for i in range(n_networks)
-        ]
+        make_net = partial(networks.conv_net, (1, 8, 16, 16), weight_gain=weight_gain)
         shape = (1, 16, 16)
     else:
         raise ValueError(f"architecture must be 'dense' or 'cnn', got {architecture!r}")
+    grids = sorted(n_samples)
+    measured = _measure_ensembles(
+        [(make_net, shape, n) for n in grids],
+        n_networks=n_networks,
+        max_units=max_units,
+        seed=seed,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc=f"{architecture} networks over N",
+    )
     tables = []
-    for n in sorted(n_samples):
-        _, dt, path = signals.great_circle(shape, n, seed=seed)
-        table = stack_measurement(
-            nets, path, dt, max_units=max_units, seed=seed, progress=progress
-        )
+    for n, table in zip(grids, measured):
         table.insert(0, "n_samples", n)
         table.insert(0, "gain", weight_gain)
         table.insert(0, "architecture", architecture)
@@ -533,7 +644,11 @@ def stack_resolution_sweep(
 
 
 def write_tables(
-    *, progress: bool = False, directory: str | None = None, workers: int | None = None
+    *,
+    progress: bool = False,
+    directory: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Run the chapter-6 sweeps with the book's settings and store them.
 
@@ -559,17 +674,18 @@ def write_tables(
         ],
         ignore_index=True,
     )
+    parallel = dict(workers=workers, scheduler=scheduler, progress=progress)
     tables = {
-        "stack_dense": dense_stack_sweep(n_networks=36, progress=progress),
+        "stack_dense": dense_stack_sweep(n_networks=36, **parallel),
         "stack_width": dense_stack_sweep(
             gains=(1.0,),
             widths=(64, 128, 256, 512),
             depth=4,
             n_networks=6,
             max_units=64,
-            progress=progress,
+            **parallel,
         ),
-        "stack_dense_bias": dense_bias_sweep(progress=progress),
+        "stack_dense_bias": dense_bias_sweep(**parallel),
         "stack_cnn_networks": cnn_networks,
         "stack_cnn": pd.concat(
             run_units(
@@ -581,12 +697,14 @@ def write_tables(
         ),
         "stack_resolution": pd.concat(
             [
-                stack_resolution_sweep(progress=progress),
+                stack_resolution_sweep(**parallel),
                 stack_resolution_sweep(
                     architecture="cnn",
                     weight_gain=1.0,
                     n_samples=(20000, 40000, 80000),
                     max_units=256,
+                    workers=workers,
+                    scheduler=scheduler,
                 ),
             ],
             ignore_index=True,
