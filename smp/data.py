@@ -180,6 +180,7 @@ REGISTRY: dict[str, Entry] = {
         0,
         "%.6g",
         "forensics chapter: training time and test error of the two landmark networks",
+        ("train_seconds",),
     ),
     "forensics_relu": Entry(
         "forensics_relu.pt",
