@@ -8,7 +8,7 @@ Trains chapter 8's ReLU landmark CNN (``smp.experiments._landmark_trained``: Ada
 learning rate, 3000 steps of 128 fresh blob centres, seed 0), stores float64 checkpoints at steps
 0, 30, 300 and 3000 as ``data/trained_landmark.pt``, then measures the exact per-layer SMP
 (births and pass-through, every breakpoint located by the layer-wise tracer) of every checkpoint
-on 100 lines between training images, 100 between held-out images and 20 random great circles,
+on 60 lines between training images, 60 between held-out images and 12 random great circles,
 with the conditional block models' predictions, on 2 worker processes, and writes
 ``data/07_trained_landmark_training.csv`` and ``data/07_trained_landmark_smp.csv`` through
 ``smp.data.write``.
