@@ -62,7 +62,8 @@ from .._exact_smp import _pattern_changes, iter_frozen
 from .._validation import check_choice, check_int
 from ..networks import landmark_net
 from ..trace import trace_lines
-from ._landmark import IMAGE_SIZE, _random_centres, render, test_error
+from ._landmark import IMAGE_SIZE, _random_centres, render
+from ._landmark import test_error as _test_error
 from ._parallel import run_units
 
 __all__ = [
@@ -180,7 +181,7 @@ def train_landmark_checkpoints(
         if step % 100 == 0:
             bar.set_postfix(rmse_px=f"{(2 * loss.item()) ** 0.5 * half:.3f}")
     errors = pd.DataFrame(rows)
-    errors["test_rmse_px"] = [test_error(_as_net(states[s])) for s in errors["step"]]
+    errors["test_rmse_px"] = [_test_error(_as_net(states[s])) for s in errors["step"]]
     return states, errors
 
 
