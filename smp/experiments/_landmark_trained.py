@@ -638,8 +638,8 @@ def _unit_shapes(net: nn.Sequential) -> dict[int, tuple]:
 def run_landmark(
     nets: dict[int, nn.Sequential],
     *,
-    n_paths: int = 100,
-    n_circles: int = 30,
+    n_paths: int = 60,
+    n_circles: int = 12,
     batch: int = 10,
     circle_batch: int = 3,
     kinds=LANDMARK_PATH_KINDS,
