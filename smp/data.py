@@ -224,6 +224,27 @@ REGISTRY: dict[str, Entry] = {
         _TABLE,
         "trained networks: exact per-layer SMP (births, pass-through) and the block models' predictions",
     ),
+    "trained_landmark": Entry(
+        "trained_landmark.pt",
+        "smp.experiments._landmark_trained:write_landmark_tables",
+        0,
+        "",
+        "trained networks: ReLU landmark CNN, float64 checkpoints (steps 0, 30, 300, 3000)",
+    ),
+    "trained_landmark_training": Entry(
+        "07_trained_landmark_training.csv",
+        "smp.experiments._landmark_trained:write_landmark_tables",
+        0,
+        _TABLE,
+        "trained networks: test error (pixels) of the landmark CNN at every checkpoint",
+    ),
+    "trained_landmark_smp": Entry(
+        "07_trained_landmark_smp.csv",
+        "smp.experiments._landmark_trained:write_landmark_tables",
+        0,
+        _TABLE,
+        "trained networks: landmark CNN, exact per-layer SMP by breakpoints and the block models",
+    ),
 }
 
 

@@ -49,6 +49,7 @@ from .. import data as _data
 from .. import models
 from .._exact_smp import exact_path_smp
 from .._validation import check_int
+from . import _landmark_trained as landmark  # noqa: F401  (the second network, re-exported)
 from ._digits import (
     CHECKPOINTS,
     HELD_OUT,
