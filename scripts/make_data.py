@@ -70,6 +70,9 @@ def run(
     """Call one producer; returns the seconds it took."""
     function = resolve(producer)
     parameters = inspect.signature(function).parameters
+    if directory is not None and "directory" not in parameters:
+        # it would overwrite the stored files that the run is meant to be compared with
+        raise SystemExit(f"{producer} takes no directory: it can only write into data/")
     kwargs = {}
     for key, value in (("progress", progress), ("directory", directory)):
         if key in parameters:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 import types
@@ -90,3 +91,26 @@ def test_other_tables_must_be_byte_identical(tmp_path):
     file = tmp_path / "rerun.csv"
     file.write_bytes(stored.read_bytes() + b"\n")
     assert not data.same_result("relu_sweep", file, stored)
+
+
+def test_every_producer_writes_where_it_is_told():
+    # make data --directory compares a fresh run with the stored files: a producer that ignored
+    # the directory would overwrite them and compare them with nothing
+    import inspect
+
+    from smp import data
+
+    for producer in {entry.producer for entry in data.REGISTRY.values()}:
+        module, function = producer.split(":")
+        parameters = inspect.signature(
+            getattr(importlib.import_module(module), function)
+        ).parameters
+        assert "directory" in parameters, producer
+
+
+def test_a_producer_without_directory_is_refused(make_data, monkeypatch):
+    producer = fake_producer(monkeypatch, lambda *, workers=None: None)
+    with pytest.raises(SystemExit, match="takes no directory"):
+        make_data.run(
+            producer, workers=1, scheduler=None, directory="elsewhere", progress=False
+        )

@@ -696,19 +696,22 @@ def write_landmark_tables(
     seed: int = 0,
     workers: int | None = 2,
     progress: bool = True,
+    directory: str | None = None,
 ) -> list:
     """Train, store the checkpoints, measure them and store the tables (the registry's producer).
 
     Writes ``trained_landmark`` (float64 checkpoints), ``trained_landmark_training`` (test error
-    per checkpoint) and ``trained_landmark_smp`` (:func:`run_landmark`).
+    per checkpoint) and ``trained_landmark_smp`` (:func:`run_landmark`) into ``directory``
+    (default: the package's ``data/``).
     """
     states, errors = train_landmark_checkpoints(seed=seed, progress=progress)
     packed = {
         f"{step}/{k}": v for step, state in states.items() for k, v in state.items()
     }
-    written = [_data.write("trained_landmark", packed)]
-    written.append(_data.write("trained_landmark_training", errors))
-    nets = load_landmark_checkpoints()  # measure what was stored
+    written = [_data.write("trained_landmark", packed, directory)]
+    written.append(_data.write("trained_landmark_training", errors, directory))
+    # measure what was stored
+    nets = load_landmark_checkpoints(_data.load("trained_landmark", directory))
     table = run_landmark(
         nets,
         n_paths=n_paths,
@@ -717,7 +720,7 @@ def write_landmark_tables(
         workers=workers,
         progress=progress,
     )
-    written.append(_data.write("trained_landmark_smp", table))
+    written.append(_data.write("trained_landmark_smp", table, directory))
     return written
 
 

@@ -409,18 +409,21 @@ def write_tables(
     n_samples: int = 400,
     seed: int = 0,
     progress: bool = True,
+    directory: str | None = None,
 ) -> list:
     """Train, store the checkpoints, measure them and store the tables (the registry's producer).
 
     Writes ``trained_digits`` (the checkpoints), ``trained_digits_training`` (errors),
-    ``trained_digits_smp`` (:func:`run`), ``trained_digits_weights`` (:func:`weight_table`).
+    ``trained_digits_smp`` (:func:`run`), ``trained_digits_weights`` (:func:`weight_table`), into
+    ``directory`` (default: the package's ``data/``).
     """
     split = load_digits_split(seed=seed)
     states, losses = train_autoencoder(split, seed=seed, progress=progress)
-    written = [_data.write("trained_digits", pack_checkpoints(states))]
-    nets = load_checkpoints()  # measure what was stored
-    written.append(_data.write("trained_digits_training", losses))
-    written.append(_data.write("trained_digits_weights", weight_table(nets)))
+    written = [_data.write("trained_digits", pack_checkpoints(states), directory)]
+    # measure what was stored
+    nets = load_checkpoints(_data.load("trained_digits", directory))
+    written.append(_data.write("trained_digits_training", losses, directory))
+    written.append(_data.write("trained_digits_weights", weight_table(nets), directory))
     table = run(
         nets,
         split,
@@ -430,7 +433,7 @@ def write_tables(
         seed=seed,
         progress=progress,
     )
-    written.append(_data.write("trained_digits_smp", table))
+    written.append(_data.write("trained_digits_smp", table, directory))
     return written
 
 
