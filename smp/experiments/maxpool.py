@@ -450,27 +450,11 @@ def _maxpool_network(
         window_parts = np.array(
             relu_maxpool_window(mu[live], sig[live], dsig[live], length, s_in[live])
         )
-        full = maxpool_window(
-            mu[live],
-            cov[live],
-            dcov[live],
-            length,
-            s_in[live],
-            relu=True,
-            n_draws=full_draws,
-            seed=seed + 1000 * r + b,
-        )
-        full_cross = maxpool_window(  # the same draws, plus the cross-covariance
-            mu[live],
-            cov[live],
-            dcov[live],
-            length,
-            s_in[live],
-            relu=True,
-            n_draws=full_draws,
-            seed=seed + 1000 * r + b,
-            xdcov=xdcov[live],
-        )
+        window = (mu[live], cov[live], dcov[live], length, s_in[live])
+        draws = dict(relu=True, n_draws=full_draws, seed=seed + 1000 * r + b)
+        full = maxpool_window(*window, **draws)
+        # the same draws, plus the cross-covariance
+        full_cross = maxpool_window(*window, **draws, xdcov=xdcov[live])
         measured = float(_smp(pool_out, h, axis=0, warn=False).sum())
         ident = maxpool_identity(t, win.transpose(1, 2, 0), None, relu=True)
         per_net.append(

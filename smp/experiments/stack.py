@@ -142,6 +142,18 @@ def _measure_ensembles(
     ]
 
 
+def _with_dense_model(table: pd.DataFrame, model: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (pooled measurement, one row per layer) with :func:`smp.models.dense_stack`'s
+    prediction beside it: ``model``, ``model_rms``, ``model_drms`` and ``error`` (model /
+    measured - 1; NaN where nothing was measured)."""
+    table["model"] = model["smp"].to_numpy()
+    table["model_rms"] = model["rms"].to_numpy()
+    table["model_drms"] = model["drms"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table["error"] = table["model"] / table["smp"] - 1
+    return table
+
+
 def dense_stack_sweep(
     *,
     gains: Sequence[float] = (0.8, 1.0, 1.2),
@@ -197,15 +209,10 @@ def dense_stack_sweep(
     )
     tables = []
     for (width, gain), table in zip(settings, measured):
-        model = dense_stack(in_features, width, depth, weight_gain=gain)
         table.insert(0, "width", width)
         table.insert(0, "gain", gain)
-        table["model"] = model["smp"].to_numpy()
-        table["model_rms"] = model["rms"].to_numpy()
-        table["model_drms"] = model["drms"].to_numpy()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            table["error"] = table["model"] / table["smp"] - 1
-        tables.append(table)
+        model = dense_stack(in_features, width, depth, weight_gain=gain)
+        tables.append(_with_dense_model(table, model))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -272,14 +279,9 @@ def dense_bias_sweep(
         progress=progress,
         desc="dense networks with biases",
     )
-    model = dense_stack(in_features, list(widths), bias_std=bias_std)
     table.insert(0, "bias_std", bias_std)
-    table["model"] = model["smp"].to_numpy()
-    table["model_rms"] = model["rms"].to_numpy()
-    table["model_drms"] = model["drms"].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        table["error"] = table["model"] / table["smp"] - 1
-    return table
+    model = dense_stack(in_features, list(widths), bias_std=bias_std)
+    return _with_dense_model(table, model)
 
 
 def _measure_cnn(unit: tuple) -> pd.DataFrame:
