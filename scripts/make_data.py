@@ -14,8 +14,10 @@ files changed (their bytes against ``data/SHA256SUMS`` as it was before the run)
 ``--only`` takes registry names; a producer writes all of its tables, so naming one table of a
 producer regenerates its siblings too.  ``--directory`` writes elsewhere than ``data/`` (the
 check then compares with the stored ``data/`` files).  The exit status is 0 when every
-regenerated file is byte-identical to the stored one (a benchmark table: every column but its
-measured times, ``timing_columns`` in the registry), 1 otherwise (a changed file is not an
+regenerated file holds the same result as the stored one: byte-identical, or for a benchmark
+table every column but its measured times (``timing_columns`` in the registry), or for a file
+that is not bit-reproducible (float32 training, thread-dependent sums) within the tolerance its
+registry entry states with its reason (:class:`smp.data.Tolerance`); 1 otherwise (a changed file is not an
 error of the script, but it is a change to commit, or a reproducibility bug to chase).
 """
 
@@ -96,17 +98,30 @@ def run(
     return time.perf_counter() - start
 
 
-def changed(names: list[str], before: Path, directory: Path) -> list[str]:
-    """Names whose regenerated file is not the same result as the stored one (a copy of the
-    stored files taken before the run is in ``before``): bytes, or for a benchmark table every
-    column but its measured times (:func:`smp.data.same_result`)."""
-    return [
-        name
-        for name in names
-        if not data.same_result(
+def compare(names: list[str], before: Path, directory: Path) -> dict[str, list[str]]:
+    """For every name, how its regenerated file differs from the stored one beyond what the
+    registry allows (a copy of the stored files taken before the run is in ``before``): empty
+    when the bytes agree, or every column but the measured times does, or the stated tolerance
+    holds (:func:`smp.data.differences`)."""
+    return {
+        name: data.differences(
             name, data.path(name, directory), before / data.REGISTRY[name].file
         )
-    ]
+        for name in names
+    }
+
+
+def verdict(name: str, problems: list[str], before: Path, directory: Path) -> str:
+    """One line: identical, identical but for measured times, within tolerance, or changed."""
+    if problems:
+        return f"CHANGED {name}: " + "; ".join(problems)
+    new, stored = data.path(name, directory), before / data.REGISTRY[name].file
+    if data.sha256(new) == data.sha256(stored):
+        return f"identical {name}"
+    entry = data.REGISTRY[name]
+    if entry.tolerance is None:
+        return f"identical but for its measured times {name}"
+    return f"within tolerance {name} ({entry.tolerance.reason})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         f"regenerating {len(names)} table(s) from {len(plan)} producer(s) on {where} into {out_dir}",
         flush=True,
     )
-    timings = {}
+    timings, results = {}, {}
     for producer, tables in plan.items():
         print(f"{producer}: {', '.join(tables)}", flush=True)
         seconds = run(
@@ -187,18 +202,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         timings[producer] = seconds
         print(f"  done in {seconds:.1f} s", flush=True)
+        # compare at once: a long run reports each producer's result as it goes
+        for name, problems in compare(tables, before, out_dir).items():
+            results[name] = problems
+            print(f"  {verdict(name, problems, before, out_dir)}", flush=True)
 
     print("\ntime per producer:")
     for producer, seconds in timings.items():
         print(f"  {seconds:9.1f} s  {producer}")
     print(f"  {sum(timings.values()):9.1f} s  total")
-    different = changed(names, before, out_dir)
-    same = [name for name in names if name not in different]
+    different = [name for name in names if results[name]]
+    print(f"\nthe same result ({len(names) - len(different)} of {len(names)}):")
+    for name in names:
+        if not results[name]:
+            print(f"  {verdict(name, [], before, out_dir)}")
     shutil.rmtree(before, ignore_errors=True)
-    timed = [name for name in same if data.REGISTRY[name].timing_columns]
-    print(f"\nidentical to the stored bytes ({len(same)}): {', '.join(same) or '-'}")
-    if timed:
-        print(f"  (all but their measured times: {', '.join(timed)})")
     print(f"changed ({len(different)}): {', '.join(different) or '-'}")
     if different:
         print(

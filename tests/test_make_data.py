@@ -114,3 +114,97 @@ def test_a_producer_without_directory_is_refused(make_data, monkeypatch):
         make_data.run(
             producer, workers=1, scheduler=None, directory="elsewhere", progress=False
         )
+
+
+def _rewritten(tmp_path, name, change) -> Path:
+    """The stored table ``name`` with ``change(table)`` applied, written as make data would."""
+    from smp import data
+
+    table = pd.read_csv(data.path(name))
+    change(table)
+    file = tmp_path / data.REGISTRY[name].file
+    table.to_csv(file, index=False, float_format=data.REGISTRY[name].float_format)
+    return file
+
+
+def test_a_thread_order_change_is_within_tolerance(tmp_path):
+    from smp import data
+
+    stored = data.path("stack_cnn_networks")
+    column = pd.read_csv(stored).select_dtypes("number").columns[-1]
+
+    def nudge(factor):
+        def change(table):
+            table.loc[7, column] *= factor
+
+        return change
+
+    # the 10th significant digit: what a different thread count did (registry reason)
+    file = _rewritten(tmp_path, "stack_cnn_networks", nudge(1 + 3e-10))
+    assert data.differences("stack_cnn_networks", file, stored) == []
+    file = _rewritten(tmp_path, "stack_cnn_networks", nudge(1 + 1e-6))
+    (problem,) = data.differences("stack_cnn_networks", file, stored)
+    assert column in problem and "tolerance" in problem
+
+
+def test_a_retrained_network_is_judged_by_its_test_error(tmp_path):
+    import torch
+
+    from smp import data
+    from smp.experiments import forensics
+
+    stored = data.path("forensics_models")
+
+    def scale_error(factor):
+        def change(table):
+            table["test_rmse_px"] *= factor
+            table["train_seconds"] *= 3  # a measured time: never compared
+
+        return change
+
+    file = _rewritten(tmp_path, "forensics_models", scale_error(1.01))
+    assert data.differences("forensics_models", file, stored) == []
+    file = _rewritten(tmp_path, "forensics_models", scale_error(1.2))
+    assert data.differences("forensics_models", file, stored)
+
+    # the weights: the same network passes, a damaged one (its last layer halved) does not
+    state = torch.load(data.path("forensics_relu"), weights_only=True)
+    last = [k for k in state if k.endswith("weight")][-1]
+    state[last] = state[last] / 2
+    damaged = tmp_path / "forensics_relu.pt"
+    torch.save(state, damaged)
+    (problem,) = data.differences(
+        "forensics_relu", damaged, data.path("forensics_relu")
+    )
+    assert "test error" in problem
+    assert (
+        forensics.same_trained_network(
+            data.path("forensics_relu"), data.path("forensics_relu")
+        )
+        == []
+    )
+
+
+def test_an_auc_must_stay_inside_half_its_interval(tmp_path):
+    from smp import data
+
+    stored = data.path("forensics_auc")
+    half = (pd.read_csv(stored).eval("auc_high - auc_low") / 2)[3]
+
+    def shift(by):
+        def change(table):
+            table.loc[3, "auc"] += by
+
+        return change
+
+    file = _rewritten(tmp_path, "forensics_auc", shift(0.5 * half))
+    assert data.differences("forensics_auc", file, stored) == []
+    file = _rewritten(tmp_path, "forensics_auc", shift(1.5 * half))
+    (problem,) = data.differences("forensics_auc", file, stored)
+    assert problem.startswith("auc: 1 of")
+
+    def rename(table):
+        table.loc[0, "score"] = "another score"  # a setting: must be identical
+
+    file = _rewritten(tmp_path, "forensics_auc", rename)
+    assert "score" in data.differences("forensics_auc", file, stored)[0]

@@ -117,6 +117,9 @@ WINDOW_DRAWS = 100
 #: the pooling models are evaluated on every POOL_STEP-th time of the common grid
 POOL_STEP = 10
 
+#: torch threads of the training (scripts/train_landmark_checkpoints.py and make data alike)
+TRAINING_THREADS = 1
+
 #: samples per frozen-pattern batch (memory: about 50 kB per sample through the network)
 CHUNK = 256
 
@@ -704,7 +707,14 @@ def write_landmark_tables(
     per checkpoint) and ``trained_landmark_smp`` (:func:`run_landmark`) into ``directory``
     (default: the package's ``data/``).
     """
-    states, errors = train_landmark_checkpoints(seed=seed, progress=progress)
+    # float32 training sums in an order that depends on the thread count: the stored
+    # checkpoints were trained on TRAINING_THREADS threads, wherever this runs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAINING_THREADS)
+    try:
+        states, errors = train_landmark_checkpoints(seed=seed, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     packed = {
         f"{step}/{k}": v for step, state in states.items() for k, v in state.items()
     }

@@ -17,6 +17,7 @@ Retraining: ``.venv/bin/python scripts/train_forensics.py`` calls :func:`write_t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -54,8 +55,11 @@ __all__ = [
     "ForensicRun",
     "run_trajectories",
     "forensic_table",
+    "N_TRAJ",
     "snr_threshold",
     "write_tables",
+    "same_trained_network",
+    "same_auc",
 ]
 
 
@@ -147,8 +151,12 @@ class ForensicRun(dict):
     """
 
 
+#: trajectories per network in :func:`run_trajectories` (and per class of every AUC)
+N_TRAJ = 64
+
+
 def run_trajectories(
-    n_traj: int = 64,
+    n_traj: int = N_TRAJ,
     frames_per_px: int = 128,
     *,
     length: float = 4.0,
@@ -452,3 +460,89 @@ def write_tables(
     tables = {"forensics_auc": table, "forensics_models": pd.DataFrame(rows)}
     data.write_many(tables, directory)
     return tables
+
+
+def same_trained_network(new: str | Path, stored: str | Path) -> list[str]:
+    """How a retrained landmark network's weights file differs from the stored one in what it
+    does (:class:`smp.data.Tolerance` check of ``forensics_relu`` / ``forensics_smooth``).
+
+    Float32 training sums in an order that depends on the thread count and the CPU, so weights
+    retrained on another machine differ (by up to 0.038 in one weight, measured) and are judged
+    by their test error (:func:`test_error`): it must be within the relative tolerance of
+    ``forensics_models``'s ``test_rmse_px``.  The parameters' names and shapes must agree.
+
+    Parameters
+    ----------
+    new, stored : str or pathlib.Path
+        the two state dict files; the kind is read from the name (``forensics_<kind>.pt``).
+
+    Returns
+    -------
+    list of str
+        the problems (empty when the retrained network is the same result).
+
+    Example
+    -------
+    >>> same_trained_network(data.path("forensics_relu"), data.path("forensics_relu"))
+    []
+    """
+    kind = Path(stored).stem.removeprefix("forensics_")
+    if kind not in LANDMARK_KINDS:
+        raise ValueError(
+            f"stored must be a forensics_<kind>.pt file, kind one of {sorted(LANDMARK_KINDS)}, "
+            f"got {Path(stored).name!r}"
+        )
+    states = [torch.load(f, weights_only=True) for f in (new, stored)]
+    shapes = [{k: tuple(v.shape) for k, v in state.items()} for state in states]
+    if shapes[0] != shapes[1]:
+        return [f"parameters differ: {shapes[0]} against {shapes[1]}"]
+    errors = []
+    for state in states:
+        net = landmark_net(kind).double()
+        net.load_state_dict(state)
+        errors.append(test_error(net.eval()))
+    rtol = data.REGISTRY["forensics_models"].tolerance.rtol
+    change = errors[0] / errors[1] - 1
+    if abs(change) <= rtol:
+        return []
+    return [
+        f"test error {errors[0]:.4g} px against the stored network's {errors[1]:.4g} px "
+        f"({change:+.1%}, tolerance {rtol:.0%})"
+    ]
+
+
+def same_auc(new: str | Path, stored: str | Path) -> list[str]:
+    """How a regenerated ``forensics_auc`` table differs from the stored one beyond the AUCs'
+    own uncertainty (:class:`smp.data.Tolerance` check).
+
+    The networks are retrained (float32, not bit-reproducible across machines), so their
+    scores differ slightly; every AUC and both bounds of its interval must stay within half the
+    stored bootstrap interval's width of the stored value (the interval is the AUC's sampling
+    uncertainty from the finite trajectories; a retrained network that moved an AUC further
+    would change a conclusion of the chapter), or within ``1 / N_TRAJ``: one trajectory of
+    ``N_TRAJ`` per class changing its rank against the whole other class moves an AUC by that
+    much, and an interval of zero width (every score tied, e.g. SMP 0 on every trajectory) gives
+    no other bound.  The interval's bounds, quantiles of the bootstrap resamples and noisier
+    than the AUC, may move twice as far.
+
+    Example
+    -------
+    >>> same_auc(data.path("forensics_auc"), data.path("forensics_auc"))
+    []
+    """
+    fresh, kept = (pd.read_csv(f) for f in (new, stored))
+    width = (kept["auc_high"] - kept["auc_low"]).to_numpy()
+    problems = []
+    # the bounds, quantiles of the bootstrap resamples, are noisier than the AUC: twice the bound
+    for column, factor in (("auc", 1), ("auc_low", 2), ("auc_high", 2)):
+        bound = factor * np.maximum(width / 2, 1 / N_TRAJ)
+        moved = np.abs(fresh[column].to_numpy() - kept[column].to_numpy())
+        beyond = moved > bound
+        if beyond.any():
+            worst = int(np.argmax(moved - bound))
+            problems.append(
+                f"{column}: {beyond.sum()} of {len(kept)} rows moved by more than "
+                f"{factor} x max(half the stored interval, 1/{N_TRAJ}) (worst: row {worst}, "
+                f"{moved[worst]:.3f} > {bound[worst]:.3f})"
+            )
+    return problems
