@@ -303,6 +303,7 @@ REGISTRY: dict[str, Entry] = {
         0,
         _TABLE,
         "trained networks: test error (pixels) of the landmark CNN at every checkpoint",
+        ("seconds",),
     ),
     "trained_landmark_smp": Entry(
         "07_trained_landmark_smp.csv",
@@ -310,6 +311,7 @@ REGISTRY: dict[str, Entry] = {
         0,
         _TABLE,
         "trained networks: landmark CNN, exact per-layer SMP by breakpoints and the block models",
+        ("seconds",),
     ),
 }
 
