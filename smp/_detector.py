@@ -659,9 +659,9 @@ def _analyse(
         )
         for i in range(0, rows.shape[0], step)
     ]
-    c = _Chunk(
-        *[None if p[0] is None else np.concatenate(p) for p in zip(*parts)][:-1], None
-    )
+    # every field but the last (the re-measured peaks, a tuple per chunk: gathered below)
+    fields = list(zip(*parts))[:-1]
+    c = _Chunk(*[None if p[0] is None else np.concatenate(p) for p in fields], None)
     refined = None
     if keep:  # the re-measured peaks, with their rows in the batch
         found = [
