@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 DEFAULT_KAPPA = 10.0
 DEFAULT_WINDOW = 41
@@ -400,23 +401,23 @@ def _buffers(rows: int, n: int, window: int) -> dict[str, np.ndarray]:
     pairs = (m + 2) // 4  # the pairs (D[4j], D[4j+1]) that the jaggedness ratios use
     return {
         "y": np.empty((rows, n)),
-        "first": np.empty((rows, n - 1)),
+        "first": np.empty(rows * max(n - 1, width)),  # and then |D|, (rows, width)
         "d": np.empty((rows, width)),
-        "abs": np.empty((rows, width)),
         "core": np.empty((rows, width), dtype=bool),
         "change": np.empty((rows, pairs)),
-        "left": np.empty((rows, pairs)),
-        "right": np.empty((rows, pairs)),
+        "pair": np.empty((rows, 2, pairs)),
     }
 
 
-def _pairs_touched(at: np.ndarray, width: int, pairs: int) -> np.ndarray:
-    """Flat indices into the (rows, pairs) arrays of gathered pairs ``(D[4j], D[4j+1])`` that hold
-    one of the samples at flat positions ``at`` (of a (rows, width) array)."""
+def _pairs_touched(
+    at: np.ndarray, width: int, pairs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns in the (rows, pairs) arrays of gathered pairs ``(D[4j], D[4j+1])`` that
+    hold one of the samples at flat positions ``at`` (of a (rows, width) array)."""
     r, c = np.divmod(at, width)
     j = c // 4
     held = (c % 4 < 2) & (j < pairs)
-    return r[held] * pairs + j[held]
+    return r[held], j[held]
 
 
 def _widen(core_at: np.ndarray, width: int, m: int) -> np.ndarray:
@@ -454,17 +455,17 @@ def _analyse_chunk(
     # rounded to it carry at most ulp/2 each, and D at most 2 ulp.  Global, not local: a value
     # near zero computed from larger terms carries the rounding of the terms (measured: spikes of
     # 2-4 ulp of max|y| at the zero crossings of float64 piecewise-linear test signals)
-    scale = np.maximum(np.abs(y.max(axis=-1)), np.abs(y.min(axis=-1))).astype(
-        np.float64
-    )
-    ulp = np.spacing(scale.astype(dtype)).astype(np.float64)[:, None]
     if y.dtype != np.float64 or not y.flags.c_contiguous:
         # one cast (or gather, for a sample axis that was not last) into a reused buffer of the
         # chunk's size: mixed-type and strided arithmetic are slower (a cast inside the
-        # subtraction measured twice as slow as this copy)
+        # subtraction measured twice as slow as this copy); the extremes below then read the
+        # copy while it is in cache (the cast to float64 is exact and keeps the order)
         np.copyto(buffers["y"][:rows], y)
         y = buffers["y"][:rows]
-    first = buffers["first"][:rows]
+    scale = np.maximum(np.abs(y.max(axis=-1)), np.abs(y.min(axis=-1)))
+    ulp = np.spacing(scale.astype(dtype)).astype(np.float64)[:, None]
+    # first differences, then (D computed) |D|, share one buffer: a smaller working set
+    first = buffers["first"][: rows * (n - 1)].reshape(rows, n - 1)
     np.subtract(y[:, 1:], y[:, :-1], out=first)
     # the typical slope, root mean square over the samples where it is not exactly 0 (a ReLU
     # output's zero stretches say nothing about the kinks' scale); every 16th is enough
@@ -477,13 +478,17 @@ def _analyse_chunk(
     np.subtract(first[:, 1:], first[:, :-1], out=d)
     # every 4th pair (n, n+1) of D, gathered once: the jaggedness ratios below need no more
     pairs = (m + 2) // 4
-    step_change = buffers["change"][:rows]
-    np.subtract(d[:, 1:m:4], d[:, 0 : m - 1 : 4], out=step_change)
+    # one strided gather of both members, (rows, 2, pairs): strided loops are slow, and the
+    # three passes below it replaced read D with a stride of 4 twice more
+    pair = buffers["pair"][:rows]
+    np.copyto(pair, as_strided(d, (rows, 2, pairs), (d.strides[0], d.itemsize, 4 * d.itemsize)))
+    left, right = pair[:, 0], pair[:, 1]  # D[4j] and D[4j+1]
+    step_change = np.subtract(right, left, out=buffers["change"][:rows])
     np.abs(step_change, out=step_change)
-    right = np.abs(d[:, 1:m:4], out=buffers["right"][:rows])
-    left = np.abs(d[:, 0 : m - 1 : 4], out=buffers["left"][:rows])
+    np.abs(pair, out=pair)  # left and right are |D| from here on
     d_blocks = _pad_blocks(d_buf, m, window)
-    abs_buf = np.abs(d_buf, out=buffers["abs"][:rows])
+    # (first is no longer needed)
+    abs_buf = np.abs(d_buf, out=buffers["first"][: d_buf.size].reshape(d_buf.shape))
     abs_blocks = abs_buf.reshape(d_blocks.shape)
     if (
         m < MIN_LEVEL_SAMPLES
@@ -542,8 +547,8 @@ def _analyse_chunk(
     # kappa * level is within ROUNDING_LEVEL_ULP ulp.  Only pairs clear of core samples count:
     # the few others are zeroed in place
     touched = _pairs_touched(core_at, width, pairs)
-    step_change.reshape(-1)[touched] = 0.0
-    right.reshape(-1)[touched] = 0.0
+    step_change[touched] = 0.0
+    right[touched] = 0.0
     limited = smooth_threshold <= ROUNDING_LEVEL_ULP * ulp
     jagged_rows = np.flatnonzero(limited.any(axis=-1))
     if pairs and jagged_rows.size:  # the block sums only where a block may be limited
@@ -579,7 +584,7 @@ def _analyse_chunk(
     eps = float(np.finfo(dtype).eps)
     # roughness (see the public function: the same sums, on the gathered pairs clear of peak
     # samples: zeroing |D[4j+1]| there fails the floor test below, as the floor is >= 0)
-    right.reshape(-1)[_pairs_touched(peak_at, width, pairs)] = 0.0
+    right[_pairs_touched(peak_at, width, pairs)] = 0.0
     floor_r = (ROUGHNESS_FLOOR_FACTOR * ROUGHNESS_FLOOR_EPS * eps * scale)[:, None]
     # both sides above the floor: the smaller one is; the comparison writes 0.0 / 1.0 directly
     weight = np.greater(np.minimum(left, right, out=left), floor_r, out=left)
