@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+
+from ._validation import _not_finite_error
 
 DEFAULT_KAPPA = 10.0
 DEFAULT_WINDOW = 41
@@ -78,6 +79,10 @@ CLOSE_LOSS = 0.45
 CLOSE_SHARE_LIMIT = 0.01
 #: a step's two samples cancel to within this share, and its neighbours are this small
 STEP_BALANCE = 0.25
+
+
+class _NotFinite(Exception):
+    """A chunk holds NaN or inf (:func:`_analyse` raises the input error)."""
 
 
 #: rows of a batch are processed in chunks of about this many samples: the working set of one
@@ -463,6 +468,9 @@ def _analyse_chunk(
         np.copyto(buffers["y"][:rows], y)
         y = buffers["y"][:rows]
     scale = np.maximum(np.abs(y.max(axis=-1)), np.abs(y.min(axis=-1)))
+    if not np.isfinite(scale).all():
+        # the extremes are NaN or inf exactly when a value is: the input check, at no extra pass
+        raise _NotFinite
     ulp = np.spacing(scale.astype(dtype)).astype(np.float64)[:, None]
     # first differences, then (D computed) |D|, share one buffer: a smaller working set
     first = buffers["first"][: rows * (n - 1)].reshape(rows, n - 1)
@@ -481,7 +489,10 @@ def _analyse_chunk(
     # one strided gather of both members, (rows, 2, pairs): strided loops are slow, and the
     # three passes below it replaced read D with a stride of 4 twice more
     pair = buffers["pair"][:rows]
-    np.copyto(pair, as_strided(d, (rows, 2, pairs), (d.strides[0], d.itemsize, 4 * d.itemsize)))
+    every_4th = np.ndarray(
+        (rows, 2, pairs), d.dtype, d_buf, strides=(d.strides[0], d.itemsize, 4 * d.itemsize)
+    )  # (a view: as_strided costs more than the copy of a small chunk)
+    np.copyto(pair, every_4th)
     left, right = pair[:, 0], pair[:, 1]  # D[4j] and D[4j+1]
     step_change = np.subtract(right, left, out=buffers["change"][:rows])
     np.abs(step_change, out=step_change)
@@ -658,12 +669,15 @@ def _analyse(
     rows = arr.reshape(-1, n)
     step = max(1, min(_CHUNK_SAMPLES // n, rows.shape[0]))
     buffers = _buffers(step, n, window)
-    parts = [
-        _analyse_chunk(
-            rows[i : i + step], source_dtype, kappa, window, floor_eps, keep, buffers
-        )
-        for i in range(0, rows.shape[0], step)
-    ]
+    try:
+        parts = [
+            _analyse_chunk(
+                rows[i : i + step], source_dtype, kappa, window, floor_eps, keep, buffers
+            )
+            for i in range(0, rows.shape[0], step)
+        ]
+    except _NotFinite:
+        raise _not_finite_error(arr) from None
     # every field but the last (the re-measured peaks, a tuple per chunk: gathered below)
     fields = list(zip(*parts))[:-1]
     c = _Chunk(*[None if p[0] is None else np.concatenate(p) for p in fields], None)
