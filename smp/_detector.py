@@ -182,6 +182,8 @@ def _count_steps(
     rows, m = d.shape
     steps = np.zeros(rows, dtype=np.int64)
     close = np.zeros(rows)
+    if core_at.size == 0:
+        return steps, close
     has_next = c_c + 1 < m
     r, c = r_c[has_next], c_c[has_next]
     pair = _is_core(core_at, r * width + c + 1)
@@ -526,6 +528,8 @@ def _analyse_chunk(
         np.greater(abs_blocks, threshold[..., None], out=over.reshape(d_blocks.shape))
         over[:, m:] = False  # the padding repeats samples: count each once
         core_at = np.flatnonzero(over)
+    elif candidates.size == 0:  # no sample above the row's lowest threshold
+        core_at = candidates
     else:
         block = candidates // window
         block = np.unique(block[abs_flat[candidates] > flat_threshold[block]])
