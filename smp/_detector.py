@@ -462,18 +462,21 @@ def _analyse_chunk(
     # rounded to it carry at most ulp/2 each, and D at most 2 ulp.  Global, not local: a value
     # near zero computed from larger terms carries the rounding of the terms (measured: spikes of
     # 2-4 ulp of max|y| at the zero crossings of float64 piecewise-linear test signals)
-    if y.dtype != np.float64 or not y.flags.c_contiguous:
-        # one cast (or gather, for a sample axis that was not last) into a reused buffer of the
-        # chunk's size: mixed-type and strided arithmetic are slower (a cast inside the
-        # subtraction measured twice as slow as this copy); the extremes below then read the
-        # copy while it is in cache (the cast to float64 is exact and keeps the order)
-        np.copyto(buffers["y"][:rows], y)
-        y = buffers["y"][:rows]
-    scale = np.maximum(np.abs(y.max(axis=-1)), np.abs(y.min(axis=-1)))
+    # (on the input as given: float32 extremes read half the bytes, and bring the chunk into
+    # cache for the cast below)
+    scale = np.maximum(np.abs(y.max(axis=-1)), np.abs(y.min(axis=-1))).astype(
+        np.float64
+    )
     if not np.isfinite(scale).all():
         # the extremes are NaN or inf exactly when a value is: the input check, at no extra pass
         raise _NotFinite
     ulp = np.spacing(scale.astype(dtype)).astype(np.float64)[:, None]
+    if y.dtype != np.float64 or not y.flags.c_contiguous:
+        # one cast (or gather, for a sample axis that was not last) into a reused buffer of the
+        # chunk's size: mixed-type and strided arithmetic are slower (a cast inside the
+        # subtraction measured twice as slow as this copy)
+        np.copyto(buffers["y"][:rows], y)
+        y = buffers["y"][:rows]
     # first differences, then (D computed) |D|, share one buffer: a smaller working set
     first = buffers["first"][: rows * (n - 1)].reshape(rows, n - 1)
     np.subtract(y[:, 1:], y[:, :-1], out=first)
