@@ -495,7 +495,10 @@ def _analyse_chunk(
     # three passes below it replaced read D with a stride of 4 twice more
     pair = buffers["pair"][:rows]
     every_4th = np.ndarray(
-        (rows, 2, pairs), d.dtype, d_buf, strides=(d.strides[0], d.itemsize, 4 * d.itemsize)
+        (rows, 2, pairs),
+        d.dtype,
+        d_buf,
+        strides=(d.strides[0], d.itemsize, 4 * d.itemsize),
     )  # (a view: as_strided costs more than the copy of a small chunk)
     np.copyto(pair, every_4th)
     left, right = pair[:, 0], pair[:, 1]  # D[4j] and D[4j+1]
@@ -679,7 +682,13 @@ def _analyse(
     try:
         parts = [
             _analyse_chunk(
-                rows[i : i + step], source_dtype, kappa, window, floor_eps, keep, buffers
+                rows[i : i + step],
+                source_dtype,
+                kappa,
+                window,
+                floor_eps,
+                keep,
+                buffers,
             )
             for i in range(0, rows.shape[0], step)
         ]
