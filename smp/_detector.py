@@ -125,13 +125,15 @@ def _block_level(abs_blocks: np.ndarray) -> np.ndarray:
 
 
 def _add_split_kinks(
-    d: np.ndarray,
+    d_buf: np.ndarray,
     core_at: np.ndarray,
-    width: int,
+    m: int,
     smooth_threshold: np.ndarray,
     floor: np.ndarray,
     floor_bound: np.ndarray,
     window: int,
+    scratch: np.ndarray,
+    mask: np.ndarray,
 ) -> np.ndarray:
     """Where the rounding floor (not the smooth level) sets the threshold, also count a kink split
     over two samples: both of one sign, each above the smooth threshold, their sum above the floor.
@@ -139,24 +141,30 @@ def _add_split_kinks(
     A kink puts ``dt*|Ds|`` into two adjacent samples in a proportion set by its position, so the
     larger may be only half of it; rounding of values (at most ulp/2 each) bounds both a sample and
     the sum of two adjacent ones by 2 ulp, so the floor holds for the pair as it does for a sample.
-    ``core_at`` are the sorted flat positions of the core samples in a ``(rows, width)`` layout;
-    returns them with the added ones."""
+    ``d_buf`` is D in its padded ``(rows, width)`` block layout (``m`` samples a row), ``core_at``
+    the sorted flat positions of the core samples in it; returns them with the added ones.
+    ``scratch`` (float) and ``mask`` (bool), of ``d_buf``'s shape, are free work buffers: the
+    dense work is two passes over the rows concerned (|D| above its block's smooth threshold,
+    block by block), the rest is on the pairs of samples both above it, which are few."""
     rows = np.flatnonzero(floor_bound.any(axis=-1))
-    m = d.shape[-1]
-    sub = d[rows]
-    per_sample = lambda a: np.repeat(a[rows], window, axis=-1)[:, :m]  # noqa: E731
-    smooth, fl = per_sample(smooth_threshold), per_sample(floor)
-    left, right = sub[:, :-1], sub[:, 1:]
-    pair = (
-        (left * right > 0)
-        & (np.abs(left + right) > np.maximum(fl[:, :-1], fl[:, 1:]))
-        & (np.abs(left) > smooth[:, :-1])
-        & (np.abs(right) > smooth[:, 1:])
+    width = d_buf.shape[-1]
+    abs_d = np.take(d_buf, rows, axis=0, out=scratch[: rows.size])
+    np.abs(abs_d, out=abs_d)
+    above = mask[: rows.size]
+    np.greater(
+        abs_d.reshape(rows.size, -1, window),
+        smooth_threshold[rows][..., None],
+        out=above.reshape(rows.size, -1, window),
     )
+    # pairs (n, n + 1) both above, within the signal's m samples (not the padding)
+    r, c = np.nonzero(above[:, : m - 1] & above[:, 1:m])
+    row = rows[r]
+    left, right = d_buf[row, c], d_buf[row, c + 1]
+    bound = np.maximum(floor[row, c // window], floor[row, (c + 1) // window])
+    pair = (left * right > 0) & (np.abs(left + right) > bound)
     if not pair.any():
         return core_at
-    r, c = np.nonzero(pair)
-    first = rows[r] * width + c
+    first = row[pair] * width + c[pair]
     return np.union1d(core_at, np.concatenate([first, first + 1]))
 
 
@@ -544,14 +552,17 @@ def _analyse_chunk(
         core_at = at[above & (at % width < m)]  # not the padding
     floor_bound = floor > smooth_threshold
     if floor_bound.any():
+        # (|D| and the core mask are free from here on: work buffers)
         core_at = _add_split_kinks(
-            d,
+            d_buf,
             core_at,
-            width,
+            m,
             smooth_threshold,
             np.broadcast_to(floor, threshold.shape),
             floor_bound,
             window,
+            abs_buf,
+            over,
         )
     r_c, c_c = np.divmod(core_at, width)
     b_c = c_c // window
