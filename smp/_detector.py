@@ -146,19 +146,23 @@ def _add_split_kinks(
     ``scratch`` (float) and ``mask`` (bool), of ``d_buf``'s shape, are free work buffers: the
     dense work is two passes over the rows concerned (|D| above its block's smooth threshold,
     block by block), the rest is on the pairs of samples both above it, which are few."""
-    rows = np.flatnonzero(floor_bound.any(axis=-1))
-    width = d_buf.shape[-1]
-    abs_d = np.take(d_buf, rows, axis=0, out=scratch[: rows.size])
-    np.abs(abs_d, out=abs_d)
-    above = mask[: rows.size]
+    rows, width = d_buf.shape
+    if m < 2:  # no pair of samples
+        return core_at
+    # every row of the chunk (gathering the rows concerned cost more than it saved): their
+    # pairs are kept below
+    abs_d = np.abs(d_buf, out=scratch)
     np.greater(
-        abs_d.reshape(rows.size, -1, window),
-        smooth_threshold[rows][..., None],
-        out=above.reshape(rows.size, -1, window),
+        abs_d.reshape(rows, -1, window),
+        smooth_threshold[..., None],
+        out=mask.reshape(rows, -1, window),
     )
-    # pairs (n, n + 1) both above, within the signal's m samples (not the padding)
-    r, c = np.nonzero(above[:, : m - 1] & above[:, 1:m])
-    row = rows[r]
+    # pairs (n, n + 1) both above, within the signal's m samples (not the padding); flat
+    # positions in a (rows, m - 1) layout (a 2-D nonzero is several times slower)
+    at = np.flatnonzero(mask[:, : m - 1] & mask[:, 1:m])
+    row, c = np.divmod(at, m - 1)
+    concerned = floor_bound.any(axis=-1)[row]
+    row, c = row[concerned], c[concerned]
     left, right = d_buf[row, c], d_buf[row, c + 1]
     bound = np.maximum(floor[row, c // window], floor[row, (c + 1) // window])
     pair = (left * right > 0) & (np.abs(left + right) > bound)
