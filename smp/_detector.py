@@ -132,7 +132,7 @@ def _add_split_kinks(
     floor: np.ndarray,
     floor_bound: np.ndarray,
     window: int,
-    scratch: np.ndarray,
+    abs_d: np.ndarray,
     mask: np.ndarray,
 ) -> np.ndarray:
     """Where the rounding floor (not the smooth level) sets the threshold, also count a kink split
@@ -143,15 +143,14 @@ def _add_split_kinks(
     the sum of two adjacent ones by 2 ulp, so the floor holds for the pair as it does for a sample.
     ``d_buf`` is D in its padded ``(rows, width)`` block layout (``m`` samples a row), ``core_at``
     the sorted flat positions of the core samples in it; returns them with the added ones.
-    ``scratch`` (float) and ``mask`` (bool), of ``d_buf``'s shape, are free work buffers: the
-    dense work is two passes over the rows concerned (|D| above its block's smooth threshold,
-    block by block), the rest is on the pairs of samples both above it, which are few."""
+    ``abs_d`` is ``|D|`` in the same layout, and ``mask`` (bool, the same shape) is a free
+    work buffer: the dense work is one comparison of ``|D|`` with its block's smooth threshold,
+    the rest is on the pairs of samples both above it, which are few."""
     rows, width = d_buf.shape
     if m < 2:  # no pair of samples
         return core_at
     # every row of the chunk (gathering the rows concerned cost more than it saved): their
     # pairs are kept below
-    abs_d = np.abs(d_buf, out=scratch)
     np.greater(
         abs_d.reshape(rows, -1, window),
         smooth_threshold[..., None],
@@ -538,10 +537,17 @@ def _analyse_chunk(
     # |D|, so one fast pass against the row's lowest threshold (a per-block comparison
     # broadcasts over short blocks and is slower) finds the blocks that hold candidates; the
     # samples of those few blocks are then compared, in order, with their block's threshold
-    np.greater(abs_buf, threshold.min(axis=-1)[:, None], out=over)
-    candidates = np.flatnonzero(over)
+    floor_bound = floor > smooth_threshold
     flat_threshold = threshold.reshape(-1)  # per flat block: row * n_blocks + block
-    if candidates.size > over.size // 16:  # many: the per-block comparison is cheaper
+    if floor_bound.any():
+        # blocks bound by the rounding floor: their low thresholds make many candidates, and
+        # the split kinks below need |D| in order anyway
+        candidates = None
+    else:
+        np.greater(abs_buf, threshold.min(axis=-1)[:, None], out=over)
+        candidates = np.flatnonzero(over)
+    if candidates is None or candidates.size > over.size // 16:
+        # many: the per-block comparison is cheaper
         np.abs(d_buf, out=abs_buf)  # |D| in order again
         np.greater(abs_blocks, threshold[..., None], out=over.reshape(d_blocks.shape))
         over[:, m:] = False  # the padding repeats samples: count each once
@@ -554,9 +560,8 @@ def _analyse_chunk(
         at = (block[:, None] * window + np.arange(window)).reshape(-1)
         above = np.abs(d_flat[at]) > np.repeat(flat_threshold[block], window)
         core_at = at[above & (at % width < m)]  # not the padding
-    floor_bound = floor > smooth_threshold
     if floor_bound.any():
-        # (|D| and the core mask are free from here on: work buffers)
+        # (|D|, in order, and the core mask are free from here on: work buffers)
         core_at = _add_split_kinks(
             d_buf,
             core_at,
