@@ -445,7 +445,7 @@ def _widen(core_at: np.ndarray, width: int, m: int) -> np.ndarray:
         return core_at
     c = core_at % width
     near = np.concatenate([core_at[c > 0] - 1, core_at, core_at[c + 1 < m] + 1])
-    near.sort()
+    near.sort(kind="stable")  # three sorted runs: a merge (timsort), not a quicksort
     keep = np.ones(near.size, dtype=bool)
     np.not_equal(near[1:], near[:-1], out=keep[1:])
     return near[keep]
