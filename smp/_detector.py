@@ -597,6 +597,8 @@ def _analyse_chunk(
             -np.arange(n_blocks) * window // 4
         )  # first gathered pair of each block
         starts = np.minimum(starts, pairs - 1)
+        if jagged_rows.size == rows:  # every row: no gathered copies
+            jagged_rows = slice(None)
         jag = np.add.reduceat(step_change[jagged_rows], starts, axis=-1)
         size = np.add.reduceat(right[jagged_rows], starts, axis=-1)
         limited[jagged_rows] &= jag > ROUGHNESS_LIMIT * size
