@@ -313,24 +313,30 @@ def _refine(
     row, c0, c1, lo, hi = row[pick], c0[pick], c1[pick], lo[pick], hi[pick]
     noise, length, old = noise[pick], length[pick], old[pick]
     k = np.arange(window)
+    # a fit's samples are the first ``length`` of its window (from the run's edge outwards), so
+    # everything about their positions depends on that length only: computed once per length,
+    # row ``length - 1`` of each table, with the operations the fits used per run
+    use_of = (k[None, :] <= k[:, None]).astype(np.float64)
+    count_of = use_of.sum(axis=-1)
+    dx_of = (k - ((use_of * k).sum(axis=-1) / count_of)[:, None]) * use_of
+    sxx_of = (dx_of * dx_of).sum(axis=-1)
+    y_flat = y.reshape(-1)  # (y is C-contiguous: flat gathers are faster than 2-D ones)
+    first_of_row = row * n
 
-    def fit(edge, inside, direction):
-        at = edge[:, None] + direction * k
-        use = inside(at).astype(np.float64)
-        v = y[row[:, None], np.clip(at, 0, n - 1)] - y[row, edge][:, None]
-        count = use.sum(axis=-1)
-        x_mean = (use * k).sum(axis=-1) / count
+    def fit(edge, length, direction):
+        i = length - 1
+        use, count, dx, sxx = use_of[i], count_of[i], dx_of[i], sxx_of[i]
+        at = np.clip(edge[:, None] + direction * k, 0, n - 1) + first_of_row[:, None]
+        v = np.take(y_flat, at) - y_flat[first_of_row + edge][:, None]
         v_mean = (use * v).sum(axis=-1) / count
-        dx = (k - x_mean[:, None]) * use
         dv = (v - v_mean[:, None]) * use
-        sxx = (dx * dx).sum(axis=-1)
         slope = (dx * dv).sum(axis=-1) / sxx
         residual = dv - slope[:, None] * dx
         rms = np.sqrt((residual * residual).sum(axis=-1) / np.maximum(count - 2, 1))
         return direction * slope, rms, sxx
 
-    left, left_rms, left_sxx = fit(c0, lambda at: at >= lo[:, None], -1)
-    right, right_rms, right_sxx = fit(c1, lambda at: at <= hi[:, None], 1)
+    left, left_rms, left_sxx = fit(c0, c0 - lo + 1, -1)  # samples c0 down to lo
+    right, right_rms, right_sxx = fit(c1, hi - c1 + 1, 1)  # samples c1 up to hi
     # straight within the rounding of the values themselves (rms ulp / sqrt(12) = 0.29 ulp for
     # values rounded once): a kink too small to be detected inside a window bends the line by
     # more, and its slope would absorb part of it (measured on chapter 2's float32 network at
