@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._validation import _not_finite_error
+
 DEFAULT_KAPPA = 10.0
 DEFAULT_WINDOW = 41
 #: the floor is ``DEFAULT_FLOOR_EPS`` units in the last place (ulp, in the input's dtype) of the
@@ -79,6 +81,10 @@ CLOSE_SHARE_LIMIT = 0.01
 STEP_BALANCE = 0.25
 
 
+class _NotFinite(Exception):
+    """A chunk holds NaN or inf (:func:`_analyse` raises the input error)."""
+
+
 #: rows of a batch are processed in chunks of about this many samples: the working set of one
 #: chunk stays in cache, and the extra memory is a few chunks, not a few copies of the batch
 #: (measured on the benchmark's (1000, 10000) batch: 2**17 and 2**18 as fast, 2**16 slower by
@@ -119,13 +125,15 @@ def _block_level(abs_blocks: np.ndarray) -> np.ndarray:
 
 
 def _add_split_kinks(
-    d: np.ndarray,
+    d_buf: np.ndarray,
     core_at: np.ndarray,
-    width: int,
+    m: int,
     smooth_threshold: np.ndarray,
     floor: np.ndarray,
     floor_bound: np.ndarray,
     window: int,
+    abs_d: np.ndarray,
+    mask: np.ndarray,
 ) -> np.ndarray:
     """Where the rounding floor (not the smooth level) sets the threshold, also count a kink split
     over two samples: both of one sign, each above the smooth threshold, their sum above the floor.
@@ -133,24 +141,33 @@ def _add_split_kinks(
     A kink puts ``dt*|Ds|`` into two adjacent samples in a proportion set by its position, so the
     larger may be only half of it; rounding of values (at most ulp/2 each) bounds both a sample and
     the sum of two adjacent ones by 2 ulp, so the floor holds for the pair as it does for a sample.
-    ``core_at`` are the sorted flat positions of the core samples in a ``(rows, width)`` layout;
-    returns them with the added ones."""
-    rows = np.flatnonzero(floor_bound.any(axis=-1))
-    m = d.shape[-1]
-    sub = d[rows]
-    per_sample = lambda a: np.repeat(a[rows], window, axis=-1)[:, :m]  # noqa: E731
-    smooth, fl = per_sample(smooth_threshold), per_sample(floor)
-    left, right = sub[:, :-1], sub[:, 1:]
-    pair = (
-        (left * right > 0)
-        & (np.abs(left + right) > np.maximum(fl[:, :-1], fl[:, 1:]))
-        & (np.abs(left) > smooth[:, :-1])
-        & (np.abs(right) > smooth[:, 1:])
+    ``d_buf`` is D in its padded ``(rows, width)`` block layout (``m`` samples a row), ``core_at``
+    the sorted flat positions of the core samples in it; returns them with the added ones.
+    ``abs_d`` is ``|D|`` in the same layout, and ``mask`` (bool, the same shape) is a free
+    work buffer: the dense work is one comparison of ``|D|`` with its block's smooth threshold,
+    the rest is on the pairs of samples both above it, which are few."""
+    rows, width = d_buf.shape
+    if m < 2:  # no pair of samples
+        return core_at
+    # every row of the chunk (gathering the rows concerned cost more than it saved): their
+    # pairs are kept below
+    np.greater(
+        abs_d.reshape(rows, -1, window),
+        smooth_threshold[..., None],
+        out=mask.reshape(rows, -1, window),
     )
+    # pairs (n, n + 1) both above, within the signal's m samples (not the padding); flat
+    # positions in a (rows, m - 1) layout (a 2-D nonzero is several times slower)
+    at = np.flatnonzero(mask[:, : m - 1] & mask[:, 1:m])
+    row, c = np.divmod(at, m - 1)
+    concerned = floor_bound.any(axis=-1)[row]
+    row, c = row[concerned], c[concerned]
+    left, right = d_buf[row, c], d_buf[row, c + 1]
+    bound = np.maximum(floor[row, c // window], floor[row, (c + 1) // window])
+    pair = (left * right > 0) & (np.abs(left + right) > bound)
     if not pair.any():
         return core_at
-    r, c = np.nonzero(pair)
-    first = rows[r] * width + c
+    first = row[pair] * width + c[pair]
     return np.union1d(core_at, np.concatenate([first, first + 1]))
 
 
@@ -176,6 +193,8 @@ def _count_steps(
     rows, m = d.shape
     steps = np.zeros(rows, dtype=np.int64)
     close = np.zeros(rows)
+    if core_at.size == 0:
+        return steps, close
     has_next = c_c + 1 < m
     r, c = r_c[has_next], c_c[has_next]
     pair = _is_core(core_at, r * width + c + 1)
@@ -294,24 +313,30 @@ def _refine(
     row, c0, c1, lo, hi = row[pick], c0[pick], c1[pick], lo[pick], hi[pick]
     noise, length, old = noise[pick], length[pick], old[pick]
     k = np.arange(window)
+    # a fit's samples are the first ``length`` of its window (from the run's edge outwards), so
+    # everything about their positions depends on that length only: computed once per length,
+    # row ``length - 1`` of each table, with the operations the fits used per run
+    use_of = (k[None, :] <= k[:, None]).astype(np.float64)
+    count_of = use_of.sum(axis=-1)
+    dx_of = (k - ((use_of * k).sum(axis=-1) / count_of)[:, None]) * use_of
+    sxx_of = (dx_of * dx_of).sum(axis=-1)
+    y_flat = y.reshape(-1)  # (y is C-contiguous: flat gathers are faster than 2-D ones)
+    first_of_row = row * n
 
-    def fit(edge, inside, direction):
-        at = edge[:, None] + direction * k
-        use = inside(at).astype(np.float64)
-        v = y[row[:, None], np.clip(at, 0, n - 1)] - y[row, edge][:, None]
-        count = use.sum(axis=-1)
-        x_mean = (use * k).sum(axis=-1) / count
+    def fit(edge, length, direction):
+        i = length - 1
+        use, count, dx, sxx = use_of[i], count_of[i], dx_of[i], sxx_of[i]
+        at = np.clip(edge[:, None] + direction * k, 0, n - 1) + first_of_row[:, None]
+        v = np.take(y_flat, at) - y_flat[first_of_row + edge][:, None]
         v_mean = (use * v).sum(axis=-1) / count
-        dx = (k - x_mean[:, None]) * use
         dv = (v - v_mean[:, None]) * use
-        sxx = (dx * dx).sum(axis=-1)
         slope = (dx * dv).sum(axis=-1) / sxx
         residual = dv - slope[:, None] * dx
         rms = np.sqrt((residual * residual).sum(axis=-1) / np.maximum(count - 2, 1))
         return direction * slope, rms, sxx
 
-    left, left_rms, left_sxx = fit(c0, lambda at: at >= lo[:, None], -1)
-    right, right_rms, right_sxx = fit(c1, lambda at: at <= hi[:, None], 1)
+    left, left_rms, left_sxx = fit(c0, c0 - lo + 1, -1)  # samples c0 down to lo
+    right, right_rms, right_sxx = fit(c1, hi - c1 + 1, 1)  # samples c1 up to hi
     # straight within the rounding of the values themselves (rms ulp / sqrt(12) = 0.29 ulp for
     # values rounded once): a kink too small to be detected inside a window bends the line by
     # more, and its slope would absorb part of it (measured on chapter 2's float32 network at
@@ -400,23 +425,23 @@ def _buffers(rows: int, n: int, window: int) -> dict[str, np.ndarray]:
     pairs = (m + 2) // 4  # the pairs (D[4j], D[4j+1]) that the jaggedness ratios use
     return {
         "y": np.empty((rows, n)),
-        "first": np.empty((rows, n - 1)),
+        "first": np.empty(rows * max(n - 1, width)),  # and then |D|, (rows, width)
         "d": np.empty((rows, width)),
-        "abs": np.empty((rows, width)),
         "core": np.empty((rows, width), dtype=bool),
         "change": np.empty((rows, pairs)),
-        "left": np.empty((rows, pairs)),
-        "right": np.empty((rows, pairs)),
+        "pair": np.empty((rows, 2, pairs)),
     }
 
 
-def _pairs_touched(at: np.ndarray, width: int, pairs: int) -> np.ndarray:
-    """Flat indices into the (rows, pairs) arrays of gathered pairs ``(D[4j], D[4j+1])`` that hold
-    one of the samples at flat positions ``at`` (of a (rows, width) array)."""
+def _pairs_touched(
+    at: np.ndarray, width: int, pairs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns in the (rows, pairs) arrays of gathered pairs ``(D[4j], D[4j+1])`` that
+    hold one of the samples at flat positions ``at`` (of a (rows, width) array)."""
     r, c = np.divmod(at, width)
     j = c // 4
     held = (c % 4 < 2) & (j < pairs)
-    return r[held] * pairs + j[held]
+    return r[held], j[held]
 
 
 def _widen(core_at: np.ndarray, width: int, m: int) -> np.ndarray:
@@ -426,7 +451,7 @@ def _widen(core_at: np.ndarray, width: int, m: int) -> np.ndarray:
         return core_at
     c = core_at % width
     near = np.concatenate([core_at[c > 0] - 1, core_at, core_at[c + 1 < m] + 1])
-    near.sort()
+    near.sort(kind="stable")  # three sorted runs: a merge (timsort), not a quicksort
     keep = np.ones(near.size, dtype=bool)
     np.not_equal(near[1:], near[:-1], out=keep[1:])
     return near[keep]
@@ -454,9 +479,14 @@ def _analyse_chunk(
     # rounded to it carry at most ulp/2 each, and D at most 2 ulp.  Global, not local: a value
     # near zero computed from larger terms carries the rounding of the terms (measured: spikes of
     # 2-4 ulp of max|y| at the zero crossings of float64 piecewise-linear test signals)
+    # (on the input as given: float32 extremes read half the bytes, and bring the chunk into
+    # cache for the cast below)
     scale = np.maximum(np.abs(y.max(axis=-1)), np.abs(y.min(axis=-1))).astype(
         np.float64
     )
+    if not np.isfinite(scale).all():
+        # the extremes are NaN or inf exactly when a value is: the input check, at no extra pass
+        raise _NotFinite
     ulp = np.spacing(scale.astype(dtype)).astype(np.float64)[:, None]
     if y.dtype != np.float64 or not y.flags.c_contiguous:
         # one cast (or gather, for a sample axis that was not last) into a reused buffer of the
@@ -464,7 +494,8 @@ def _analyse_chunk(
         # subtraction measured twice as slow as this copy)
         np.copyto(buffers["y"][:rows], y)
         y = buffers["y"][:rows]
-    first = buffers["first"][:rows]
+    # first differences, then (D computed) |D|, share one buffer: a smaller working set
+    first = buffers["first"][: rows * (n - 1)].reshape(rows, n - 1)
     np.subtract(y[:, 1:], y[:, :-1], out=first)
     # the typical slope, root mean square over the samples where it is not exactly 0 (a ReLU
     # output's zero stretches say nothing about the kinks' scale); every 16th is enough
@@ -477,13 +508,23 @@ def _analyse_chunk(
     np.subtract(first[:, 1:], first[:, :-1], out=d)
     # every 4th pair (n, n+1) of D, gathered once: the jaggedness ratios below need no more
     pairs = (m + 2) // 4
-    step_change = buffers["change"][:rows]
-    np.subtract(d[:, 1:m:4], d[:, 0 : m - 1 : 4], out=step_change)
+    # one strided gather of both members, (rows, 2, pairs): strided loops are slow, and the
+    # three passes below it replaced read D with a stride of 4 twice more
+    pair = buffers["pair"][:rows]
+    every_4th = np.ndarray(
+        (rows, 2, pairs),
+        d.dtype,
+        d_buf,
+        strides=(d.strides[0], d.itemsize, 4 * d.itemsize),
+    )  # (a view: as_strided costs more than the copy of a small chunk)
+    np.copyto(pair, every_4th)
+    left, right = pair[:, 0], pair[:, 1]  # D[4j] and D[4j+1]
+    step_change = np.subtract(right, left, out=buffers["change"][:rows])
     np.abs(step_change, out=step_change)
-    right = np.abs(d[:, 1:m:4], out=buffers["right"][:rows])
-    left = np.abs(d[:, 0 : m - 1 : 4], out=buffers["left"][:rows])
+    np.abs(pair, out=pair)  # left and right are |D| from here on
     d_blocks = _pad_blocks(d_buf, m, window)
-    abs_buf = np.abs(d_buf, out=buffers["abs"][:rows])
+    # (first is no longer needed)
+    abs_buf = np.abs(d_buf, out=buffers["first"][: d_buf.size].reshape(d_buf.shape))
     abs_blocks = abs_buf.reshape(d_blocks.shape)
     if (
         m < MIN_LEVEL_SAMPLES
@@ -502,30 +543,41 @@ def _analyse_chunk(
     # |D|, so one fast pass against the row's lowest threshold (a per-block comparison
     # broadcasts over short blocks and is slower) finds the blocks that hold candidates; the
     # samples of those few blocks are then compared, in order, with their block's threshold
-    np.greater(abs_buf, threshold.min(axis=-1)[:, None], out=over)
-    candidates = np.flatnonzero(over)
+    floor_bound = floor > smooth_threshold
     flat_threshold = threshold.reshape(-1)  # per flat block: row * n_blocks + block
-    if candidates.size > over.size // 16:  # many: the per-block comparison is cheaper
+    if floor_bound.any():
+        # blocks bound by the rounding floor: their low thresholds make many candidates, and
+        # the split kinks below need |D| in order anyway
+        candidates = None
+    else:
+        np.greater(abs_buf, threshold.min(axis=-1)[:, None], out=over)
+        candidates = np.flatnonzero(over)
+    if candidates is None or candidates.size > over.size // 16:
+        # many: the per-block comparison is cheaper
         np.abs(d_buf, out=abs_buf)  # |D| in order again
         np.greater(abs_blocks, threshold[..., None], out=over.reshape(d_blocks.shape))
         over[:, m:] = False  # the padding repeats samples: count each once
         core_at = np.flatnonzero(over)
+    elif candidates.size == 0:  # no sample above the row's lowest threshold
+        core_at = candidates
     else:
         block = candidates // window
         block = np.unique(block[abs_flat[candidates] > flat_threshold[block]])
         at = (block[:, None] * window + np.arange(window)).reshape(-1)
         above = np.abs(d_flat[at]) > np.repeat(flat_threshold[block], window)
         core_at = at[above & (at % width < m)]  # not the padding
-    floor_bound = floor > smooth_threshold
     if floor_bound.any():
+        # (|D|, in order, and the core mask are free from here on: work buffers)
         core_at = _add_split_kinks(
-            d,
+            d_buf,
             core_at,
-            width,
+            m,
             smooth_threshold,
             np.broadcast_to(floor, threshold.shape),
             floor_bound,
             window,
+            abs_buf,
+            over,
         )
     r_c, c_c = np.divmod(core_at, width)
     b_c = c_c // window
@@ -542,8 +594,8 @@ def _analyse_chunk(
     # kappa * level is within ROUNDING_LEVEL_ULP ulp.  Only pairs clear of core samples count:
     # the few others are zeroed in place
     touched = _pairs_touched(core_at, width, pairs)
-    step_change.reshape(-1)[touched] = 0.0
-    right.reshape(-1)[touched] = 0.0
+    step_change[touched] = 0.0
+    right[touched] = 0.0
     limited = smooth_threshold <= ROUNDING_LEVEL_ULP * ulp
     jagged_rows = np.flatnonzero(limited.any(axis=-1))
     if pairs and jagged_rows.size:  # the block sums only where a block may be limited
@@ -551,6 +603,8 @@ def _analyse_chunk(
             -np.arange(n_blocks) * window // 4
         )  # first gathered pair of each block
         starts = np.minimum(starts, pairs - 1)
+        if jagged_rows.size == rows:  # every row: no gathered copies
+            jagged_rows = slice(None)
         jag = np.add.reduceat(step_change[jagged_rows], starts, axis=-1)
         size = np.add.reduceat(right[jagged_rows], starts, axis=-1)
         limited[jagged_rows] &= jag > ROUGHNESS_LIMIT * size
@@ -579,7 +633,7 @@ def _analyse_chunk(
     eps = float(np.finfo(dtype).eps)
     # roughness (see the public function: the same sums, on the gathered pairs clear of peak
     # samples: zeroing |D[4j+1]| there fails the floor test below, as the floor is >= 0)
-    right.reshape(-1)[_pairs_touched(peak_at, width, pairs)] = 0.0
+    right[_pairs_touched(peak_at, width, pairs)] = 0.0
     floor_r = (ROUGHNESS_FLOOR_FACTOR * ROUGHNESS_FLOOR_EPS * eps * scale)[:, None]
     # both sides above the floor: the smaller one is; the comparison writes 0.0 / 1.0 directly
     weight = np.greater(np.minimum(left, right, out=left), floor_r, out=left)
@@ -653,15 +707,24 @@ def _analyse(
     rows = arr.reshape(-1, n)
     step = max(1, min(_CHUNK_SAMPLES // n, rows.shape[0]))
     buffers = _buffers(step, n, window)
-    parts = [
-        _analyse_chunk(
-            rows[i : i + step], source_dtype, kappa, window, floor_eps, keep, buffers
-        )
-        for i in range(0, rows.shape[0], step)
-    ]
-    c = _Chunk(
-        *[None if p[0] is None else np.concatenate(p) for p in zip(*parts)][:-1], None
-    )
+    try:
+        parts = [
+            _analyse_chunk(
+                rows[i : i + step],
+                source_dtype,
+                kappa,
+                window,
+                floor_eps,
+                keep,
+                buffers,
+            )
+            for i in range(0, rows.shape[0], step)
+        ]
+    except _NotFinite:
+        raise _not_finite_error(arr) from None
+    # every field but the last (the re-measured peaks, a tuple per chunk: gathered below)
+    fields = list(zip(*parts))[:-1]
+    c = _Chunk(*[None if p[0] is None else np.concatenate(p) for p in fields], None)
     refined = None
     if keep:  # the re-measured peaks, with their rows in the batch
         found = [

@@ -377,7 +377,8 @@ def _check_options(kappa: float, window: int, floor_eps: float) -> None:
 
 
 def _prepare(y: Any, axis: int) -> tuple[np.ndarray, np.dtype, bool]:
-    """Validate ``y`` and return it as float64 with the signal axis last."""
+    """Validate ``y`` (all but NaN and inf, see below) and return it with the signal axis last:
+    float32 and float64 as given, other real types as float64."""
     arr, source_dtype, is_torch = _as_float_array(y)
     if arr.ndim == 0:
         raise ValueError("y must have at least one axis of samples, got a scalar")
@@ -390,13 +391,17 @@ def _prepare(y: Any, axis: int) -> tuple[np.ndarray, np.dtype, bool]:
         raise ValueError(
             f"y needs at least 3 samples along axis {axis} for a second difference, got {arr.shape[-1]}"
         )
-    # one reduction first (fast); the exact count only when it is not finite (or overflowed)
-    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
-        bad = int(np.size(arr) - np.isfinite(arr).sum())
-        raise ValueError(
-            f"y contains {bad} NaN or infinite value(s); SMP needs finite samples"
-        )
+    # NaN and inf are refused by the detector (smp._detector._analyse), from the extremes of
+    # each signal it computes anyway: a separate check here was one more pass over the data
     return arr, source_dtype, is_torch
+
+
+def _not_finite_error(arr: np.ndarray) -> ValueError:
+    """The error for samples ``arr`` that hold NaN or inf (with their count)."""
+    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+    return ValueError(
+        f"y contains {bad} NaN or infinite value(s); SMP needs finite samples"
+    )
 
 
 def _as_path(path: Any) -> torch.Tensor:

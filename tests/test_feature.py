@@ -212,6 +212,36 @@ def test_bad_options():
         smp.peaks(np.zeros((3, 10)))
 
 
+def test_nan_in_a_later_chunk_of_rows():
+    # the detector refuses NaN and inf from each signal's extremes, chunk by chunk: the count is
+    # over the whole input, whichever chunk meets them first, for either dtype and sample axis
+    walk = np.random.default_rng(31).standard_normal((60, 10000)).cumsum(axis=-1)
+    walk[50, 7], walk[55, -1] = np.nan, -np.inf
+    for y in (walk, walk.astype(np.float32)):
+        for batch, axis in ((y, -1), (y.T, 0)):
+            with pytest.raises(ValueError, match="2 NaN or infinite"):
+                smp.smp(batch, axis=axis)
+
+
+def test_batch_over_several_chunks_is_signal_by_signal():
+    # float32 kinks on an offset of 1000: their peaks are re-measured from line fits, a different
+    # number in each chunk of rows the batch is cut into (3 rows of 80,001 samples a chunk); the
+    # batch's masks, thresholds and SMP are those of each signal alone (the masks crashed before)
+    pl = signals.piecewise_linear(
+        4, 80001, 12, min_separation=200.0, jump_std=100.0, seed=30
+    )
+    y = (1e3 + pl.y).astype(np.float32)
+    with warnings.catch_warnings():
+        # small kinks sit below the limit: warned about, and the same alone or in the batch
+        warnings.simplefilter("ignore", smp.SMPWarning)
+        mask, limit = smp.feature.peak_mask(y), smp.feature.threshold(y)
+        total = smp.smp(y, pl.h)
+        for i in range(y.shape[0]):
+            np.testing.assert_array_equal(mask[i], smp.feature.peak_mask(y[i]))
+            np.testing.assert_array_equal(limit[i], smp.feature.threshold(y[i]))
+            assert total[i] == smp.smp(y[i], pl.h)
+
+
 def test_dense_kinks_warn():
     # kinks every 2 samples cannot be told from the smooth level: warn, and SMP is underestimated
     pl = signals.piecewise_linear(5, 1000, 400, min_separation=2.0, seed=14)
