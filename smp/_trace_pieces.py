@@ -93,23 +93,35 @@ class _State:
 
     def __init__(self, x0: torch.Tensor, d: torch.Tensor):
         n_lines = x0.shape[0]
-        self.t = torch.tensor([0.0, 1.0], dtype=torch.float64).repeat(n_lines)
-        self.line = torch.arange(n_lines).repeat_interleave(2)
-        self.src = torch.full((2 * n_lines,), -1, dtype=torch.int64)
-        self.order = torch.arange(2 * n_lines)
+        # the 1-d bookkeeping lives in numpy (a numpy call costs ~1 us, a torch call ~5-10 us:
+        # dozens of them per layer are the fixed cost of small networks); the torch views share
+        # the memory
+        self._set(
+            np.tile([0.0, 1.0], n_lines),
+            np.repeat(np.arange(n_lines), 2),
+            np.full(2 * n_lines, -1, dtype=np.int64),
+            np.arange(2 * n_lines),
+        )
         ends = torch.stack([x0, x0 + d], dim=1)  # (L, 2, ...)
         self.first_input = ends.reshape((2 * n_lines,) + x0.shape[1:])
         self.env: dict[str, Any] = {}
         self.vertexwise: set[str] = set()
 
+    def _set(self, t, line, src, order) -> None:
+        self.tn, self.linen, self.srcn, self.ordern = t, line, src, order
+        self.t, self.line = torch.from_numpy(t), torch.from_numpy(line)
+        self.src, self.order = torch.from_numpy(src), torch.from_numpy(order)
+        #: piece i (vertices i, i+1) joins two lines: not a piece
+        self.gapn = line[1:] != line[:-1]
+
     def pieces(self) -> torch.Tensor:
         """Boolean (V-1,): vertex i and i+1 are on the same line (a piece, not a gap between lines)."""
-        return self.line[1:] == self.line[:-1]
+        return torch.from_numpy(~self.gapn)
 
     def insert(
         self,
-        seg: torch.Tensor,
-        frac: torch.Tensor,
+        seg: torch.Tensor | np.ndarray,
+        frac: torch.Tensor | np.ndarray,
         step: int,
         live: list[str],
         transform: dict | None = None,
@@ -125,34 +137,51 @@ class _State:
         (with ``live`` empty: the caller fills the tensors) are the rows of the new vertices,
         default ``V, V+1, ...`` in the order of ``seg``.
         """
-        V, K = self.t.shape[0], seg.shape[0]
-        counts = torch.bincount(seg, minlength=V)
-        # new vertices inserted before old vertex i
-        before = torch.cumsum(counts, 0) - counts
-        pos_old = torch.arange(V) + before
-        pos_new = seg + torch.arange(K) + 1
+        seg_n = seg.numpy() if isinstance(seg, torch.Tensor) else seg
+        frac_n = frac.numpy() if isinstance(frac, torch.Tensor) else frac
+        V, K = self.tn.shape[0], seg_n.shape[0]
+        # the k-th new vertex (in seg order) lands at seg + k + 1 of the merged arrays
+        pos_new = seg_n + np.arange(1, K + 1)
+        is_old = np.ones(V + K, dtype=bool)
+        is_old[pos_new] = False
 
-        def merged(X: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-            out = X.new_empty((V + K,))
-            out[pos_old] = X
+        def merged(X: np.ndarray, new) -> np.ndarray:
+            out = np.empty(V + K, dtype=X.dtype)
+            out[is_old] = X
             out[pos_new] = new
             return out
 
-        left, right = self.order[seg], self.order[seg + 1]
-        self.t = merged(self.t, torch.lerp(self.t[seg], self.t[seg + 1], frac))
-        self.line = merged(self.line, self.line[seg])
-        self.src = merged(self.src, torch.full((K,), step, dtype=torch.int64))
+        t = self.tn
+        ta, tb = t[seg_n], t[seg_n + 1]
+        left, right = self.ordern[seg_n], self.ordern[seg_n + 1]
         if new_rows is None:
-            new_rows = torch.arange(V, V + K)
-        self.order = merged(self.order, new_rows)
+            new_rows_n = np.arange(V, V + K)
+        else:
+            new_rows_n = new_rows.numpy()
+        self._set(
+            # torch.lerp's formula (the new t stays inside the piece)
+            merged(
+                t,
+                np.where(
+                    frac_n < 0.5, ta + frac_n * (tb - ta), tb - (tb - ta) * (1 - frac_n)
+                ),
+            ),
+            merged(self.linen, self.linen[seg_n]),
+            merged(self.srcn, step),
+            merged(self.ordern, new_rows_n),
+        )
+        if not live:
+            return
+        left_t, right_t = torch.from_numpy(left), torch.from_numpy(right)
+        frac_t = torch.from_numpy(frac_n) if not isinstance(frac, torch.Tensor) else frac
         for name in live:
             X = self.env[name]
             others = [T for n, T in self.env.items() if n != name]
             full = _grow(X, K, others)
             new = full[V:]
-            torch.index_select(X, 0, left, out=new)
-            w = frac.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
-            new.lerp_(_gather_rows(X, right), w)
+            torch.index_select(X, 0, left_t, out=new)
+            w = frac_t.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
+            new.lerp_(_gather_rows(X, right_t), w)
             del X
             if transform and name in transform:
                 full = transform[name](full, V)
@@ -268,11 +297,20 @@ def release_buffers() -> None:
         _BUFFERS.free = []
 
 
-def _sorted_by_piece(seg: torch.Tensor, frac: torch.Tensor, *extra: torch.Tensor):
-    """Order crossings by piece, then by fraction within the piece (two stable sorts)."""
-    order = torch.sort(frac, stable=True).indices
-    order = order[torch.sort(seg[order], stable=True).indices]
-    return (seg[order], frac[order]) + tuple(e[order] for e in extra)
+def _sorted_by_piece(seg, frac, *extra):
+    """Order crossings by piece, then by fraction within the piece (numpy or torch arrays)."""
+    as_torch = isinstance(seg, torch.Tensor)
+    if as_torch:
+        seg, frac, extra = seg.numpy(), frac.numpy(), tuple(e.numpy() for e in extra)
+    # (usually seg is sorted already and most pieces have one crossing: check, sort only if not)
+    if seg.shape[0] > 1 and not (
+        np.all(seg[1:] >= seg[:-1])
+        and np.all((seg[1:] != seg[:-1]) | (frac[1:] >= frac[:-1]))
+    ):
+        order = np.lexsort((frac, seg))
+        seg, frac, extra = seg[order], frac[order], tuple(e[order] for e in extra)
+    out = (seg, frac) + tuple(extra)
+    return tuple(torch.from_numpy(v) for v in out) if as_torch else out
 
 
 def _evaluate(arg: Any, env: dict) -> Any:
@@ -310,6 +348,29 @@ def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
+def _sign_changes(state: _State, flat: torch.Tensor):
+    """Pieces where a unit of ``flat`` (V, units) changes sign strictly: numpy arrays
+    ``seg`` (sorted), ``unit``, and the unit's values ``a``, ``b`` at the piece's ends.
+
+    A unit exactly 0 at an end has its kink (if any) at that vertex already, so zeros are
+    filtered out.
+    """
+    fn = flat.numpy()
+    n = fn.shape[1]
+    # (torch's float comparisons are ~4x slower than numpy's here; its row gather of bytes is
+    # ~3x faster than numpy's)
+    negative = torch.from_numpy(np.signbit(fn)).index_select(0, state.order).numpy()
+    changes = np.flatnonzero(negative[1:] != negative[:-1])
+    seg, unit = np.divmod(changes, n)
+    order = state.ordern
+    a, b = fn[order[seg], unit], fn[order[seg + 1], unit]
+    # strictly opposite signs (a zero end excluded), both ends on the same line
+    keep = (a * b < 0) & ~state.gapn[seg]
+    if not keep.all():
+        seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
+    return seg, unit, a, b
+
+
 def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
     name = step.args[0]
     X = state.env[name]
@@ -317,13 +378,7 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
     flat = X.reshape(V, -1)
     # strict sign change between the ends of a piece; a unit exactly 0 at an end has its kink (if
     # any) at that vertex already, so zeros are filtered out below
-    negative = torch.signbit(flat).index_select(0, state.order)  # sorted by (line, t)
-    seg, unit = torch.nonzero(negative[1:] != negative[:-1], as_tuple=True)
-    if seg.numel():
-        a, b = flat[state.order[seg], unit], flat[state.order[seg + 1], unit]
-        # strictly opposite signs (a zero end excluded), both ends on the same line
-        keep = (a * b < 0) & (state.line[seg] == state.line[seg + 1])
-        seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
+    seg, unit, a, b = _sign_changes(state, flat)
     # the input read by no later step: apply the activation in place, fused with the insertion
     in_place = (
         graph.last_use.get(name, -1) == index
@@ -339,9 +394,10 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
     def activate(T: torch.Tensor) -> torch.Tensor:
         return T.clamp_(min=0.0) if slope == 0.0 else F.leaky_relu_(T, slope)
 
-    if seg.numel():
+    if seg.shape[0]:
         frac = a / (a - b)
         seg, frac, unit = _sorted_by_piece(seg, frac, unit)
+        seg, frac, unit = (torch.from_numpy(v) for v in (seg, frac, unit))
         if in_place and _fuse_linear(state, graph, index, step):
             _relu_linear(state, graph, index, step, flat, seg, frac, unit, activate)
             return True
@@ -360,7 +416,7 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
             {name: at_kink},
         )
     out = state.env.pop(name) if in_place else state.env[name]
-    if in_place and not seg.numel():
+    if in_place and not seg.shape[0]:
         activate(out)
     elif not in_place:
         # functional, never the module: an nn.ReLU(inplace=True) would overwrite a live tensor
