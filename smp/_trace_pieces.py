@@ -896,75 +896,65 @@ def _assemble(
     jump_rtol: float,
     dense: dict,
 ) -> list[LinePieces]:
-    t, line, src = state.t, state.line, state.src
-    Y = Y.index_select(0, state.order)  # rows sorted by (line, t)
+    t, line, src = state.tn, state.linen, state.srcn
+    # rows sorted by (line, t)
+    Y = Y.reshape(Y.shape[0], -1).index_select(0, state.order).numpy()
     V = t.shape[0]
-    first = torch.ones(V, dtype=torch.bool)
-    first[1:] = line[1:] != line[:-1]
-    last = torch.ones(V, dtype=torch.bool)
-    last[:-1] = line[1:] != line[:-1]
-    gap = torch.zeros(V, dtype=torch.float64)
+    first = np.ones(V, dtype=bool)
+    first[1:] = state.gapn
+    last = np.ones(V, dtype=bool)
+    last[:-1] = state.gapn
+    gap = np.zeros(V)
     gap[1:] = t[1:] - t[:-1]
     # merge: a vertex within merge_tol of its predecessor joins it (the end point always stays)
     keep = first | last | (gap > merge_tol)
-    kept = torch.nonzero(keep, as_tuple=True)[0]
+    kept = np.flatnonzero(keep)
     # the slope of the region ending at a kept vertex is that of its last raw piece (the earlier,
     # merged ones are shorter than merge_tol)
     ends = kept[~first[kept]]
     starts = ends - 1
     length = t[ends] - t[starts]
     slopes = (Y[ends] - Y[starts]) / length[:, None]
-    short = torch.nonzero(length < SLOPE_BY_DIFFERENCE, as_tuple=True)[0]
-    if short.numel():
-        mid = 0.5 * (t[starts[short]] + t[ends[short]])
-        ln = line[ends[short]]
+    short = np.flatnonzero(length < SLOPE_BY_DIFFERENCE)
+    if short.shape[0]:
+        mid = torch.from_numpy(0.5 * (t[starts[short]] + t[ends[short]]))
+        ln = torch.from_numpy(line[ends[short]])
         shape = (-1,) + (1,) * (x0.dim() - 1)
         x_mid = x0[ln] + mid.reshape(shape) * d[ln]
-        slopes[short] = _frozen_slopes(graph, x_mid, d[ln], dense)
-    kept_line = line[kept].numpy()
+        slopes[short] = _frozen_slopes(graph, x_mid, d[ln], dense).numpy()
     n_lines = x0.shape[0]
-    n_kept = np.bincount(kept_line, minlength=n_lines)
-    slopes_np = slopes.numpy()
+    n_kept = np.bincount(line[kept], minlength=n_lines)
+    # regions (and jumps) are sorted by line: per-line sums and maxima by reduceat over the
+    # runs of each line (np.ufunc.at and torch's scatter cost ~50x / ~10x more per element)
+    region_line = line[ends]
+    n_regions = n_kept - 1  # >= 1: every line keeps its two end points
+    region_start = np.cumsum(n_regions) - n_regions
     # jumps of consecutive regions of the same line; rounding noise below jump_rtol times the
     # line's largest |slope| of that output set to 0
-    region_line = line[ends].numpy()
-    jumps = slopes_np[1:] - slopes_np[:-1]
-    # (torch's scatter and index_add: numpy's ufunc.at is ~50x slower per element)
-    scale = (
-        torch.zeros(n_lines, slopes.shape[1], dtype=slopes.dtype)
-        .scatter_reduce_(
-            0,
-            line[ends][:, None].expand(-1, slopes.shape[1]),
-            slopes.abs(),
-            "amax",
-        )
-        .numpy()
-    )
+    scale = np.maximum.reduceat(np.abs(slopes), region_start, axis=0)
+    jumps = slopes[1:] - slopes[:-1]
     jumps[np.abs(jumps) <= jump_rtol * scale[region_line[1:]]] = 0.0
-    same_line = region_line[1:] == region_line[:-1]
-    jumps = jumps[same_line]
-    jump_line = region_line[1:][same_line]
+    jumps = jumps[region_line[1:] == region_line[:-1]]
     # exact SMP and affine pieces of every output of every line, summed over its jumps
-    jump_line_t = torch.from_numpy(jump_line)
-    smp = (
-        torch.zeros(n_lines, jumps.shape[1], dtype=torch.float64)
-        .index_add_(0, jump_line_t, torch.from_numpy(np.abs(jumps)))
-        .numpy()
-    )
-    n_pieces = (
-        torch.ones(n_lines, jumps.shape[1], dtype=torch.int64)
-        .index_add_(0, jump_line_t, torch.from_numpy((jumps != 0).astype(np.int64)))
-        .numpy()
-    )
+    n_jumps = n_regions - 1
+    smp = np.zeros((n_lines, jumps.shape[1]))
+    n_pieces = np.ones((n_lines, jumps.shape[1]), dtype=np.int64)
+    has = n_jumps > 0
+    if has.any():
+        jump_start = (np.cumsum(n_jumps) - n_jumps)[has]
+        smp[has] = np.add.reduceat(np.abs(jumps), jump_start, axis=0)
+        n_pieces[has] += np.add.reduceat(
+            (jumps != 0).astype(np.int64), jump_start, axis=0
+        )
     # plain slices (np.split costs more than the rest of this function)
     v_end = np.cumsum(n_kept)
     v_start = v_end - n_kept
-    values, t_kept, src_kept = Y[kept].numpy(), t[kept].numpy(), src[kept].numpy()
+    values, t_kept, src_kept = Y[kept], t[kept], src[kept]
     return [
         LinePieces(
             t=t_kept[a + 1 : b - 1],
             values=values[a:b],
-            slopes=slopes_np[a - i : b - i - 1],
+            slopes=slopes[a - i : b - i - 1],
             jumps=jumps[a - 2 * i : b - 2 * i - 2],
             layer=src_kept[a + 1 : b - 1],
             smp=smp[i],
