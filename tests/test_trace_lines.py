@@ -177,6 +177,40 @@ def test_relu_linear_correction_route_agrees_with_the_walker(monkeypatch, leaky)
         )
 
 
+@pytest.mark.parametrize("leaky", [False, True])
+def test_crowded_pieces_cut_at_anchors_agree_with_the_walker(monkeypatch, leaky):
+    """Crowded pieces (the first ReLU's: a whole segment is one piece) cut at every other
+    crossing (anchors through the product, the crossings between them through the correction
+    route), forced on a small MLP: the walker's breakpoints, jumps and pieces, and the values of
+    the plain product route."""
+    from smp import _trace_pieces as P
+
+    net = mlp([6, 24, 24, 24, 2], 5, leaky=leaky)
+    x0, d = segments((6,), seeds=[1, 2, 3])
+    by_product = T.trace_lines(net, x0, d)
+    monkeypatch.setattr(P, "NS_PER_CALL", 0.0)  # the correction route always "pays"
+    monkeypatch.setattr(P, "MACS_PER_NS", 1e-3)
+    monkeypatch.setattr(P, "ANCHOR_EVERY", 2)
+    cuts = []
+    split = P._split_crowded
+    monkeypatch.setattr(
+        P, "_split_crowded", lambda *a: cuts.append(split(*a)) or cuts[-1]
+    )
+    traces = T.trace_lines(net, x0, d)
+    assert any(cuts), "anchors must be inserted"
+    for tr, ref, i in zip(traces, by_product, range(3)):
+        walk = T.trace_line_walk(net, x0[i], d[i])
+        assert len(tr.t) >= 10
+        assert len(tr.t) == len(walk.t) == len(ref.t)
+        assert np.abs(tr.t - walk.t).max() < 1e-9
+        assert _jump_gap(tr.jumps, walk.jumps) < 1e-9
+        np.testing.assert_array_equal(tr.n_pieces, walk.n_pieces)
+        # the correction sums over <= 24 units, as rounded as the product
+        np.testing.assert_allclose(
+            tr.values, ref.values, rtol=0, atol=1e-12 * np.abs(ref.values).max()
+        )
+
+
 def test_wide_mlp_takes_the_correction_route_and_agrees_with_the_walker(monkeypatch):
     """On the benchmark's widest MLP (784-256x3-1) the cost estimate picks the correction route
     by itself (on enough segments to pay for its fixed cost): the walker's breakpoints, jumps
