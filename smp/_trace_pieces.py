@@ -297,17 +297,24 @@ def release_buffers() -> None:
         _BUFFERS.free = []
 
 
+def _is_sorted(seg: np.ndarray, frac: np.ndarray) -> bool:
+    """Whether (seg, frac) pairs are in lexicographic order."""
+    step = seg[1:] - seg[:-1]
+    return bool(np.all((step > 0) | ((step == 0) & (frac[1:] >= frac[:-1]))))
+
+
 def _sorted_by_piece(seg, frac, *extra):
     """Order crossings by piece, then by fraction within the piece (numpy or torch arrays)."""
     as_torch = isinstance(seg, torch.Tensor)
     if as_torch:
         seg, frac, extra = seg.numpy(), frac.numpy(), tuple(e.numpy() for e in extra)
-    # (usually seg is sorted already and most pieces have one crossing: check, sort only if not)
-    if seg.shape[0] > 1 and not (
-        np.all(seg[1:] >= seg[:-1])
-        and np.all((seg[1:] != seg[:-1]) | (frac[1:] >= frac[:-1]))
-    ):
-        order = np.lexsort((frac, seg))
+    if seg.shape[0] > 1 and not _is_sorted(seg, frac):
+        # fractions are in [0, 1): seg + frac orders by piece, then by fraction, except for two
+        # fractions of one piece closer than its rounding (~1e-16 * seg); checked, else lexsort
+        # (stable sorts of a run-sorted key: 5x faster than np.lexsort here)
+        order = np.argsort(seg + frac, kind="stable")
+        if not _is_sorted(seg[order], frac[order]):
+            order = np.lexsort((frac, seg))
         seg, frac, extra = seg[order], frac[order], tuple(e[order] for e in extra)
     out = (seg, frac) + tuple(extra)
     return tuple(torch.from_numpy(v) for v in out) if as_torch else out
@@ -593,7 +600,8 @@ def _relu_linear(
         new = full[V:]
         torch.index_select(Z, 0, dl, out=new)
         new.lerp_(_gather_rows(Z, dr), dfrac[:, None])
-        new[torch.arange(n_dense), du] = 0.0  # the crossing unit is exactly at its kink
+        # the crossing unit is exactly at its kink
+        new.numpy()[np.arange(n_dense), du.numpy()] = 0.0
     del Z
     activate(full)
     out = _affine(graph.steps[index + 1], {step.name: full}, {})
