@@ -92,7 +92,7 @@ class _State:
     """
 
     def __init__(self, x0: torch.Tensor, d: torch.Tensor):
-        n_lines = x0.shape[0]
+        n_lines = self.n_lines = x0.shape[0]
         # the 1-d bookkeeping lives in numpy (a numpy call costs ~1 us, a torch call ~5-10 us:
         # dozens of them per layer are the fixed cost of small networks); the torch views share
         # the memory
@@ -653,12 +653,144 @@ def _relu_linear(
     state.env[graph.steps[index + 1].name] = out
 
 
+def _first_relu_pool(
+    state: _State,
+    graph: Graph,
+    index: int,
+    step: Step,
+    merge_tol: float,
+    windows: dict,
+) -> bool:
+    """The first ReLU/LeakyReLU and the max pooling of its output, per line, in one step.
+
+    Applies when no vertex has been inserted yet (every line is one piece, on which the ReLU's
+    input ``z`` is affine: ``z(t) = z_0 + t (z_1 - z_0)``), the input is the only live tensor
+    and dies here, and the ReLU's output is read only by the next step, a max pooling.  Then
+    everything is known per line without materialising the ReLU's output at every vertex:
+
+    * the ReLU's breakpoints are the strict sign changes of each unit, at ``z_0 / (z_0 - z_1)``;
+    * the activation is increasing, so the pooled value is ``act(max_e z_e)`` over the window's
+      elements and its argmax switches are those of the upper envelope of the window's affine
+      ``z_e`` (walked as in :func:`_maxpool_step`, at most ``k*k - 1`` per window and line),
+      kept where the envelope's value is not 0 (ReLU: > 0; below 0 all outputs are 0 and tie);
+      a switch at value 0 is a ReLU breakpoint already;
+    * the pooled output at every vertex is ``act(max_e z_e(t))``, one pass over the windows.
+
+    The same breakpoints as the ReLU step followed by the max-pool step, up to rounding; a
+    switch within ``merge_tol`` of a ReLU breakpoint is merged with it at the end instead of
+    being skipped.  This replaces the largest tensors of a CNN's first block (the ReLU's output
+    at every vertex, ``units`` wide, and its max pooling) by the pooled output alone.
+    """
+    n_lines = state.n_lines
+    if (
+        state.tn.shape[0] != 2 * n_lines
+        or index + 1 >= len(graph.steps)
+        or graph.steps[index + 1].kind != "maxpool"
+        or graph.steps[index + 1].args != (step.name,)
+        or graph.steps[index + 1].kwargs
+        or graph.last_use.get(step.name, -1) != index + 1
+    ):
+        return False
+    name = step.args[0]
+    if graph.last_use.get(name, -1) != index or _live(
+        graph, index, state.env, state.vertexwise
+    ) != [name]:
+        return False
+    pool_step = graph.steps[index + 1]
+    X = state.env[name]
+    if X.dim() < 3 or not np.array_equal(state.ordern, np.arange(2 * n_lines)):
+        return False
+    X4 = X.reshape(X.shape[0], -1, X.shape[-2], X.shape[-1])
+    _, C, H, W = X4.shape
+    if index + 1 not in windows:
+        windows[index + 1] = _Windows(pool_step.pool)
+    elems = windows[index + 1].indices(H, W)  # (P, K)
+    P_, K_ = elems.shape
+    slope = step.negative_slope
+    z = X4.reshape(2 * n_lines, C, H * W)
+    z0, z1 = z[0::2], z[1::2]  # (L, C, H*W) at t = 0 and t = 1
+    # ReLU breakpoints: strict sign changes over the line (a unit 0 at an end has none inside)
+    a, b = z0.reshape(n_lines, -1).numpy(), z1.reshape(n_lines, -1).numpy()
+    r_line, r_unit = np.nonzero(a * b < 0)
+    ra, rb = a[r_line, r_unit], b[r_line, r_unit]
+    r_t = ra / (ra - rb)
+    # window elements (padding: -inf, never the maximum) at t = 0 and their change over the line
+    pad = elems < 0
+    cols = elems.clamp(min=0)
+    v = z0[:, :, cols].masked_fill(pad, -torch.inf)  # (L, C, P, K)
+    s = (z1[:, :, cols] - z0[:, :, cols]).masked_fill(pad, 0.0)
+    vf, sf = v.reshape(-1, K_), s.reshape(-1, K_)
+    # the envelope's switches, window by window (as in _maxpool_step, on the whole line)
+    now = torch.zeros(vf.shape[0], dtype=torch.float64)
+    walking = torch.ones_like(now, dtype=torch.bool)
+    found_w, found_t = [], []
+    for _ in range(K_):
+        arg = (vf + sf * (now + merge_tol)[:, None]).argmax(dim=1, keepdim=True)
+        va, sa = vf.gather(1, arg), sf.gather(1, arg)
+        climbing = sf > sa
+        tau = torch.where(
+            climbing, (va - vf) / torch.where(climbing, sf - sa, 1.0), torch.inf
+        ).amin(dim=1)
+        walking = walking & (tau < 1 - merge_tol) & (tau > now)
+        if not walking.any():
+            break
+        value = (va[:, 0] + sa[:, 0] * tau)[walking]
+        w = torch.nonzero(walking, as_tuple=True)[0]
+        counts = value > 0 if slope == 0.0 else value != 0
+        found_w.append(w[counts])
+        found_t.append(tau[walking][counts])
+        now = torch.where(walking, tau, now)
+    p_w = torch.cat(found_w).numpy() if found_w else np.zeros(0, dtype=np.int64)
+    p_t = torch.cat(found_t).numpy() if found_t else np.zeros(0)
+    p_line = p_w // (C * P_)
+    # all breakpoints by (line, t); the ReLU's first on ties (stable)
+    line = np.concatenate([r_line, p_line])
+    t = np.concatenate([r_t, p_t])
+    src = np.concatenate(
+        [np.full(r_t.shape[0], index), np.full(p_t.shape[0], index + 1)]
+    )
+    order = np.argsort(line + t, kind="stable")
+    if not _is_sorted(line[order], t[order]):
+        order = np.lexsort((t, line))
+    line, t, src = line[order], t[order], src[order]
+    E = t.shape[0]
+    V0 = 2 * n_lines
+    state.insert(2 * line, t, index, [])
+    state.srcn[2 * line + np.arange(1, E + 1)] = src
+    # the pooled output's rows in vertex order (the ReLU's input, the only other tensor, dies)
+    state._set(state.tn, state.linen, state.srcn, np.arange(V0 + E))
+    vK = v.permute(0, 3, 1, 2).reshape(n_lines, -1)  # (L, K * C*P): element-major
+    sK = s.permute(0, 3, 1, 2).reshape(n_lines, -1)
+    pooled = _with_room((V0 + E, C * P_), torch.float64)
+    t_all = state.t
+    ends = np.cumsum(np.bincount(state.linen, minlength=n_lines)).tolist()
+    start = 0
+    for ln, end in enumerate(ends):
+        # every window element at every vertex of the line (an outer product, in cache), then
+        # the maximum over the elements
+        Zl = torch.addr(vK[ln], t_all[start:end], sK[ln])
+        torch.amax(Zl.view(end - start, K_, C * P_), dim=1, out=pooled[start:end])
+        start = end
+    # the activation is increasing: it commutes with the maximum
+    if slope == 0.0:
+        pooled.clamp_(min=0.0)
+    else:
+        F.leaky_relu_(pooled, slope)
+    Ho_Wo = windows[index + 1].out_shape(H, W)
+    del state.env[name]
+    state.env[pool_step.name] = pooled.reshape(
+        (V0 + E,) + tuple(X.shape[1:-2]) + Ho_Wo
+    )
+    return True
+
+
 class _Windows:
     """The elements of every max-pool window as flat indices into the ``H*W`` plane (-1: padding)."""
 
     def __init__(self, pool: dict):
         self.pool = pool
         self.cache: dict = {}
+        self.shapes: dict = {}
 
     def indices(self, H: int, W: int) -> torch.Tensor:
         """(n_windows, k*k) int64, windows in the pooling output's row-major order."""
@@ -676,7 +808,13 @@ class _Windows:
             padded = F.pad(plane, (pd[1], extra_w, pd[0], extra_h), value=-1.0)
             U = F.unfold(padded, k, dilation=dl, stride=st)[0]  # (k*k, Ho*Wo)
             self.cache[(H, W)] = U.T.contiguous().to(torch.int64)
+            self.shapes[(H, W)] = (int(Ho), int(Wo))
         return self.cache[(H, W)]
+
+    def out_shape(self, H: int, W: int) -> tuple[int, int]:
+        """The pooling output's (Ho, Wo) for an ``H x W`` input."""
+        self.indices(H, W)
+        return self.shapes[(H, W)]
 
 
 def _maxpool_step(
@@ -931,7 +1069,9 @@ def _trace_pieces(graph, x0, d, merge_tol, jump_rtol, progress) -> list[LinePiec
             if fused:
                 fused = False  # the Linear ran with the ReLU before it
             elif step.kind == "relu":
-                fused = _relu_step(state, graph, index, step)
+                fused = _first_relu_pool(
+                    state, graph, index, step, merge_tol, windows
+                ) or _relu_step(state, graph, index, step)
             elif step.kind == "maxpool":
                 if index not in windows:
                     windows[index] = _Windows(step.pool)
