@@ -173,7 +173,9 @@ class _State:
         if not live:
             return
         left_t, right_t = torch.from_numpy(left), torch.from_numpy(right)
-        frac_t = torch.from_numpy(frac_n) if not isinstance(frac, torch.Tensor) else frac
+        frac_t = (
+            torch.from_numpy(frac_n) if not isinstance(frac, torch.Tensor) else frac
+        )
         for name in live:
             X = self.env[name]
             others = [T for n, T in self.env.items() if n != name]
@@ -464,7 +466,9 @@ ANCHOR_EVERY = 8
 
 def _formula_saves(n_in: int, n_out: int) -> float:
     """Time saved (ns) per new vertex by the correction route (negative on narrow layers)."""
-    return n_in * (n_out / MACS_PER_NS + 3 * NS_PER_ELEMENT) - 8 * n_out * NS_PER_ELEMENT
+    return (
+        n_in * (n_out / MACS_PER_NS + 3 * NS_PER_ELEMENT) - 8 * n_out * NS_PER_ELEMENT
+    )
 
 
 def _split_crowded(
@@ -778,9 +782,7 @@ def _first_relu_pool(
         F.leaky_relu_(pooled, slope)
     Ho_Wo = windows[index + 1].out_shape(H, W)
     del state.env[name]
-    state.env[pool_step.name] = pooled.reshape(
-        (V0 + E,) + tuple(X.shape[1:-2]) + Ho_Wo
-    )
+    state.env[pool_step.name] = pooled.reshape((V0 + E,) + tuple(X.shape[1:-2]) + Ho_Wo)
     return True
 
 

@@ -64,11 +64,11 @@ def mlp(widths, seed, leaky=False):
     return _init(nn.Sequential(*layers), seed)
 
 
-def cnn(pool: dict, seed: int):
+def cnn(pool: dict, seed: int, leaky: bool = False):
     """Conv-ReLU-MaxPool twice on a 1x10x10 image, a linear head of 2 outputs."""
     net = nn.Sequential(
         nn.Conv2d(1, 3, 3, padding=1),
-        nn.ReLU(),
+        nn.LeakyReLU(0.2) if leaky else nn.ReLU(),
         nn.MaxPool2d(**pool),
         nn.Conv2d(3, 4, 3, padding=1),
         nn.MaxPool2d(**pool),  # straight after a convolution: no ties at 0
@@ -115,6 +115,7 @@ CASES = {
         f"cnn-{k}": (lambda pool=pool, i=i: cnn(pool, 10 + i), (1, 10, 10))
         for i, (k, pool) in enumerate(POOLS.items())
     },
+    "cnn-leaky-k3s2p1": (lambda: cnn(POOLS["k3s2p1"], 20, leaky=True), (1, 10, 10)),
 }
 
 
@@ -209,6 +210,38 @@ def test_crowded_pieces_cut_at_anchors_agree_with_the_walker(monkeypatch, leaky)
         np.testing.assert_allclose(
             tr.values, ref.values, rtol=0, atol=1e-12 * np.abs(ref.values).max()
         )
+
+
+@pytest.mark.parametrize(
+    "pool, leaky",
+    [(k, False) for k in POOLS] + [("k3s2p1", True), ("k2s1-overlap", True)],
+)
+def test_first_relu_pool_block_matches_the_separate_steps(monkeypatch, pool, leaky):
+    """The first ReLU and its max pooling traced per line in one step (breakpoints from the
+    lines' ends, pooled output without the ReLU's output) against the ReLU step followed by the
+    max-pool step: the same breakpoints, layers, values and jumps up to rounding."""
+    from smp import _trace_pieces as P
+
+    net = cnn(POOLS[pool], 30, leaky=leaky)
+    x0, d = segments((1, 10, 10), seeds=[4, 5, 6, 7])
+    ran = []
+    block = P._first_relu_pool
+    monkeypatch.setattr(
+        P, "_first_relu_pool", lambda *a: ran.append(block(*a)) or ran[-1]
+    )
+    fused = T.trace_lines(net, x0, d)
+    assert any(ran), "the fused block must run"
+    monkeypatch.setattr(P, "_first_relu_pool", lambda *a: False)
+    separate = T.trace_lines(net, x0, d)
+    for a, b in zip(fused, separate):
+        assert len(a.t) == len(b.t) >= 10
+        # positions: rounding of a crossing's fraction (~1e-16); values: of the window maxima
+        assert np.abs(a.t - b.t).max() < 1e-12
+        np.testing.assert_array_equal(a.layer, b.layer)
+        np.testing.assert_allclose(
+            a.values, b.values, rtol=0, atol=1e-12 * np.abs(b.values).max()
+        )
+        assert _jump_gap(a.jumps, b.jumps) < 1e-9
 
 
 def test_wide_mlp_takes_the_correction_route_and_agrees_with_the_walker(monkeypatch):
