@@ -293,10 +293,13 @@ class _Buffers:
 _BUFFERS = _Buffers()
 
 
-def release_buffers() -> None:
-    """Free the buffers the layer-wise engine keeps between calls (see :class:`_Buffers`)."""
+def release_buffers() -> int:
+    """Free the buffers the layer-wise engine keeps between calls (see :class:`_Buffers`);
+    returns the bytes freed."""
     with _BUFFERS.lock:
+        freed = sum(b.numel() * b.element_size() for b in _BUFFERS.free)
         _BUFFERS.free = []
+    return freed
 
 
 def _is_sorted(seg: np.ndarray, frac: np.ndarray) -> bool:

@@ -502,3 +502,21 @@ def test_bad_arguments():
         T.trace_lines(resnet(0).train(), np.zeros((1, 1, 8, 8)), np.ones((1, 1, 8, 8)))
     with pytest.raises(RuntimeError, match="max_events"):
         T.trace_lines(net, *segments((5,), seeds=[0], length=10.0), max_events=1)
+
+
+def test_release_buffers_frees_the_kept_buffers_and_results_stay():
+    """smp.trace.release_buffers returns the kept buffers' memory; the next call allocates
+    afresh and gives the same bits."""
+    from smp import _trace_pieces as P
+
+    wide = networks.dense_net(30, 128, 2, seed=0)  # > 1 MB per layer: kept buffers used
+    x0, d = segments((30,), seeds=range(8))
+    first = T.trace_lines(wide, x0, d)
+    kept = sum(b.numel() * 8 for b in P._BUFFERS.free)
+    assert kept >= P._Buffers.MIN_BYTES
+    assert T.release_buffers() == kept
+    assert not P._BUFFERS.free and T.release_buffers() == 0
+    again = T.trace_lines(wide, x0, d)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a.t, b.t)
+        np.testing.assert_array_equal(a.values, b.values)
