@@ -85,34 +85,79 @@ class LinePieces(NamedTuple):
 class _State:
     """Vertices of all lines and the live tensors at them.
 
-    ``t``, ``line``, ``src`` are kept sorted by (line, t); ``order[i]`` is the *row* of the i-th
-    vertex in every live tensor.  Rows are never moved: a new vertex's values are appended after
-    the existing rows (in place when the tensor's storage has room, see :func:`_grow`), and only
-    the 1-d ``order`` is merged.
+    ``order[i]`` is the *row* of the i-th vertex (in (line, t) order) in every live tensor.
+    Rows are never moved: a new vertex's values are appended after the existing rows (in place
+    when the tensor's storage has room, see :func:`_grow`), and only the 1-d ``order`` is
+    merged.  The vertices' ``t``, line and creating step are kept by row too (appended), and
+    their sorted views ``tn``, ``linen``, ``srcn`` (numpy) and ``t``, ``line``, ``src`` (torch)
+    are gathered on demand: the ReLU steps of an MLP never need them.
     """
 
     def __init__(self, x0: torch.Tensor, d: torch.Tensor):
         n_lines = self.n_lines = x0.shape[0]
         # the 1-d bookkeeping lives in numpy (a numpy call costs ~1 us, a torch call ~5-10 us:
-        # dozens of them per layer are the fixed cost of small networks); the torch views share
-        # the memory
-        self._set(
+        # dozens of them per layer are the fixed cost of small networks)
+        self._rows(
             np.tile([0.0, 1.0], n_lines),
             np.repeat(np.arange(n_lines), 2),
             np.full(2 * n_lines, -1, dtype=np.int64),
-            np.arange(2 * n_lines),
         )
+        self._order(np.arange(2 * n_lines))
         ends = torch.stack([x0, x0 + d], dim=1)  # (L, 2, ...)
         self.first_input = ends.reshape((2 * n_lines,) + x0.shape[1:])
         self.env: dict[str, Any] = {}
         self.vertexwise: set[str] = set()
 
-    def _set(self, t, line, src, order) -> None:
-        self.tn, self.linen, self.srcn, self.ordern = t, line, src, order
-        self.t, self.line = torch.from_numpy(t), torch.from_numpy(line)
-        self.src, self.order = torch.from_numpy(src), torch.from_numpy(order)
-        #: piece i (vertices i, i+1) joins two lines: not a piece
-        self.gapn = line[1:] != line[:-1]
+    def _rows(self, t: np.ndarray, line: np.ndarray, src: np.ndarray) -> None:
+        """Set the per-row arrays (with as much room again for appended rows)."""
+        n = t.shape[0]
+        self.t_row = np.empty(2 * n + 64)
+        self.line_row = np.empty(2 * n + 64, dtype=np.int64)
+        self.src_row = np.empty(2 * n + 64, dtype=np.int64)
+        self.t_row[:n], self.line_row[:n], self.src_row[:n] = t, line, src
+
+    def _order(self, order: np.ndarray) -> None:
+        self.ordern = order
+        self.order = torch.from_numpy(order)
+        self._sorted: dict[str, np.ndarray] = {}
+
+    def _append(self, rows: np.ndarray, t, line, src) -> None:
+        """Per-row values of new rows (a permutation of ``V .. V+K-1``)."""
+        need = rows.shape[0] + self.ordern.shape[0]  # the new order's length
+        if need > self.t_row.shape[0]:
+            V = self.ordern.shape[0]
+            old = self.t_row[:V], self.line_row[:V], self.src_row[:V]
+            self._rows(
+                np.resize(old[0], need),
+                np.resize(old[1], need),
+                np.resize(old[2], need),
+            )
+        self.t_row[rows], self.line_row[rows], self.src_row[rows] = t, line, src
+
+    def _view(self, key: str) -> np.ndarray:
+        if key not in self._sorted:
+            V = self.ordern.shape[0]
+            if key == "gap":
+                line = self.linen
+                #: piece i (vertices i, i+1) joins two lines: not a piece
+                self._sorted[key] = line[1:] != line[:-1]
+            else:
+                self._sorted[key] = getattr(self, key + "_row")[:V][self.ordern]
+        return self._sorted[key]
+
+    tn = property(lambda self: self._view("t"))
+    linen = property(lambda self: self._view("line"))
+    srcn = property(lambda self: self._view("src"))
+    gapn = property(lambda self: self._view("gap"))
+    t = property(lambda self: torch.from_numpy(self.tn))
+    line = property(lambda self: torch.from_numpy(self.linen))
+    src = property(lambda self: torch.from_numpy(self.srcn))
+
+    def reset_rows(self) -> None:
+        """Rows renumbered in vertex order (when no live tensor holds rows: the caller fills)."""
+        t, line, src = self.tn, self.linen, self.srcn
+        self._rows(t, line, src)
+        self._order(np.arange(t.shape[0]))
 
     def pieces(self) -> torch.Tensor:
         """Boolean (V-1,): vertex i and i+1 are on the same line (a piece, not a gap between lines)."""
@@ -122,7 +167,7 @@ class _State:
         self,
         seg: torch.Tensor | np.ndarray,
         frac: torch.Tensor | np.ndarray,
-        step: int,
+        step: int | np.ndarray,
         live: list[str],
         transform: dict | None = None,
         rename: dict | None = None,
@@ -135,41 +180,35 @@ class _State:
         ``transform[name](full, n_old)`` may rewrite a tensor with its new rows (in place, to save
         a pass) and returns the tensor to store, under ``rename.get(name, name)``.  ``new_rows``
         (with ``live`` empty: the caller fills the tensors) are the rows of the new vertices,
-        default ``V, V+1, ...`` in the order of ``seg``.
+        default ``V, V+1, ...`` in the order of ``seg``.  ``step``: the creating step, one for
+        all or one per new vertex.
         """
         seg_n = seg.numpy() if isinstance(seg, torch.Tensor) else seg
         frac_n = frac.numpy() if isinstance(frac, torch.Tensor) else frac
-        V, K = self.tn.shape[0], seg_n.shape[0]
-        # the k-th new vertex (in seg order) lands at seg + k + 1 of the merged arrays
+        V, K = self.ordern.shape[0], seg_n.shape[0]
+        # the k-th new vertex (in seg order) lands at seg + k + 1 of the merged order
         pos_new = seg_n + np.arange(1, K + 1)
         is_old = np.ones(V + K, dtype=bool)
         is_old[pos_new] = False
-
-        def merged(X: np.ndarray, new) -> np.ndarray:
-            out = np.empty(V + K, dtype=X.dtype)
-            out[is_old] = X
-            out[pos_new] = new
-            return out
-
-        t = self.tn
-        ta, tb = t[seg_n], t[seg_n + 1]
         left, right = self.ordern[seg_n], self.ordern[seg_n + 1]
         if new_rows is None:
             new_rows_n = np.arange(V, V + K)
         else:
             new_rows_n = new_rows.numpy()
-        self._set(
+        ta, tb = self.t_row[left], self.t_row[right]
+        self._append(
+            new_rows_n,
             # torch.lerp's formula (the new t stays inside the piece)
-            merged(
-                t,
-                np.where(
-                    frac_n < 0.5, ta + frac_n * (tb - ta), tb - (tb - ta) * (1 - frac_n)
-                ),
+            np.where(
+                frac_n < 0.5, ta + frac_n * (tb - ta), tb - (tb - ta) * (1 - frac_n)
             ),
-            merged(self.linen, self.linen[seg_n]),
-            merged(self.srcn, step),
-            merged(self.ordern, new_rows_n),
+            self.line_row[left],
+            step,
         )
+        order = np.empty(V + K, dtype=np.int64)
+        order[is_old] = self.ordern
+        order[pos_new] = new_rows_n
+        self._order(order)
         if not live:
             return
         left_t, right_t = torch.from_numpy(left), torch.from_numpy(right)
@@ -375,9 +414,10 @@ def _sign_changes(state: _State, flat: torch.Tensor):
     changes = np.flatnonzero(negative[1:] != negative[:-1])
     seg, unit = np.divmod(changes, n)
     order = state.ordern
-    a, b = fn[order[seg], unit], fn[order[seg + 1], unit]
+    left, right = order[seg], order[seg + 1]
+    a, b = fn[left, unit], fn[right, unit]
     # strictly opposite signs (a zero end excluded), both ends on the same line
-    keep = (a * b < 0) & ~state.gapn[seg]
+    keep = (a * b < 0) & (state.line_row[left] == state.line_row[right])
     if not keep.all():
         seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
     return seg, unit, a, b
@@ -762,10 +802,9 @@ def _first_relu_pool(
     line, t, src = line[order], t[order], src[order]
     E = t.shape[0]
     V0 = 2 * n_lines
-    state.insert(2 * line, t, index, [])
-    state.srcn[2 * line + np.arange(1, E + 1)] = src
+    state.insert(2 * line, t, src, [])
     # the pooled output's rows in vertex order (the ReLU's input, the only other tensor, dies)
-    state._set(state.tn, state.linen, state.srcn, np.arange(V0 + E))
+    state.reset_rows()
     vK = v.permute(0, 3, 1, 2).reshape(n_lines, -1)  # (L, K * C*P): element-major
     sK = s.permute(0, 3, 1, 2).reshape(n_lines, -1)
     pooled = _with_room((V0 + E, C * P_), torch.float64)
