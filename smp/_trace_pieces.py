@@ -28,17 +28,23 @@ Per step (:mod:`smp._trace_graph` order):
   envelope of ``k*k`` lines has at most that many breaks).  Then the real max pooling runs.
 
 New vertices are merged into their lines without a global re-sort: only the new crossings are
-sorted (by piece, then fraction), and every old vertex moves down by the number of vertices
-inserted before it (one cumulative sum), every new one to ``piece + rank + 1``.  Only the 1-d
-arrays (``t``, line, creating step, and ``order``, the row of each vertex) move: the rows of the
-live tensors never do, the new vertices' rows are appended after them, in place when the
-tensor's storage has room (outputs of Linear layers and convolutions are allocated with room),
-and large buffers are kept from one call to the next (:class:`_Buffers`).
+sorted (by piece, then fraction), and every new vertex lands at ``piece + rank + 1``.  Only the
+1-d ``order`` (the row of each vertex) is merged: the rows of the live tensors never move, the
+new vertices' rows are appended after them, in place when the tensor's storage has room (outputs
+of Linear layers and convolutions are allocated with room), and large buffers are kept from one
+call to the next (:class:`_Buffers`; :func:`release_buffers`).  The 1-d bookkeeping runs in
+numpy (a call costs ~1 us against 5-10 us for torch, and its float comparisons and
+``flatnonzero`` are several times faster here): on narrow MLPs the few dozen such operations
+per layer, not the arithmetic, are most of the cost.
 
 A ReLU whose only reader is a Linear layer runs with it as one step (:func:`_relu_linear`): the
 matrix product runs at the old vertices, and the Linear's values at the new vertices of a piece
 are the interpolation of its values at the piece's ends plus a small correction over the units
 that cross inside the piece (exact up to rounding: every other unit is affine on the piece).
+Crowded pieces (the first ReLU's, where a whole line is one piece) are first cut at every
+:data:`ANCHOR_EVERY`-th crossing (:func:`_split_crowded`), so that the correction covers them
+too.  The first ReLU of a CNN and the max pooling of its output run per line as one step
+(:func:`_first_relu_pool`): the ReLU's output is never formed at the vertices.
 
 At the end, vertices closer than ``merge_tol`` (in t) to their predecessor on the same line are
 merged into it (the same rule as the event walker: events closer than ``merge_tol`` form one
