@@ -618,8 +618,9 @@ def _relu_linear(
     """
     lin = graph.steps[index + 1].fn
     V, n_in = Z.shape
-    order = state.order
-    left, right = order[seg], order[seg + 1]
+    seg_n = seg.numpy()
+    left = torch.from_numpy(state.ordern[seg_n])
+    right = torch.from_numpy(state.ordern[seg_n + 1])
     n_out = lin.out_features
     K = seg.shape[0]
     # time saved per new vertex by the correction route (negative on narrow layers)
