@@ -28,17 +28,23 @@ Per step (:mod:`smp._trace_graph` order):
   envelope of ``k*k`` lines has at most that many breaks).  Then the real max pooling runs.
 
 New vertices are merged into their lines without a global re-sort: only the new crossings are
-sorted (by piece, then fraction), and every old vertex moves down by the number of vertices
-inserted before it (one cumulative sum), every new one to ``piece + rank + 1``.  Only the 1-d
-arrays (``t``, line, creating step, and ``order``, the row of each vertex) move: the rows of the
-live tensors never do, the new vertices' rows are appended after them, in place when the
-tensor's storage has room (outputs of Linear layers and convolutions are allocated with room),
-and large buffers are kept from one call to the next (:class:`_Buffers`).
+sorted (by piece, then fraction), and every new vertex lands at ``piece + rank + 1``.  Only the
+1-d ``order`` (the row of each vertex) is merged: the rows of the live tensors never move, the
+new vertices' rows are appended after them, in place when the tensor's storage has room (outputs
+of Linear layers and convolutions are allocated with room), and large buffers are kept from one
+call to the next (:class:`_Buffers`; :func:`release_buffers`).  The 1-d bookkeeping runs in
+numpy (a call costs ~1 us against 5-10 us for torch, and its float comparisons and
+``flatnonzero`` are several times faster here): on narrow MLPs the few dozen such operations
+per layer, not the arithmetic, are most of the cost.
 
 A ReLU whose only reader is a Linear layer runs with it as one step (:func:`_relu_linear`): the
 matrix product runs at the old vertices, and the Linear's values at the new vertices of a piece
 are the interpolation of its values at the piece's ends plus a small correction over the units
 that cross inside the piece (exact up to rounding: every other unit is affine on the piece).
+Crowded pieces (the first ReLU's, where a whole line is one piece) are first cut at every
+:data:`ANCHOR_EVERY`-th crossing (:func:`_split_crowded`), so that the correction covers them
+too.  The first ReLU of a CNN and the max pooling of its output run per line as one step
+(:func:`_first_relu_pool`): the ReLU's output is never formed at the vertices.
 
 At the end, vertices closer than ``merge_tol`` (in t) to their predecessor on the same line are
 merged into it (the same rule as the event walker: events closer than ``merge_tol`` form one
@@ -85,32 +91,89 @@ class LinePieces(NamedTuple):
 class _State:
     """Vertices of all lines and the live tensors at them.
 
-    ``t``, ``line``, ``src`` are kept sorted by (line, t); ``order[i]`` is the *row* of the i-th
-    vertex in every live tensor.  Rows are never moved: a new vertex's values are appended after
-    the existing rows (in place when the tensor's storage has room, see :func:`_grow`), and only
-    the 1-d ``order`` is merged.
+    ``order[i]`` is the *row* of the i-th vertex (in (line, t) order) in every live tensor.
+    Rows are never moved: a new vertex's values are appended after the existing rows (in place
+    when the tensor's storage has room, see :func:`_grow`), and only the 1-d ``order`` is
+    merged.  The vertices' ``t``, line and creating step are kept by row too (appended), and
+    their sorted views ``tn``, ``linen``, ``srcn`` (numpy) and ``t``, ``line``, ``src`` (torch)
+    are gathered on demand: the ReLU steps of an MLP never need them.
     """
 
     def __init__(self, x0: torch.Tensor, d: torch.Tensor):
-        n_lines = x0.shape[0]
-        self.t = torch.tensor([0.0, 1.0], dtype=torch.float64).repeat(n_lines)
-        self.line = torch.arange(n_lines).repeat_interleave(2)
-        self.src = torch.full((2 * n_lines,), -1, dtype=torch.int64)
-        self.order = torch.arange(2 * n_lines)
+        n_lines = self.n_lines = x0.shape[0]
+        # the 1-d bookkeeping lives in numpy (a numpy call costs ~1 us, a torch call ~5-10 us:
+        # dozens of them per layer are the fixed cost of small networks)
+        self._rows(
+            np.tile([0.0, 1.0], n_lines),
+            np.repeat(np.arange(n_lines), 2),
+            np.full(2 * n_lines, -1, dtype=np.int64),
+        )
+        self._order(np.arange(2 * n_lines))
         ends = torch.stack([x0, x0 + d], dim=1)  # (L, 2, ...)
         self.first_input = ends.reshape((2 * n_lines,) + x0.shape[1:])
         self.env: dict[str, Any] = {}
         self.vertexwise: set[str] = set()
 
+    def _rows(self, t: np.ndarray, line: np.ndarray, src: np.ndarray) -> None:
+        """Set the per-row arrays (with as much room again for appended rows)."""
+        n = t.shape[0]
+        self.t_row = np.empty(2 * n + 64)
+        self.line_row = np.empty(2 * n + 64, dtype=np.int64)
+        self.src_row = np.empty(2 * n + 64, dtype=np.int64)
+        self.t_row[:n], self.line_row[:n], self.src_row[:n] = t, line, src
+
+    def _order(self, order: np.ndarray) -> None:
+        self.ordern = order
+        self.order = torch.from_numpy(order)
+        self._sorted: dict[str, np.ndarray] = {}
+
+    def _append(self, rows: np.ndarray, t, line, src) -> None:
+        """Per-row values of new rows (a permutation of ``V .. V+K-1``)."""
+        need = rows.shape[0] + self.ordern.shape[0]  # the new order's length
+        if need > self.t_row.shape[0]:
+            V = self.ordern.shape[0]
+            old = self.t_row[:V], self.line_row[:V], self.src_row[:V]
+            self._rows(
+                np.resize(old[0], need),
+                np.resize(old[1], need),
+                np.resize(old[2], need),
+            )
+        self.t_row[rows], self.line_row[rows], self.src_row[rows] = t, line, src
+
+    def _view(self, key: str) -> np.ndarray:
+        if key not in self._sorted:
+            V = self.ordern.shape[0]
+            if key == "gap":
+                line = self.linen
+                #: piece i (vertices i, i+1) joins two lines: not a piece
+                self._sorted[key] = line[1:] != line[:-1]
+            else:
+                self._sorted[key] = getattr(self, key + "_row")[:V][self.ordern]
+        return self._sorted[key]
+
+    tn = property(lambda self: self._view("t"))
+    linen = property(lambda self: self._view("line"))
+    srcn = property(lambda self: self._view("src"))
+    gapn = property(lambda self: self._view("gap"))
+    t = property(lambda self: torch.from_numpy(self.tn))
+    line = property(lambda self: torch.from_numpy(self.linen))
+    src = property(lambda self: torch.from_numpy(self.srcn))
+
+    def reset_rows(self) -> None:
+        """Rows renumbered in vertex order (when no live tensor holds rows: the caller fills)."""
+        t, line, src = self.tn, self.linen, self.srcn
+        self._rows(t, line, src)
+        self._order(np.arange(t.shape[0]))
+
     def pieces(self) -> torch.Tensor:
         """Boolean (V-1,): vertex i and i+1 are on the same line (a piece, not a gap between lines)."""
-        return self.line[1:] == self.line[:-1]
+        return torch.from_numpy(~self.gapn)
 
     def insert(
         self,
-        seg: torch.Tensor,
-        frac: torch.Tensor,
-        step: int,
+        seg: torch.Tensor | np.ndarray,
+        frac: torch.Tensor | np.ndarray,
+        step: int | np.ndarray,
         live: list[str],
         transform: dict | None = None,
         rename: dict | None = None,
@@ -123,36 +186,49 @@ class _State:
         ``transform[name](full, n_old)`` may rewrite a tensor with its new rows (in place, to save
         a pass) and returns the tensor to store, under ``rename.get(name, name)``.  ``new_rows``
         (with ``live`` empty: the caller fills the tensors) are the rows of the new vertices,
-        default ``V, V+1, ...`` in the order of ``seg``.
+        default ``V, V+1, ...`` in the order of ``seg``.  ``step``: the creating step, one for
+        all or one per new vertex.
         """
-        V, K = self.t.shape[0], seg.shape[0]
-        counts = torch.bincount(seg, minlength=V)
-        # new vertices inserted before old vertex i
-        before = torch.cumsum(counts, 0) - counts
-        pos_old = torch.arange(V) + before
-        pos_new = seg + torch.arange(K) + 1
-
-        def merged(X: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-            out = X.new_empty((V + K,))
-            out[pos_old] = X
-            out[pos_new] = new
-            return out
-
-        left, right = self.order[seg], self.order[seg + 1]
-        self.t = merged(self.t, torch.lerp(self.t[seg], self.t[seg + 1], frac))
-        self.line = merged(self.line, self.line[seg])
-        self.src = merged(self.src, torch.full((K,), step, dtype=torch.int64))
+        seg_n = seg.numpy() if isinstance(seg, torch.Tensor) else seg
+        frac_n = frac.numpy() if isinstance(frac, torch.Tensor) else frac
+        V, K = self.ordern.shape[0], seg_n.shape[0]
+        # the k-th new vertex (in seg order) lands at seg + k + 1 of the merged order
+        pos_new = seg_n + np.arange(1, K + 1)
+        is_old = np.ones(V + K, dtype=bool)
+        is_old[pos_new] = False
+        left, right = self.ordern[seg_n], self.ordern[seg_n + 1]
         if new_rows is None:
-            new_rows = torch.arange(V, V + K)
-        self.order = merged(self.order, new_rows)
+            new_rows_n = np.arange(V, V + K)
+        else:
+            new_rows_n = new_rows.numpy()
+        ta, tb = self.t_row[left], self.t_row[right]
+        self._append(
+            new_rows_n,
+            # torch.lerp's formula (the new t stays inside the piece)
+            np.where(
+                frac_n < 0.5, ta + frac_n * (tb - ta), tb - (tb - ta) * (1 - frac_n)
+            ),
+            self.line_row[left],
+            step,
+        )
+        order = np.empty(V + K, dtype=np.int64)
+        order[is_old] = self.ordern
+        order[pos_new] = new_rows_n
+        self._order(order)
+        if not live:
+            return
+        left_t, right_t = torch.from_numpy(left), torch.from_numpy(right)
+        frac_t = (
+            torch.from_numpy(frac_n) if not isinstance(frac, torch.Tensor) else frac
+        )
         for name in live:
             X = self.env[name]
             others = [T for n, T in self.env.items() if n != name]
             full = _grow(X, K, others)
             new = full[V:]
-            torch.index_select(X, 0, left, out=new)
-            w = frac.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
-            new.lerp_(_gather_rows(X, right), w)
+            torch.index_select(X, 0, left_t, out=new)
+            w = frac_t.reshape((-1,) + (1,) * (X.dim() - 1)).to(X.dtype)
+            new.lerp_(_gather_rows(X, right_t), w)
             del X
             if transform and name in transform:
                 full = transform[name](full, V)
@@ -262,17 +338,36 @@ class _Buffers:
 _BUFFERS = _Buffers()
 
 
-def release_buffers() -> None:
-    """Free the buffers the layer-wise engine keeps between calls (see :class:`_Buffers`)."""
+def release_buffers() -> int:
+    """Free the buffers the layer-wise engine keeps between calls (see :class:`_Buffers`);
+    returns the bytes freed."""
     with _BUFFERS.lock:
+        freed = sum(b.numel() * b.element_size() for b in _BUFFERS.free)
         _BUFFERS.free = []
+    return freed
 
 
-def _sorted_by_piece(seg: torch.Tensor, frac: torch.Tensor, *extra: torch.Tensor):
-    """Order crossings by piece, then by fraction within the piece (two stable sorts)."""
-    order = torch.sort(frac, stable=True).indices
-    order = order[torch.sort(seg[order], stable=True).indices]
-    return (seg[order], frac[order]) + tuple(e[order] for e in extra)
+def _is_sorted(seg: np.ndarray, frac: np.ndarray) -> bool:
+    """Whether (seg, frac) pairs are in lexicographic order."""
+    step = seg[1:] - seg[:-1]
+    return bool(np.all((step > 0) | ((step == 0) & (frac[1:] >= frac[:-1]))))
+
+
+def _sorted_by_piece(seg, frac, *extra):
+    """Order crossings by piece, then by fraction within the piece (numpy or torch arrays)."""
+    as_torch = isinstance(seg, torch.Tensor)
+    if as_torch:
+        seg, frac, extra = seg.numpy(), frac.numpy(), tuple(e.numpy() for e in extra)
+    if seg.shape[0] > 1 and not _is_sorted(seg, frac):
+        # fractions are in [0, 1): seg + frac orders by piece, then by fraction, except for two
+        # fractions of one piece closer than its rounding (~1e-16 * seg); checked, else lexsort
+        # (stable sorts of a run-sorted key: 5x faster than np.lexsort here)
+        order = np.argsort(seg + frac, kind="stable")
+        if not _is_sorted(seg[order], frac[order]):
+            order = np.lexsort((frac, seg))
+        seg, frac, extra = seg[order], frac[order], tuple(e[order] for e in extra)
+    out = (seg, frac) + tuple(extra)
+    return tuple(torch.from_numpy(v) for v in out) if as_torch else out
 
 
 def _evaluate(arg: Any, env: dict) -> Any:
@@ -310,6 +405,30 @@ def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
+def _sign_changes(state: _State, flat: torch.Tensor):
+    """Pieces where a unit of ``flat`` (V, units) changes sign strictly: numpy arrays
+    ``seg`` (sorted), ``unit``, and the unit's values ``a``, ``b`` at the piece's ends.
+
+    A unit exactly 0 at an end has its kink (if any) at that vertex already, so zeros are
+    filtered out.
+    """
+    fn = flat.numpy()
+    n = fn.shape[1]
+    # (torch's float comparisons are ~4x slower than numpy's here; its row gather of bytes is
+    # ~3x faster than numpy's)
+    negative = torch.from_numpy(np.signbit(fn)).index_select(0, state.order).numpy()
+    changes = np.flatnonzero(negative[1:] != negative[:-1])
+    seg, unit = np.divmod(changes, n)
+    order = state.ordern
+    left, right = order[seg], order[seg + 1]
+    a, b = fn[left, unit], fn[right, unit]
+    # strictly opposite signs (a zero end excluded), both ends on the same line
+    keep = (a * b < 0) & (state.line_row[left] == state.line_row[right])
+    if not keep.all():
+        seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
+    return seg, unit, a, b
+
+
 def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
     name = step.args[0]
     X = state.env[name]
@@ -317,13 +436,7 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
     flat = X.reshape(V, -1)
     # strict sign change between the ends of a piece; a unit exactly 0 at an end has its kink (if
     # any) at that vertex already, so zeros are filtered out below
-    negative = torch.signbit(flat).index_select(0, state.order)  # sorted by (line, t)
-    seg, unit = torch.nonzero(negative[1:] != negative[:-1], as_tuple=True)
-    if seg.numel():
-        a, b = flat[state.order[seg], unit], flat[state.order[seg + 1], unit]
-        # strictly opposite signs (a zero end excluded), both ends on the same line
-        keep = (a * b < 0) & (state.line[seg] == state.line[seg + 1])
-        seg, unit, a, b = seg[keep], unit[keep], a[keep], b[keep]
+    seg, unit, a, b = _sign_changes(state, flat)
     # the input read by no later step: apply the activation in place, fused with the insertion
     in_place = (
         graph.last_use.get(name, -1) == index
@@ -339,12 +452,20 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
     def activate(T: torch.Tensor) -> torch.Tensor:
         return T.clamp_(min=0.0) if slope == 0.0 else F.leaky_relu_(T, slope)
 
-    if seg.numel():
+    if seg.shape[0]:
         frac = a / (a - b)
         seg, frac, unit = _sorted_by_piece(seg, frac, unit)
         if in_place and _fuse_linear(state, graph, index, step):
+            if _split_crowded(state, graph, index, step, flat, seg, frac, unit):
+                # the crowded pieces now end at anchors: find the other crossings again
+                X = state.env[name]
+                flat = X.reshape(X.shape[0], -1)
+                seg, unit, a, b = _sign_changes(state, flat)
+                seg, frac, unit = _sorted_by_piece(seg, a / (a - b), unit)
+            seg, frac, unit = (torch.from_numpy(v) for v in (seg, frac, unit))
             _relu_linear(state, graph, index, step, flat, seg, frac, unit, activate)
             return True
+        seg, frac, unit = (torch.from_numpy(v) for v in (seg, frac, unit))
 
         def at_kink(full: torch.Tensor, n_old: int) -> torch.Tensor:
             # the crossing unit is exactly at its kink
@@ -360,7 +481,7 @@ def _relu_step(state: _State, graph: Graph, index: int, step: Step) -> bool:
             {name: at_kink},
         )
     out = state.env.pop(name) if in_place else state.env[name]
-    if in_place and not seg.numel():
+    if in_place and not seg.shape[0]:
         activate(out)
     elif not in_place:
         # functional, never the module: an nn.ReLU(inplace=True) would overwrite a live tensor
@@ -382,6 +503,66 @@ FORMULA_SHARE = 4
 #: class of crossing counts) beats the matrix product (``in * out`` multiply-adds per new vertex
 #: plus 3 passes over ``in`` columns to interpolate the input)
 MACS_PER_NS, NS_PER_ELEMENT, NS_PER_CALL = 20.0, 1.0, 20_000.0
+
+
+#: crossings per anchor in the crowded pieces (:func:`_split_crowded`): the product at the
+#: anchors costs ``in * out / ANCHOR_EVERY`` multiply-adds per crossing, the correction between
+#: them about ``ANCHOR_EVERY * out`` (batched small products, slower per multiply-add); on the
+#: 784-256x3 MLP the first ReLU's step took 80 ms without anchors, ~40 / ~30 / ~30 / ~28 ms
+#: with one every 16 / 8 / 6 / 4 crossings (one loaded run)
+ANCHOR_EVERY = 8
+
+
+def _formula_saves(n_in: int, n_out: int) -> float:
+    """Time saved (ns) per new vertex by the correction route (negative on narrow layers)."""
+    return (
+        n_in * (n_out / MACS_PER_NS + 3 * NS_PER_ELEMENT) - 8 * n_out * NS_PER_ELEMENT
+    )
+
+
+def _split_crowded(
+    state: _State,
+    graph: Graph,
+    index: int,
+    step: Step,
+    Z: torch.Tensor,
+    seg: np.ndarray,
+    frac: np.ndarray,
+    unit: np.ndarray,
+) -> bool:
+    """Insert every ``ANCHOR_EVERY``-th crossing of crowded pieces as a vertex (no activation).
+
+    A piece with more than ``in_features / FORMULA_SHARE`` crossings of the ReLU (typically the
+    first ReLU's, where a whole segment is one piece) would send all its new vertices through
+    the next Linear's matrix product.  Cut at anchors, it becomes sub-pieces of fewer
+    crossings, on which the input is still affine: the anchors go through the product, the
+    crossings between them through the correction route (:func:`_relu_linear`).  The anchor's
+    unit is set to exactly 0 (its kink), so that unit is not found crossing again.  Returns
+    whether anchors were inserted (only where the correction route pays).
+    """
+    V, n_in = Z.shape
+    n_out = graph.steps[index + 1].fn.out_features
+    if _formula_saves(n_in, n_out) <= 0 or ANCHOR_EVERY * FORMULA_SHARE > n_in:
+        return False
+    per_piece = np.bincount(seg, minlength=V)
+    count = per_piece[seg]
+    crowded = count * FORMULA_SHARE > n_in
+    if not crowded.any():
+        return False
+    rank = np.arange(seg.shape[0]) - (np.cumsum(per_piece) - per_piece)[seg]
+    anchor = np.flatnonzero(crowded & (rank % ANCHOR_EVERY == ANCHOR_EVERY - 1))
+    if not anchor.shape[0]:
+        return False
+    name = step.args[0]
+    anchor_unit = torch.from_numpy(unit[anchor])
+
+    def at_kink(full: torch.Tensor, n_old: int) -> torch.Tensor:
+        rows = torch.arange(n_old, n_old + anchor.shape[0])
+        full.reshape(full.shape[0], -1)[rows, anchor_unit] = 0.0
+        return full
+
+    state.insert(seg[anchor], frac[anchor], index, [name], {name: at_kink})
+    return True
 
 
 def _fuse_linear(state: _State, graph: Graph, index: int, step: Step) -> bool:
@@ -437,14 +618,13 @@ def _relu_linear(
     """
     lin = graph.steps[index + 1].fn
     V, n_in = Z.shape
-    order = state.order
-    left, right = order[seg], order[seg + 1]
+    seg_n = seg.numpy()
+    left = torch.from_numpy(state.ordern[seg_n])
+    right = torch.from_numpy(state.ordern[seg_n + 1])
     n_out = lin.out_features
     K = seg.shape[0]
     # time saved per new vertex by the correction route (negative on narrow layers)
-    saved = (
-        n_in * (n_out / MACS_PER_NS + 3 * NS_PER_ELEMENT) - 8 * n_out * NS_PER_ELEMENT
-    )
+    saved = _formula_saves(n_in, n_out)
     by_formula = None
     if saved * K > 12 * NS_PER_CALL:
         per_piece = torch.bincount(seg, minlength=V)
@@ -474,7 +654,8 @@ def _relu_linear(
         new = full[V:]
         torch.index_select(Z, 0, dl, out=new)
         new.lerp_(_gather_rows(Z, dr), dfrac[:, None])
-        new[torch.arange(n_dense), du] = 0.0  # the crossing unit is exactly at its kink
+        # the crossing unit is exactly at its kink
+        new.numpy()[np.arange(n_dense), du.numpy()] = 0.0
     del Z
     activate(full)
     out = _affine(graph.steps[index + 1], {step.name: full}, {})
@@ -526,12 +707,141 @@ def _relu_linear(
     state.env[graph.steps[index + 1].name] = out
 
 
+def _first_relu_pool(
+    state: _State,
+    graph: Graph,
+    index: int,
+    step: Step,
+    merge_tol: float,
+    windows: dict,
+) -> bool:
+    """The first ReLU/LeakyReLU and the max pooling of its output, per line, in one step.
+
+    Applies when no vertex has been inserted yet (every line is one piece, on which the ReLU's
+    input ``z`` is affine: ``z(t) = z_0 + t (z_1 - z_0)``), the input is the only live tensor
+    and dies here, and the ReLU's output is read only by the next step, a max pooling.  Then
+    everything is known per line without materialising the ReLU's output at every vertex:
+
+    * the ReLU's breakpoints are the strict sign changes of each unit, at ``z_0 / (z_0 - z_1)``;
+    * the activation is increasing, so the pooled value is ``act(max_e z_e)`` over the window's
+      elements and its argmax switches are those of the upper envelope of the window's affine
+      ``z_e`` (walked as in :func:`_maxpool_step`, at most ``k*k - 1`` per window and line),
+      kept where the envelope's value is not 0 (ReLU: > 0; below 0 all outputs are 0 and tie);
+      a switch at value 0 is a ReLU breakpoint already;
+    * the pooled output at every vertex is ``act(max_e z_e(t))``, one pass over the windows.
+
+    The same breakpoints as the ReLU step followed by the max-pool step, up to rounding; a
+    switch within ``merge_tol`` of a ReLU breakpoint is merged with it at the end instead of
+    being skipped.  This replaces the largest tensors of a CNN's first block (the ReLU's output
+    at every vertex, ``units`` wide, and its max pooling) by the pooled output alone.
+    """
+    n_lines = state.n_lines
+    if (
+        state.tn.shape[0] != 2 * n_lines
+        or index + 1 >= len(graph.steps)
+        or graph.steps[index + 1].kind != "maxpool"
+        or graph.steps[index + 1].args != (step.name,)
+        or graph.steps[index + 1].kwargs
+        or graph.last_use.get(step.name, -1) != index + 1
+    ):
+        return False
+    name = step.args[0]
+    if graph.last_use.get(name, -1) != index or _live(
+        graph, index, state.env, state.vertexwise
+    ) != [name]:
+        return False
+    pool_step = graph.steps[index + 1]
+    X = state.env[name]
+    if X.dim() < 3 or not np.array_equal(state.ordern, np.arange(2 * n_lines)):
+        return False
+    X4 = X.reshape(X.shape[0], -1, X.shape[-2], X.shape[-1])
+    _, C, H, W = X4.shape
+    if index + 1 not in windows:
+        windows[index + 1] = _Windows(pool_step.pool)
+    elems = windows[index + 1].indices(H, W)  # (P, K)
+    P_, K_ = elems.shape
+    slope = step.negative_slope
+    z = X4.reshape(2 * n_lines, C, H * W)
+    z0, z1 = z[0::2], z[1::2]  # (L, C, H*W) at t = 0 and t = 1
+    # ReLU breakpoints: strict sign changes over the line (a unit 0 at an end has none inside)
+    a, b = z0.reshape(n_lines, -1).numpy(), z1.reshape(n_lines, -1).numpy()
+    r_line, r_unit = np.nonzero(a * b < 0)
+    ra, rb = a[r_line, r_unit], b[r_line, r_unit]
+    r_t = ra / (ra - rb)
+    # window elements (padding: -inf, never the maximum) at t = 0 and their change over the line
+    pad = elems < 0
+    cols = elems.clamp(min=0)
+    v = z0[:, :, cols].masked_fill(pad, -torch.inf)  # (L, C, P, K)
+    s = (z1[:, :, cols] - z0[:, :, cols]).masked_fill(pad, 0.0)
+    vf, sf = v.reshape(-1, K_), s.reshape(-1, K_)
+    # the envelope's switches, window by window (as in _maxpool_step, on the whole line)
+    now = torch.zeros(vf.shape[0], dtype=torch.float64)
+    walking = torch.ones_like(now, dtype=torch.bool)
+    found_w, found_t = [], []
+    for _ in range(K_):
+        arg = (vf + sf * (now + merge_tol)[:, None]).argmax(dim=1, keepdim=True)
+        va, sa = vf.gather(1, arg), sf.gather(1, arg)
+        climbing = sf > sa
+        tau = torch.where(
+            climbing, (va - vf) / torch.where(climbing, sf - sa, 1.0), torch.inf
+        ).amin(dim=1)
+        walking = walking & (tau < 1 - merge_tol) & (tau > now)
+        if not walking.any():
+            break
+        value = (va[:, 0] + sa[:, 0] * tau)[walking]
+        w = torch.nonzero(walking, as_tuple=True)[0]
+        counts = value > 0 if slope == 0.0 else value != 0
+        found_w.append(w[counts])
+        found_t.append(tau[walking][counts])
+        now = torch.where(walking, tau, now)
+    p_w = torch.cat(found_w).numpy() if found_w else np.zeros(0, dtype=np.int64)
+    p_t = torch.cat(found_t).numpy() if found_t else np.zeros(0)
+    p_line = p_w // (C * P_)
+    # all breakpoints by (line, t); the ReLU's first on ties (stable)
+    line = np.concatenate([r_line, p_line])
+    t = np.concatenate([r_t, p_t])
+    src = np.concatenate(
+        [np.full(r_t.shape[0], index), np.full(p_t.shape[0], index + 1)]
+    )
+    order = np.argsort(line + t, kind="stable")
+    if not _is_sorted(line[order], t[order]):
+        order = np.lexsort((t, line))
+    line, t, src = line[order], t[order], src[order]
+    E = t.shape[0]
+    V0 = 2 * n_lines
+    state.insert(2 * line, t, src, [])
+    # the pooled output's rows in vertex order (the ReLU's input, the only other tensor, dies)
+    state.reset_rows()
+    vK = v.permute(0, 3, 1, 2).reshape(n_lines, -1)  # (L, K * C*P): element-major
+    sK = s.permute(0, 3, 1, 2).reshape(n_lines, -1)
+    pooled = _with_room((V0 + E, C * P_), torch.float64)
+    t_all = state.t
+    ends = np.cumsum(np.bincount(state.linen, minlength=n_lines)).tolist()
+    start = 0
+    for ln, end in enumerate(ends):
+        # every window element at every vertex of the line (an outer product, in cache), then
+        # the maximum over the elements
+        Zl = torch.addr(vK[ln], t_all[start:end], sK[ln])
+        torch.amax(Zl.view(end - start, K_, C * P_), dim=1, out=pooled[start:end])
+        start = end
+    # the activation is increasing: it commutes with the maximum
+    if slope == 0.0:
+        pooled.clamp_(min=0.0)
+    else:
+        F.leaky_relu_(pooled, slope)
+    Ho_Wo = windows[index + 1].out_shape(H, W)
+    del state.env[name]
+    state.env[pool_step.name] = pooled.reshape((V0 + E,) + tuple(X.shape[1:-2]) + Ho_Wo)
+    return True
+
+
 class _Windows:
     """The elements of every max-pool window as flat indices into the ``H*W`` plane (-1: padding)."""
 
     def __init__(self, pool: dict):
         self.pool = pool
         self.cache: dict = {}
+        self.shapes: dict = {}
 
     def indices(self, H: int, W: int) -> torch.Tensor:
         """(n_windows, k*k) int64, windows in the pooling output's row-major order."""
@@ -549,7 +859,34 @@ class _Windows:
             padded = F.pad(plane, (pd[1], extra_w, pd[0], extra_h), value=-1.0)
             U = F.unfold(padded, k, dilation=dl, stride=st)[0]  # (k*k, Ho*Wo)
             self.cache[(H, W)] = U.T.contiguous().to(torch.int64)
+            self.shapes[(H, W)] = (int(Ho), int(Wo))
         return self.cache[(H, W)]
+
+    def out_shape(self, H: int, W: int) -> tuple[int, int]:
+        """The pooling output's (Ho, Wo) for an ``H x W`` input."""
+        self.indices(H, W)
+        return self.shapes[(H, W)]
+
+
+def _max_pool(X4: torch.Tensor, pool: dict, indices: bool):
+    """``F.max_pool2d`` (with its indices if asked), contiguous results.
+
+    Run on a channels-last copy: torch's float64 max pooling of contiguous (N, C, H, W) input
+    goes plane by plane, 2-3x slower than its channels-last kernel plus the two copies on small
+    planes (measured on 4x4 and 8x8 planes of the chapter-9 CNN); indices and ties are the same.
+    """
+    out = F.max_pool2d(
+        X4.contiguous(memory_format=torch.channels_last),
+        pool["kernel_size"],
+        pool["stride"],
+        pool["padding"],
+        pool["dilation"],
+        pool["ceil_mode"],
+        return_indices=indices,
+    )
+    if indices:
+        return out[0].contiguous(), out[1].contiguous()
+    return out.contiguous()
 
 
 def _maxpool_step(
@@ -576,17 +913,11 @@ def _maxpool_step(
     X4 = X if X.dim() == 4 else X.reshape(X.shape[0], -1, X.shape[-2], X.shape[-1])
     V, C, H, W = X4.shape
     pool = step.pool
-    pooled, arg = F.max_pool2d(
-        X4,
-        pool["kernel_size"],
-        pool["stride"],
-        pool["padding"],
-        pool["dilation"],
-        pool["ceil_mode"],
-        return_indices=True,
-    )
+    pooled, arg = _max_pool(X4, pool, True)
     out_shape = X.shape[:-2] + pooled.shape[-2:]
-    arg = arg.reshape(V, -1).index_select(0, state.order)  # sorted by (line, t)
+    # sorted by (line, t); window indices < H*W fit 16 bits (a quarter of the gather)
+    small = torch.int16 if H * W < 2**15 else torch.int64
+    arg = arg.reshape(V, -1).to(small).index_select(0, state.order)
     # pieces on one line, longer than merge_tol (shorter ones are merged into a neighbour at the
     # end), whose ends have different argmaxes in some window
     todo = torch.nonzero(
@@ -645,14 +976,9 @@ def _maxpool_step(
         def pooled_rows(full: torch.Tensor, n_old: int) -> torch.Tensor:
             new4 = full[n_old:].reshape(-1, C, H, W)
             out = _grow(pooled.reshape(out_shape), new4.shape[0], [])
-            out[n_old:] = F.max_pool2d(
-                new4,
-                pool["kernel_size"],
-                pool["stride"],
-                pool["padding"],
-                pool["dilation"],
-                pool["ceil_mode"],
-            ).reshape((new4.shape[0],) + out_shape[1:])
+            out[n_old:] = _max_pool(new4, pool, False).reshape(
+                (new4.shape[0],) + out_shape[1:]
+            )
             return out
 
         state.insert(seg, frac, index, live, {name: pooled_rows}, {name: step.name})
@@ -743,15 +1069,7 @@ def _frozen_slopes(
                 else X.reshape(X.shape[0], -1, X.shape[-2], X.shape[-1])
             )
             p = step.pool
-            pooled, arg = F.max_pool2d(
-                X4[:n],
-                p["kernel_size"],
-                p["stride"],
-                p["padding"],
-                p["dilation"],
-                p["ceil_mode"],
-                return_indices=True,
-            )
+            pooled, arg = _max_pool(X4[:n], p, True)
             flat = X4.reshape(2 * n, X4.shape[1], -1)
             idx = arg.reshape(n, X4.shape[1], -1)
             out = flat.gather(2, torch.cat([idx, idx])).reshape(
@@ -804,7 +1122,9 @@ def _trace_pieces(graph, x0, d, merge_tol, jump_rtol, progress) -> list[LinePiec
             if fused:
                 fused = False  # the Linear ran with the ReLU before it
             elif step.kind == "relu":
-                fused = _relu_step(state, graph, index, step)
+                fused = _first_relu_pool(
+                    state, graph, index, step, merge_tol, windows
+                ) or _relu_step(state, graph, index, step)
             elif step.kind == "maxpool":
                 if index not in windows:
                     windows[index] = _Windows(step.pool)
@@ -840,75 +1160,65 @@ def _assemble(
     jump_rtol: float,
     dense: dict,
 ) -> list[LinePieces]:
-    t, line, src = state.t, state.line, state.src
-    Y = Y.index_select(0, state.order)  # rows sorted by (line, t)
+    t, line, src = state.tn, state.linen, state.srcn
+    # rows sorted by (line, t)
+    Y = Y.reshape(Y.shape[0], -1).index_select(0, state.order).numpy()
     V = t.shape[0]
-    first = torch.ones(V, dtype=torch.bool)
-    first[1:] = line[1:] != line[:-1]
-    last = torch.ones(V, dtype=torch.bool)
-    last[:-1] = line[1:] != line[:-1]
-    gap = torch.zeros(V, dtype=torch.float64)
+    first = np.ones(V, dtype=bool)
+    first[1:] = state.gapn
+    last = np.ones(V, dtype=bool)
+    last[:-1] = state.gapn
+    gap = np.zeros(V)
     gap[1:] = t[1:] - t[:-1]
     # merge: a vertex within merge_tol of its predecessor joins it (the end point always stays)
     keep = first | last | (gap > merge_tol)
-    kept = torch.nonzero(keep, as_tuple=True)[0]
+    kept = np.flatnonzero(keep)
     # the slope of the region ending at a kept vertex is that of its last raw piece (the earlier,
     # merged ones are shorter than merge_tol)
     ends = kept[~first[kept]]
     starts = ends - 1
     length = t[ends] - t[starts]
     slopes = (Y[ends] - Y[starts]) / length[:, None]
-    short = torch.nonzero(length < SLOPE_BY_DIFFERENCE, as_tuple=True)[0]
-    if short.numel():
-        mid = 0.5 * (t[starts[short]] + t[ends[short]])
-        ln = line[ends[short]]
+    short = np.flatnonzero(length < SLOPE_BY_DIFFERENCE)
+    if short.shape[0]:
+        mid = torch.from_numpy(0.5 * (t[starts[short]] + t[ends[short]]))
+        ln = torch.from_numpy(line[ends[short]])
         shape = (-1,) + (1,) * (x0.dim() - 1)
         x_mid = x0[ln] + mid.reshape(shape) * d[ln]
-        slopes[short] = _frozen_slopes(graph, x_mid, d[ln], dense)
-    kept_line = line[kept].numpy()
+        slopes[short] = _frozen_slopes(graph, x_mid, d[ln], dense).numpy()
     n_lines = x0.shape[0]
-    n_kept = np.bincount(kept_line, minlength=n_lines)
-    slopes_np = slopes.numpy()
+    n_kept = np.bincount(line[kept], minlength=n_lines)
+    # regions (and jumps) are sorted by line: per-line sums and maxima by reduceat over the
+    # runs of each line (np.ufunc.at and torch's scatter cost ~50x / ~10x more per element)
+    region_line = line[ends]
+    n_regions = n_kept - 1  # >= 1: every line keeps its two end points
+    region_start = np.cumsum(n_regions) - n_regions
     # jumps of consecutive regions of the same line; rounding noise below jump_rtol times the
     # line's largest |slope| of that output set to 0
-    region_line = line[ends].numpy()
-    jumps = slopes_np[1:] - slopes_np[:-1]
-    # (torch's scatter and index_add: numpy's ufunc.at is ~50x slower per element)
-    scale = (
-        torch.zeros(n_lines, slopes.shape[1], dtype=slopes.dtype)
-        .scatter_reduce_(
-            0,
-            line[ends][:, None].expand(-1, slopes.shape[1]),
-            slopes.abs(),
-            "amax",
-        )
-        .numpy()
-    )
+    scale = np.maximum.reduceat(np.abs(slopes), region_start, axis=0)
+    jumps = slopes[1:] - slopes[:-1]
     jumps[np.abs(jumps) <= jump_rtol * scale[region_line[1:]]] = 0.0
-    same_line = region_line[1:] == region_line[:-1]
-    jumps = jumps[same_line]
-    jump_line = region_line[1:][same_line]
+    jumps = jumps[region_line[1:] == region_line[:-1]]
     # exact SMP and affine pieces of every output of every line, summed over its jumps
-    jump_line_t = torch.from_numpy(jump_line)
-    smp = (
-        torch.zeros(n_lines, jumps.shape[1], dtype=torch.float64)
-        .index_add_(0, jump_line_t, torch.from_numpy(np.abs(jumps)))
-        .numpy()
-    )
-    n_pieces = (
-        torch.ones(n_lines, jumps.shape[1], dtype=torch.int64)
-        .index_add_(0, jump_line_t, torch.from_numpy((jumps != 0).astype(np.int64)))
-        .numpy()
-    )
+    n_jumps = n_regions - 1
+    smp = np.zeros((n_lines, jumps.shape[1]))
+    n_pieces = np.ones((n_lines, jumps.shape[1]), dtype=np.int64)
+    has = n_jumps > 0
+    if has.any():
+        jump_start = (np.cumsum(n_jumps) - n_jumps)[has]
+        smp[has] = np.add.reduceat(np.abs(jumps), jump_start, axis=0)
+        n_pieces[has] += np.add.reduceat(
+            (jumps != 0).astype(np.int64), jump_start, axis=0
+        )
     # plain slices (np.split costs more than the rest of this function)
     v_end = np.cumsum(n_kept)
     v_start = v_end - n_kept
-    values, t_kept, src_kept = Y[kept].numpy(), t[kept].numpy(), src[kept].numpy()
+    values, t_kept, src_kept = Y[kept], t[kept], src[kept]
     return [
         LinePieces(
             t=t_kept[a + 1 : b - 1],
             values=values[a:b],
-            slopes=slopes_np[a - i : b - i - 1],
+            slopes=slopes[a - i : b - i - 1],
             jumps=jumps[a - 2 * i : b - 2 * i - 2],
             layer=src_kept[a + 1 : b - 1],
             smp=smp[i],

@@ -104,6 +104,7 @@ __all__ = [
     "evaluate",
     "flatten_layers",
     "activation_patterns",
+    "release_buffers",
     "SUPPORTED_LAYERS",
     "DEFAULT_MERGE_TOL",
     "DEFAULT_JUMP_RTOL",
@@ -403,3 +404,31 @@ def activation_patterns(
     )
     _, ids = np.unique(rows, return_inverse=True)
     return ids.reshape(-1)
+
+
+def release_buffers() -> int:
+    """Free the float64 work buffers :func:`trace_lines` keeps from one call to the next.
+
+    The layer-wise engine keeps its large scratch buffers (at most 256 MB in all) after a call:
+    a fresh buffer costs a page fault per 4 KiB page on first touch, as much as a layer's matrix
+    product on wide MLPs.  Call this after the last trace of a session to return the memory;
+    the next call allocates again.  Results never share memory with the buffers.
+
+    Returns
+    -------
+    int
+        bytes freed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from smp.trace import release_buffers, trace_lines
+    >>> net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+    >>> _ = trace_lines(net, torch.ones(3, 2), -2 * torch.ones(3, 2))
+    >>> release_buffers() >= 0
+    True
+    """
+    from ._trace_pieces import release_buffers as release
+
+    return release()

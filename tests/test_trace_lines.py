@@ -64,11 +64,11 @@ def mlp(widths, seed, leaky=False):
     return _init(nn.Sequential(*layers), seed)
 
 
-def cnn(pool: dict, seed: int):
+def cnn(pool: dict, seed: int, leaky: bool = False):
     """Conv-ReLU-MaxPool twice on a 1x10x10 image, a linear head of 2 outputs."""
     net = nn.Sequential(
         nn.Conv2d(1, 3, 3, padding=1),
-        nn.ReLU(),
+        nn.LeakyReLU(0.2) if leaky else nn.ReLU(),
         nn.MaxPool2d(**pool),
         nn.Conv2d(3, 4, 3, padding=1),
         nn.MaxPool2d(**pool),  # straight after a convolution: no ties at 0
@@ -115,6 +115,7 @@ CASES = {
         f"cnn-{k}": (lambda pool=pool, i=i: cnn(pool, 10 + i), (1, 10, 10))
         for i, (k, pool) in enumerate(POOLS.items())
     },
+    "cnn-leaky-k3s2p1": (lambda: cnn(POOLS["k3s2p1"], 20, leaky=True), (1, 10, 10)),
 }
 
 
@@ -175,6 +176,72 @@ def test_relu_linear_correction_route_agrees_with_the_walker(monkeypatch, leaky)
         np.testing.assert_allclose(
             tr.values, ref.values, rtol=0, atol=1e-12 * np.abs(ref.values).max()
         )
+
+
+@pytest.mark.parametrize("leaky", [False, True])
+def test_crowded_pieces_cut_at_anchors_agree_with_the_walker(monkeypatch, leaky):
+    """Crowded pieces (the first ReLU's: a whole segment is one piece) cut at every other
+    crossing (anchors through the product, the crossings between them through the correction
+    route), forced on a small MLP: the walker's breakpoints, jumps and pieces, and the values of
+    the plain product route."""
+    from smp import _trace_pieces as P
+
+    net = mlp([6, 24, 24, 24, 2], 5, leaky=leaky)
+    x0, d = segments((6,), seeds=[1, 2, 3])
+    by_product = T.trace_lines(net, x0, d)
+    monkeypatch.setattr(P, "NS_PER_CALL", 0.0)  # the correction route always "pays"
+    monkeypatch.setattr(P, "MACS_PER_NS", 1e-3)
+    monkeypatch.setattr(P, "ANCHOR_EVERY", 2)
+    cuts = []
+    split = P._split_crowded
+    monkeypatch.setattr(
+        P, "_split_crowded", lambda *a: cuts.append(split(*a)) or cuts[-1]
+    )
+    traces = T.trace_lines(net, x0, d)
+    assert any(cuts), "anchors must be inserted"
+    for tr, ref, i in zip(traces, by_product, range(3)):
+        walk = T.trace_line_walk(net, x0[i], d[i])
+        assert len(tr.t) >= 10
+        assert len(tr.t) == len(walk.t) == len(ref.t)
+        assert np.abs(tr.t - walk.t).max() < 1e-9
+        assert _jump_gap(tr.jumps, walk.jumps) < 1e-9
+        np.testing.assert_array_equal(tr.n_pieces, walk.n_pieces)
+        # the correction sums over <= 24 units, as rounded as the product
+        np.testing.assert_allclose(
+            tr.values, ref.values, rtol=0, atol=1e-12 * np.abs(ref.values).max()
+        )
+
+
+@pytest.mark.parametrize(
+    "pool, leaky",
+    [(k, False) for k in POOLS] + [("k3s2p1", True), ("k2s1-overlap", True)],
+)
+def test_first_relu_pool_block_matches_the_separate_steps(monkeypatch, pool, leaky):
+    """The first ReLU and its max pooling traced per line in one step (breakpoints from the
+    lines' ends, pooled output without the ReLU's output) against the ReLU step followed by the
+    max-pool step: the same breakpoints, layers, values and jumps up to rounding."""
+    from smp import _trace_pieces as P
+
+    net = cnn(POOLS[pool], 30, leaky=leaky)
+    x0, d = segments((1, 10, 10), seeds=[4, 5, 6, 7])
+    ran = []
+    block = P._first_relu_pool
+    monkeypatch.setattr(
+        P, "_first_relu_pool", lambda *a: ran.append(block(*a)) or ran[-1]
+    )
+    fused = T.trace_lines(net, x0, d)
+    assert any(ran), "the fused block must run"
+    monkeypatch.setattr(P, "_first_relu_pool", lambda *a: False)
+    separate = T.trace_lines(net, x0, d)
+    for a, b in zip(fused, separate):
+        assert len(a.t) == len(b.t) >= 10
+        # positions: rounding of a crossing's fraction (~1e-16); values: of the window maxima
+        assert np.abs(a.t - b.t).max() < 1e-12
+        np.testing.assert_array_equal(a.layer, b.layer)
+        np.testing.assert_allclose(
+            a.values, b.values, rtol=0, atol=1e-12 * np.abs(b.values).max()
+        )
+        assert _jump_gap(a.jumps, b.jumps) < 1e-9
 
 
 def test_wide_mlp_takes_the_correction_route_and_agrees_with_the_walker(monkeypatch):
@@ -435,3 +502,21 @@ def test_bad_arguments():
         T.trace_lines(resnet(0).train(), np.zeros((1, 1, 8, 8)), np.ones((1, 1, 8, 8)))
     with pytest.raises(RuntimeError, match="max_events"):
         T.trace_lines(net, *segments((5,), seeds=[0], length=10.0), max_events=1)
+
+
+def test_release_buffers_frees_the_kept_buffers_and_results_stay():
+    """smp.trace.release_buffers returns the kept buffers' memory; the next call allocates
+    afresh and gives the same bits."""
+    from smp import _trace_pieces as P
+
+    wide = networks.dense_net(30, 128, 2, seed=0)  # > 1 MB per layer: kept buffers used
+    x0, d = segments((30,), seeds=range(8))
+    first = T.trace_lines(wide, x0, d)
+    kept = sum(b.numel() * 8 for b in P._BUFFERS.free)
+    assert kept >= P._Buffers.MIN_BYTES
+    assert T.release_buffers() == kept
+    assert not P._BUFFERS.free and T.release_buffers() == 0
+    again = T.trace_lines(wide, x0, d)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a.t, b.t)
+        np.testing.assert_array_equal(a.values, b.values)
