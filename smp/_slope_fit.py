@@ -2,25 +2,26 @@
 
 When a signal's values are rounded to a coarse grid (float32 values on a large offset), the
 second difference ``D`` carries ``sqrt(6) * sigma`` of rounding noise per sample, with
-``sigma = q / sqrt(12)`` the standard deviation of rounding to the local unit in the last place
-``q`` of the value.  A kink of slope jump ``Ds`` puts only ``dt*|Ds|`` into one or two samples of
+``sigma = q / sqrt(12)`` the standard deviation of rounding to the unit in the last place ``q``
+of the signal's largest ``|y|`` (global: a value near zero computed from larger terms carries
+their rounding).  A kink of slope jump ``Ds`` puts only ``dt*|Ds|`` into one or two samples of
 ``D``, so kinks with ``dt*|Ds|`` of a few ``sigma`` are lost by any detector on ``D``.  Lines
 fitted through ``W`` samples on either side of a kink measure its jump to
 ``sigma * sqrt(24 / W**3)`` (per sample) instead: the kinks reappear.
 
 The model, per signal (in samples, ``x = 0 .. N-1``)::
 
-    y(x) = sum_k v_k hat_k(x) + sum_j c_j B_j(x) + rounding noise (sd sigma(x))
+    y(x) = sum_k v_k hat_k(x) + sum_j c_j B_j(x) + rounding noise (sd sigma)
 
 ``hat_k`` are the hat functions of a continuous piecewise-linear function with knots ``tau_k``
 (the kinks, sub-sample positions, plus the two ends), ``B_j`` cubic B-splines on ``N / 64``
 samples per piece (the smooth curvature between kinks: a great circle through a network is
 piecewise sinusoidal, not linear; B_0, B_1 are left out, the hats carry the straight lines).  The
 slope jump at knot ``k`` is ``J_k = s_k - s_{k-1}``, ``s_k = (v_{k+1} - v_k) / (tau_{k+1} -
-tau_k)``; SMP is ``sum_k |J_k| / dt``.
+tau_k)``; SMP is ``sum_k |J_k| / dt`` (y per unit t, as :func:`smp.feature.smp`).
 
-The fit (:func:`fit_kinks`), vectorised over the batch (all signals form one block-diagonal
-banded least-squares problem, weighted by ``1 / sigma``):
+The fit (:func:`fit_kinks`), vectorised over the batch (the signals of a chunk form one
+block-diagonal least-squares problem, banded once its columns are ordered by position):
 
 1. smooth part only; then in rounds: a matched filter on the residual (the difference of the
    least-squares slopes over ``w`` samples right and left of every sample, ``w`` in
@@ -29,19 +30,23 @@ banded least-squares problem, weighted by ``1 / sigma``):
    ones find weak ones);
 2. the knots are fitted and pruned: a knot whose jump is below ``FIT_Z`` standard deviations
    (from the exact covariance of the fit) is dropped (the weakest of neighbouring weak knots
-   first), and candidates dropped once are not proposed again;
+   first), and proposals dropped once are not proposed again;
 3. knot positions are refined to sub-sample precision by Gauss-Newton steps (at most half a
    sample each); knots closer than one sample merge.
 
-The result is accepted only where the fit explains the data to its rounding: residual rms at most
-``FIT_RESIDUAL_LIMIT`` times ``sigma`` (curvature the smooth part cannot follow, noise from the
-computation rather than from rounding the values, or kinks too dense leave more).
+The result is accepted only where (a) the residual rms is at most ``FIT_RESIDUAL_LIMIT`` sigma
+(noise from the computation rather than the values' rounding, or curvature the smooth part cannot
+follow, leave more); (b) SMP changes by at most ``FIT_STABILITY`` when the smooth part is four
+times finer (knots that only followed curvature then lose their significance); (c) the values
+move by an ulp or more per sample (median), where the rounding is white.
 
-Measured on the issue-12 network (two outputs, float32, offset 1e3 times the output scale,
-20,000 samples; float64 reference): SMP 0.5 % and 2.9 % low; a fit with the kinks' true positions
-(known from the hidden units' zero crossings) and the same ``FIT_Z`` pruning is 1.0 % and 2.1 % low
-(kinks whose jump is below 5 standard deviations carry 3.7 % and 4.9 % of SMP there and cannot be
-told from the rounding).  With an offset of 1e2 times the scale: 0.2 % and 0.6 % low.
+Measured on the issue-12 network (two outputs, float32, offset 1e3 times the output scale; the
+float64 SMP at the same N as reference): 3.3 % and 3.7 % low at 5,000 samples, 0.5 % and 2.9 % low
+at 20,000, 1.7 % high and refused (0 ulp per sample) at 80,000; refused at 160,000.  A fit given
+the kinks' true positions (the hidden units' zero crossings) and the same pruning is 1.0 % and
+2.1 % low at 20,000: kinks whose jumps are below 5 standard deviations (mostly close pairs, each
+uncertain) carry 3.7 % and 4.9 % of SMP there and cannot be told from the rounding.  With an
+offset of 1e2 times the scale: 0.2 % and 0.4 % low at 20,000 samples.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import cholesky_banded, cho_solve_banded
+from scipy.linalg import cho_solve_banded, cholesky_banded
 from scipy.ndimage import maximum_filter1d
 from threadpoolctl import threadpool_limits
 
@@ -81,6 +86,13 @@ FIT_REFINE_STEPS = 2
 #: the fit is accepted where the residual rms is at most this many sigma (measured 0.99-1.06 on
 #: the network's outputs at 5,000-80,000 samples)
 FIT_RESIDUAL_LIMIT = 1.1
+#: the fit is accepted only where the values move by at least an ulp per sample (median of
+#: |y[n+1] - y[n]| over the ulp of max|y|, an integer for rounded values: the bound 0.5 tells
+#: 0 from 1).  Where the median is 0 a value stays on one grid point for several samples and the
+#: rounding errors of neighbours are correlated, not the white noise the fit's thresholds
+#: assume (measured on the network with an offset of 1e3 times its scale: at 20,000 samples
+#: medians of 3 and 1 ulp, 0.5 % and 2.9 % low; at 160,000 samples 0 ulp, a fit 3.8 % high)
+FIT_MIN_STEP_ULP = 0.5
 #: signals shorter than this are not fitted (the matched filters need room)
 FIT_MIN_SAMPLES = 64
 #: rows fitted together: the covariance of the jumps is computed with one dense right-hand side
@@ -103,7 +115,8 @@ class KinkFit(NamedTuple):
     residual : residual rms in units of the rounding's ``sigma``.
     stability : relative change of ``total`` when the smooth part has ``FIT_FINER_PIECES``
         pieces instead of ``FIT_SMOOTH_PIECES``.
-    accepted : ``residual <= FIT_RESIDUAL_LIMIT`` and ``stability <= FIT_STABILITY``.
+    accepted : ``residual <= FIT_RESIDUAL_LIMIT``, ``stability <= FIT_STABILITY`` and the
+        median step ``|y[n+1] - y[n]|`` at least ``FIT_MIN_STEP_ULP`` ulp of ``max|y|``.
     """
 
     total: np.ndarray
@@ -126,7 +139,7 @@ def fit_kinks(y: np.ndarray, dtype: np.dtype) -> KinkFit:
     y : ndarray, shape (rows, N)
         signals on a uniform grid along the last axis (any float dtype; fitted in float64).
     dtype : numpy dtype
-        the dtype the values were rounded to: ``sigma = spacing(|y| in dtype) / sqrt(12)``.
+        the dtype the values were rounded to: ``sigma = spacing(max|y| in dtype) / sqrt(12)``.
 
     Returns
     -------
@@ -148,8 +161,12 @@ def fit_kinks(y: np.ndarray, dtype: np.dtype) -> KinkFit:
     y = np.asarray(y, dtype=np.float64)
     rows, n = y.shape
     step = max(1, _FIT_CHUNK_SAMPLES // n)
-    with threadpool_limits(1, user_api="blas"):  # small banded solves: threads only stall
-        parts = [_fit_or_fail(y[i : i + step], np.dtype(dtype)) for i in range(0, rows, step)]
+    with threadpool_limits(
+        1, user_api="blas"
+    ):  # small banded solves: threads only stall
+        parts = [
+            _fit_or_fail(y[i : i + step], np.dtype(dtype)) for i in range(0, rows, step)
+        ]
     return KinkFit(*[np.concatenate(p) for p in zip(*parts)])
 
 
@@ -161,7 +178,14 @@ def _fit_or_fail(y: np.ndarray, dtype: np.dtype) -> KinkFit:
     except np.linalg.LinAlgError:
         zero = np.zeros(y.shape[0])
         return KinkFit(
-            zero, zero.astype(np.intp), zero, zero, zero, zero + np.inf, zero + np.inf, zero > 0
+            zero,
+            zero.astype(np.intp),
+            zero,
+            zero,
+            zero,
+            zero + np.inf,
+            zero + np.inf,
+            zero > 0,
         )
 
 
@@ -213,6 +237,7 @@ def _fit_chunk(y: np.ndarray, dtype: np.dtype) -> KinkFit:
     share = np.divide(marginal, total, out=np.zeros(rows), where=total > 0)
     noise = np.sqrt(np.bincount(row, fitted.variance, minlength=rows))
     residual = np.sqrt(np.mean(fitted.residual**2, axis=1))
+    step = np.median(np.abs(np.diff(y, axis=1)), axis=1) * unit[:, 0] / np.sqrt(12.0)
     # the same knots with a finer smooth part, pruned again: knots that only followed
     # curvature lose their significance and SMP drops
     finer = _Problem(y, weight, unit, max(n // FIT_FINER_PIECES, FIT_MIN_PIECE))
@@ -232,14 +257,18 @@ def _fit_chunk(y: np.ndarray, dtype: np.dtype) -> KinkFit:
         noise,
         residual,
         change,
-        (residual <= FIT_RESIDUAL_LIMIT) & (change <= FIT_STABILITY),
+        (residual <= FIT_RESIDUAL_LIMIT)
+        & (change <= FIT_STABILITY)
+        & (step >= FIT_MIN_STEP_ULP),
     )
 
 
 class _Fitted(NamedTuple):
     inner: np.ndarray  # indices of the interior knots (those with a jump)
     jump: np.ndarray  # slope jump at each, y per sample
-    variance: np.ndarray  # its variance under the rounding noise (empty if not computed)
+    variance: (
+        np.ndarray
+    )  # its variance under the rounding noise (empty if not computed)
     residual: np.ndarray  # (rows, N), in units of sigma
 
 
@@ -253,7 +282,9 @@ class _Problem:
         self.y, self.weight, self.unit = y, weight, unit
         self.rows, self.n = y.shape
         self.intervals = int(np.ceil((self.n - 1) / piece))
-        self.piece = (self.n - 1) / self.intervals  # exact division: no empty last B-spline
+        self.piece = (
+            self.n - 1
+        ) / self.intervals  # exact division: no empty last B-spline
         self.sample_row = np.repeat(np.arange(self.rows), self.n)
         self.x = np.tile(np.arange(self.n, dtype=np.float64), self.rows)
         self.w_flat = weight.reshape(-1)
@@ -266,7 +297,9 @@ class _Problem:
         seg[x == n - 1] -= 1  # the last sample belongs to the last segment
         u = (x - pos_k[seg]) / (pos_k[seg + 1] - pos_k[seg])
         n_hat = pos_k.size
-        m = self.intervals + 3  # cubic B-splines per row, of which B_0 and B_1 are left out
+        m = (
+            self.intervals + 3
+        )  # cubic B-splines per row, of which B_0 and B_1 are left out
         s = x / self.piece
         j = np.minimum(np.floor(s), self.intervals - 1).astype(np.intp)
         f = s - j
@@ -285,7 +318,10 @@ class _Problem:
             at.append(sample[keep])
         w = self.w_flat
         a = sp.csr_matrix(
-            (np.concatenate(vals) * w[np.concatenate(at)], (np.concatenate(at), np.concatenate(cols))),
+            (
+                np.concatenate(vals) * w[np.concatenate(at)],
+                (np.concatenate(at), np.concatenate(cols)),
+            ),
             shape=(x.size, n_hat + self.rows * (m - 2)),
         )
         cubic_row = np.repeat(np.arange(self.rows), m - 2)
@@ -348,7 +384,10 @@ class _Problem:
                         np.r_[ok_r, ok_l]
                     ]
                     * self.w_flat[np.r_[sample[ok_r], sample[ok_l]]],
-                    (np.r_[sample[ok_r], sample[ok_l]], np.r_[right_of[ok_r], left_of[ok_l]]),
+                    (
+                        np.r_[sample[ok_r], sample[ok_l]],
+                        np.r_[right_of[ok_r], left_of[ok_l]],
+                    ),
                 ),
                 shape=(seg.size, inner.size),
             )
