@@ -168,7 +168,7 @@ def _warn(
             "with the rounding noise known from the dtype. Slope jumps below about "
             f"{float(np.max(fit_limit[refitted])):.3g} (y per unit t, with the true dt) are not "
             "seen and kinks a few samples apart merge: measured on a float32 ReLU network with "
-            "an offset of 1e3 times its scale, SMP 0.5 % and 2.9 % low (0.2 % and 0.6 % with "
+            "an offset of 1e3 times its scale, SMP 0.5 % and 2.9 % low (0.2 % and 0.4 % with "
             "1e2 times). Compute y in float64, or remove the offset before rounding to "
             "float32, for the second-difference detector's accuracy.",
             RoundingLimitWarning,
