@@ -93,6 +93,11 @@ FIT_RESIDUAL_LIMIT = 1.1
 #: assume (measured on the network with an offset of 1e3 times its scale: at 20,000 samples
 #: medians of 3 and 1 ulp, 0.5 % and 2.9 % low; at 160,000 samples 0 ulp, a fit 3.8 % high)
 FIT_MIN_STEP_ULP = 0.5
+#: ... and where the median |D| is at most this many ulp of max|y|: D of values rounded once
+#: (within one binade) is a whole number of ulps, median 0 or 1 (the network with an offset of
+#: 1e3 times its scale); the same float32 outputs without offset measure 2-2.5 (the
+#: computation's rounding, which the residual test would refuse): rows above are not fitted
+FIT_MAX_D_LEVEL_ULP = 1.5
 #: signals shorter than this are not fitted (the matched filters need room)
 FIT_MIN_SAMPLES = 64
 #: rows fitted together: the covariance of the jumps is computed with one dense right-hand side
@@ -171,22 +176,37 @@ def fit_kinks(y: np.ndarray, dtype: np.dtype) -> KinkFit:
 
 
 def _fit_or_fail(y: np.ndarray, dtype: np.dtype) -> KinkFit:
-    """:func:`_fit_chunk`, or rows marked not accepted when a normal matrix is singular to
-    working precision (no rounding noise to speak of: constant or exactly linear stretches)."""
+    """:func:`_fit_chunk` on the rows whose values move by an ulp or more per sample and whose
+    ``D`` is at the rounding level (the others are not fitted: the fit would be refused); rows are marked not accepted, with an
+    infinite residual, where they are not fitted or a normal matrix is singular to working
+    precision (no rounding noise to speak of: constant or exactly linear stretches)."""
+    rows = y.shape[0]
+    out = KinkFit(
+        *(np.zeros(rows) for _ in range(5)),
+        np.full(rows, np.inf),
+        np.full(rows, np.inf),
+        np.zeros(rows, dtype=bool),
+    )
+    out = out._replace(count=out.count.astype(np.intp))
+    ulp = np.spacing(np.abs(y).max(axis=1).astype(dtype)).astype(np.float64)
+    first = np.diff(y, axis=1)
+    step = np.median(np.abs(first), axis=1)
+    # the noise of D must be the values' rounding: more (a computation's rounding, as in a
+    # float32 network's outputs without offset, or noise) and the residual test would refuse
+    # the fit; this saves fitting those rows
+    level = np.median(np.abs(np.diff(first, axis=1)), axis=1)
+    moving = np.flatnonzero(
+        (step >= FIT_MIN_STEP_ULP * ulp) & (level <= FIT_MAX_D_LEVEL_ULP * ulp)
+    )
+    if moving.size == 0:
+        return out
     try:
-        return _fit_chunk(y, dtype)
+        fitted = _fit_chunk(y[moving], dtype)
     except np.linalg.LinAlgError:
-        zero = np.zeros(y.shape[0])
-        return KinkFit(
-            zero,
-            zero.astype(np.intp),
-            zero,
-            zero,
-            zero,
-            zero + np.inf,
-            zero + np.inf,
-            zero > 0,
-        )
+        return out
+    for field, values in zip(out, fitted):
+        field[moving] = values
+    return out
 
 
 def _fit_chunk(y: np.ndarray, dtype: np.dtype) -> KinkFit:
@@ -237,7 +257,6 @@ def _fit_chunk(y: np.ndarray, dtype: np.dtype) -> KinkFit:
     share = np.divide(marginal, total, out=np.zeros(rows), where=total > 0)
     noise = np.sqrt(np.bincount(row, fitted.variance, minlength=rows))
     residual = np.sqrt(np.mean(fitted.residual**2, axis=1))
-    step = np.median(np.abs(np.diff(y, axis=1)), axis=1) * unit[:, 0] / np.sqrt(12.0)
     # the same knots with a finer smooth part, pruned again: knots that only followed
     # curvature lose their significance and SMP drops
     finer = _Problem(y, weight, unit, max(n // FIT_FINER_PIECES, FIT_MIN_PIECE))
@@ -257,9 +276,7 @@ def _fit_chunk(y: np.ndarray, dtype: np.dtype) -> KinkFit:
         noise,
         residual,
         change,
-        (residual <= FIT_RESIDUAL_LIMIT)
-        & (change <= FIT_STABILITY)
-        & (step >= FIT_MIN_STEP_ULP),
+        (residual <= FIT_RESIDUAL_LIMIT) & (change <= FIT_STABILITY),
     )
 
 
