@@ -42,11 +42,14 @@ move by an ulp or more per sample (median), where the rounding is white.
 
 Measured on the issue-12 network (two outputs, float32, offset 1e3 times the output scale; the
 float64 SMP at the same N as reference): 3.3 % and 3.7 % low at 5,000 samples, 0.5 % and 2.9 % low
-at 20,000, 1.7 % high and refused (0 ulp per sample) at 80,000; refused at 160,000.  A fit given
-the kinks' true positions (the hidden units' zero crossings) and the same pruning is 1.0 % and
-2.1 % low at 20,000: kinks whose jumps are below 5 standard deviations (mostly close pairs, each
-uncertain) carry 3.7 % and 4.9 % of SMP there and cannot be told from the rounding.  With an
-offset of 1e2 times the scale: 0.2 % and 0.4 % low at 20,000 samples.
+at 20,000; at 80,000 the first output 1.7 % high, the second not fitted (its values move by less
+than an ulp per sample); neither fitted at 160,000.  A fit given the kinks' true positions (the
+hidden units' zero crossings) and the same pruning is 1.0 % and 2.1 % low at 20,000: kinks whose
+jumps are below 5 standard deviations (mostly close pairs, each uncertain) carry 3.7 % and 4.9 %
+of SMP there and cannot be told from the rounding.  With an offset of 1e2 times the scale: 0.2 %
+and 0.4 % low at 20,000 samples, 0.7 % high and 0.6 % low at 80,000, 1.1 % and 0.9 % high at
+160,000.  With 3e3 times: refused (SMP moves by 6 % with a finer smooth part, or values move by
+less than an ulp per sample).
 """
 
 from __future__ import annotations
