@@ -119,8 +119,8 @@ from ._detector import (  # the detector's constants, re-exported: chapters cite
     _analyse,
     roughness,
 )
-from ._diagnosis import Diagnosis, _diagnosis, _rounding_limited, _warn
-from ._slope_fit import FIT_MIN_SAMPLES, fit_kinks
+from ._diagnosis import Diagnosis, _diagnosis, _warn
+from ._slope_fit import _refit_rounded
 from ._validation import _check_dt, _check_options, _prepare
 from ._warnings import (
     CloseKinksWarning,
@@ -130,9 +130,6 @@ from ._warnings import (
     SMPWarning,
     UnderSampledWarning,
 )
-
-#: the kink fit replaces the detector's SMP only where it finds more than this share more
-FIT_GAIN = 0.01
 
 try:  # torch is a dependency, but the feature itself needs only numpy
     import torch
@@ -403,43 +400,6 @@ def smp(
     return (
         total.astype(out_dtype, copy=False) if np.ndim(total) else out_dtype.type(total)
     )
-
-
-def _refit_rounded(
-    arr: np.ndarray,
-    source_dtype: np.dtype,
-    diagnosis: Diagnosis,
-    total: np.ndarray,
-    dt: float,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Where the data's rounding hides kinks from ``D``, SMP from the least-squares kink fit.
-
-    Signals under the :class:`RoundingLimitWarning` condition are fitted by
-    :func:`smp._slope_fit.fit_kinks` (a continuous piecewise-linear function plus a smooth part,
-    weighted by the rounding noise of the input's dtype); where the fit explains the data to its
-    rounding (residual rms at most ``FIT_RESIDUAL_LIMIT`` sigma) its total replaces the
-    detector's in ``total`` (in place).  Returns the mask of replaced signals and the fit's
-    smallest kept slope jump (y per unit t), or ``(None, None)`` when nothing was fitted."""
-    limited = np.asarray(_rounding_limited(diagnosis)).reshape(-1)
-    if not limited.any() or arr.shape[-1] < FIT_MIN_SAMPLES:
-        return None, None
-    rows = np.flatnonzero(limited)
-    found = fit_kinks(arr.reshape(-1, arr.shape[-1])[rows], source_dtype)
-    flat = total.reshape(-1)  # a view: total is a fresh float64 array
-    # only where the fit sees kinks the detector lost: more than FIT_GAIN of the detector's SMP
-    # and 3 standard deviations of the fit's own total more (an isolated kink the detector
-    # resolves is measured by its line fits as well: 4e-4 to 8e-4 relative on float32 values
-    # whose rounding repeats every few samples, where the fit's white-noise model is off)
-    gain = found.total / dt - flat[rows] * (1.0 + FIT_GAIN) - 3.0 * found.noise / dt
-    better = found.accepted & (gain > 0)
-    use = rows[better]
-    flat[use] = found.total[better] / dt
-    refitted = np.zeros(limited.size, dtype=bool)
-    refitted[use] = True
-    fit_limit = np.zeros(limited.size)
-    fit_limit[rows] = found.limit / dt
-    shape = np.shape(total)
-    return refitted.reshape(shape), fit_limit.reshape(shape)
 
 
 def peaks(
