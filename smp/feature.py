@@ -46,6 +46,16 @@ carrying about an ulp of rounding, while the fitted slopes carry about ``ulp / W
 where both sides are straight within half an ulp rms and the run has one sign (up to its noise);
 exact on piecewise-linear data.  It does not find kinks below the threshold.
 
+Where the rounding hides kinks from ``D`` altogether (the :class:`RoundingLimitWarning` condition:
+float32 values on an offset of 1e2-1e3 times their scale, say), :func:`smp` also fits each such
+signal with a continuous piecewise-linear function plus a smooth part, weighted by the rounding
+noise of the input's dtype (:mod:`smp._slope_fit`: knots proposed by matched filters, pruned at 5
+standard deviations, placed to a fraction of a sample).  The fit's SMP replaces the detector's
+where the fit explains the data to its rounding, does not depend on the smooth part's resolution,
+and finds more than ``FIT_GAIN`` (1 %) and three of its standard deviations more than the
+detector; the warning still fires and names the fit's smallest kept slope jump.  :func:`peaks`,
+:func:`diagnose` and :func:`detection_limit` describe the detector on ``D`` only.
+
 Each core sample is widened by one sample on both sides, because a kink close to a grid point puts
 almost all of its jump in one sample and a tiny remainder in its neighbour, which may fall below the
 threshold.  The widening adds at most ``2 dt**2 |y''|`` of smooth curvature per kink, a relative
@@ -110,6 +120,7 @@ from ._detector import (  # the detector's constants, re-exported: chapters cite
     roughness,
 )
 from ._diagnosis import Diagnosis, _diagnosis, _warn
+from ._slope_fit import _refit_rounded
 from ._validation import _check_dt, _check_options, _prepare
 from ._warnings import (
     CloseKinksWarning,
@@ -376,9 +387,11 @@ def smp(
     _check_options(kappa, window, floor_eps)
     arr, source_dtype, is_torch = _prepare(y, axis)
     analysis = _analyse(arr, source_dtype, kappa, window, floor_eps)
-    if warn:
-        _warn(_diagnosis(analysis, dt), source_dtype)
+    diagnosis = _diagnosis(analysis, dt)
     total = analysis.total / dt
+    refitted, fit_limit = _refit_rounded(arr, source_dtype, diagnosis, total, dt)
+    if warn:
+        _warn(diagnosis, source_dtype, refitted, fit_limit)
     out_dtype = source_dtype
     if is_torch:
         return torch.from_numpy(np.ascontiguousarray(total)).to(
