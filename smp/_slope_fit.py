@@ -49,7 +49,13 @@ jumps are below 5 standard deviations (mostly close pairs, each uncertain) carry
 of SMP there and cannot be told from the rounding.  With an offset of 1e2 times the scale: 0.2 %
 and 0.4 % low at 20,000 samples, 0.7 % high and 0.6 % low at 80,000, 1.1 % and 0.9 % high at
 160,000.  With 3e3 times: refused (SMP moves by 6 % with a finer smooth part, or values move by
-less than an ulp per sample).
+less than an ulp per sample).  On 32 random piecewise-linear float32 signals (8 each of 12 kinks
+of jump std 100 at 80,001 and 20,001 samples on an offset of 1e3, 40 kinks of jump std 10 at
+20,001 samples on 1e2 and at 80,001 on 1e3; seed 31): per signal from 8.0 % low to 22.5 % high,
+mean absolute error 5.0 / 0.4 / 0.6 / 1.6 % per group, against 30 / 4.2 / 1.7 / 98 % for the
+second-difference detector alone (which is only ever low).  The over-estimates are knots added
+where the rounding of a steep line repeats every few samples, which the white-noise model does
+not expect.
 """
 
 from __future__ import annotations
@@ -538,22 +544,23 @@ def _refit_rounded(
     diagnosis: Diagnosis,
     total: np.ndarray,
     dt: float,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Where the data's rounding hides kinks from ``D``, SMP from the least-squares kink fit.
 
     Signals under the :class:`RoundingLimitWarning` condition are fitted by
     :func:`smp._slope_fit.fit_kinks` (a continuous piecewise-linear function plus a smooth part,
     weighted by the rounding noise of the input's dtype); where the fit is accepted (see
     :class:`KinkFit`) and finds more than the detector (``FIT_GAIN`` and three of its standard
-    deviations more), its total replaces the detector's in ``total`` (in place).  Returns the
-    mask of replaced signals and the fit's smallest kept slope jump (y per unit t), or
-    ``(None, None)`` when nothing was fitted."""
+    deviations more), its total replaces the detector's.  Returns the totals (``total``
+    itself when nothing was fitted), the mask of replaced signals and the fit's smallest kept
+    slope jump (y per unit t), the last two ``None`` when nothing was fitted."""
     limited = np.asarray(_rounding_limited(diagnosis)).reshape(-1)
     if not limited.any() or arr.shape[-1] < FIT_MIN_SAMPLES:
-        return None, None
+        return total, None, None
     rows = np.flatnonzero(limited)
     found = fit_kinks(arr.reshape(-1, arr.shape[-1])[rows], source_dtype)
-    flat = total.reshape(-1)  # a view: total is a fresh float64 array
+    # a flat copy, returned: ``total`` of one signal is a numpy scalar, whose reshape is no view
+    flat = np.array(total, dtype=np.float64).reshape(-1)
     # only where the fit sees kinks the detector lost: more than FIT_GAIN of the detector's SMP
     # and 3 standard deviations of the fit's own total more (an isolated kink the detector
     # resolves is measured by its line fits as well: 4e-4 to 8e-4 relative on float32 values
@@ -567,4 +574,4 @@ def _refit_rounded(
     fit_limit = np.zeros(limited.size)
     fit_limit[rows] = found.limit / dt
     shape = np.shape(total)
-    return refitted.reshape(shape), fit_limit.reshape(shape)
+    return flat.reshape(shape), refitted.reshape(shape), fit_limit.reshape(shape)

@@ -389,7 +389,7 @@ def smp(
     analysis = _analyse(arr, source_dtype, kappa, window, floor_eps)
     diagnosis = _diagnosis(analysis, dt)
     total = analysis.total / dt
-    refitted, fit_limit = _refit_rounded(arr, source_dtype, diagnosis, total, dt)
+    total, refitted, fit_limit = _refit_rounded(arr, source_dtype, diagnosis, total, dt)
     if warn:
         _warn(diagnosis, source_dtype, refitted, fit_limit)
     out_dtype = source_dtype
