@@ -229,8 +229,11 @@ def test_reduced_refined_rerun_closes_the_first_block():
         assert abs(error) < 0.05, (layer, error)
         assert abs((1 + error) * 1.1 - 1) > 0.05
     assert abs(pred.loc[2, "ref_error"]) < 0.05
-    # the event-moment model of conv 3 uses only the input's events: within 5 % there
-    assert abs(pred.loc[6, "ref_error"]) < 0.05
+    # the event model of conv 3 and linear 1 (single-input events exact, second moments of
+    # the others): within 5 % there (observed: within 2 %); conv 2 exact
+    for layer in (6, 10):
+        assert abs(pred.loc[layer, "ref_error"]) < 0.05, layer
+    assert pred.loc[3, "ref_error"] == pytest.approx(0, abs=1e-9)
 
 
 def test_stored_refined_table_measures_what_the_stored_table_measured(table):
@@ -247,7 +250,15 @@ def test_stored_refined_table_measures_what_the_stored_table_measured(table):
         (ref["paths"] == "held_out")
         & ref["name"].isin(["ReLU", "MaxPool2d"])
         & (ref["births"] > 0)
-        & (ref["layer"] < 11)
     ]
-    # every ReLU / pooling birth cell on held-out lines except ReLU 4's (a handful of births)
-    assert (births["ref_births_error"].abs() <= 0.10).all()
+    ok = births["ref_births_error"].abs() <= 0.10
+    # all but two held-out birth cells within 10 %; those two hold few births (under 2 % of
+    # their layer's SMP: few crossings for the kernel to see) and are within 2 s.e.
+    assert ok.sum() >= len(births) - 2
+    few = births[~ok]
+    assert (few["births"] < 0.02 * few["smp"]).all()
+    assert (few["ref_births_z"].abs() <= 2).all()
+    # conv 2's inputs never kink together: the single-input part is all of it, exact
+    conv2 = ref[ref["layer"] == 3]
+    lines = conv2[conv2["paths"] != "circle"]
+    assert np.allclose(lines["refined"], lines["smp"], rtol=1e-9)

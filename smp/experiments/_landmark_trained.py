@@ -85,6 +85,7 @@ __all__ = [
     "run_landmark",
     "train_landmark_checkpoints",
     "write_landmark_tables",
+    "KERNEL_TIMES",
     "event_sums",
     "kernel_landmark",
     "refined_predictions",
@@ -745,6 +746,7 @@ def write_landmark_tables(
 # the chapter's views of the tables live in their own module; imported last because they use
 # this module's paths and constants (the import would otherwise be circular)
 from ._landmark_trained_refined import (  # noqa: E402
+    KERNEL_TIMES,
     event_sums,
     kernel_landmark,
     refined_predictions,

@@ -72,27 +72,35 @@ def event_sums(layer: nn.Module, jump_in: torch.Tensor, jump_out: torch.Tensor) 
     """Sums over the events of one batch of intervals (one event each) for a conv/linear layer.
 
     ``jump_in`` ``(g, n, *input_shape)`` the input's jumps in every interval, ``jump_out`` the
-    layer's.  Per output position ``l`` (one for a linear layer), with ``J`` the patch of the
-    input jump vector the position's weights see: ``ev_m2`` ``(L, D, D)`` ``sum J J^T``,
-    ``ev_l1`` / ``ev_l2`` ``(L,)`` ``sum |J|`` / ``sum |J|^2``, ``ev_count`` events with
-    ``J != 0``; per output unit ``(C_out, L)``: ``ev_y2`` / ``ev_y4`` ``sum (x/|J|)^2`` /
-    ``sum (x/|J|)^4`` with ``x = w.J`` the output jump.
+    layer's.  Per output position ``l`` (one for a linear layer), ``J`` the patch of the input
+    jump vector the position's weights see.  An event that moves one input of the patch
+    (*single*) passes ``|w_i J_i|`` exactly: ``ev_single`` ``(D, L)`` sums ``|J|`` over them.
+    Over the events that move several inputs (*shared*): ``ev_m2`` ``(L, D, D)`` ``sum J J^T``,
+    ``ev_l1`` / ``ev_l2`` ``(L,)`` ``sum |J|`` / ``sum |J|^2``, ``ev_count`` their number;
+    per output unit ``(C_out, L)``: ``ev_y2`` / ``ev_y4`` ``sum (x/|J|)^2`` / ``sum (x/|J|)^4``
+    with ``x = w.J`` the output jump.  An entry counts as moved if it exceeds ``1e-12`` of the
+    patch's largest (rounding of the frozen-pattern slopes).
     """
     a = jump_in.reshape(-1, *jump_in.shape[2:])
     patches = _patches(layer, a)  # (G, D, L)
-    norms = patches.norm(dim=1)  # (G, L)
+    size = patches.abs()
+    moved = (size > 1e-12 * size.amax(1, keepdim=True)) & (size > 0)
+    count = moved.sum(1)  # (G, L)
+    single, shared = count == 1, count > 1
+    multi = patches * shared[:, None]
+    norms = multi.norm(dim=1)  # (G, L)
     x = (
         jump_out.reshape(a.shape[0], -1, patches.shape[2])
         if isinstance(layer, nn.Conv2d)
         else jump_out.reshape(a.shape[0], -1, 1)
     )
-    hit = norms > 0
-    y = torch.where(hit[:, None], x / torch.where(hit, norms, 1.0)[:, None], 0.0)
+    y = torch.where(shared[:, None], x / torch.where(shared, norms, 1.0)[:, None], 0.0)
     return {
-        "ev_m2": torch.einsum("gdl,gel->lde", patches, patches).numpy(),
+        "ev_single": (size * single[:, None]).sum(0).numpy(),
+        "ev_m2": torch.einsum("gdl,gel->lde", multi, multi).numpy(),
         "ev_l1": norms.sum(0).numpy(),
         "ev_l2": (norms**2).sum(0).numpy(),
-        "ev_count": hit.sum(0).to(torch.float64).numpy(),
+        "ev_count": shared.sum(0).to(torch.float64).numpy(),
         "ev_y2": (y**2).sum(0).numpy(),
         "ev_y4": (y**4).sum(0).numpy(),
     }
@@ -233,10 +241,12 @@ def summarise_refined(
     Columns ``layer``, ``name``, ``units``, ``smp``, ``births``, ``pass_through`` with
     ``*_sem``; ``ref_births``, ``ref_pass`` and ``refined`` (their sum): ReLU and pooling the
     kernel models with the measured activity for the pass-through, conv and linear layers
-    :func:`smp.models.aligned_events`; ``pair`` (first ReLU and pooling on lines);
+    ``sum |w_i J_i|`` over the events that move one input of a weight row's patch (exact) and
+    :func:`smp.models.aligned_events` over the others (``single_share``: the first part's share
+    of the measured SMP); ``pair`` (first ReLU and pooling on lines);
     ``density_ratio`` (kernel density at zero / Gaussian's), ``slope_ratio`` (kernel births /
     births with the measured density and the Gaussian's conditional (ReLU) or unconditional
-    (pooling) slope); conv and linear layers ``shape`` (the events' measured
+    (pooling) slope); conv and linear layers ``shape`` (the shared events' measured
     ``sum |w.J| / (sum |J| sqrt(w^T M w / sum |J|^2))``, 0.798 for the model) and ``kurtosis``
     (median over output units of the kurtosis of ``w.J / |J|`` across events).
     """
@@ -289,13 +299,20 @@ def summarise_refined(
                 weight = layer.weight.detach().to(torch.float64).numpy()
                 weight = weight.reshape(weight.shape[0], -1)
                 m2, l1, l2 = entry["ev_m2"], entry["ev_l1"], entry["ev_l2"]
-                passed = float(models.aligned_events(weight, m2, l1, l2).sum()) / p
+                single = float((np.abs(weight) @ entry["ev_single"]).sum()) / p
+                aligned = float(models.aligned_events(weight, m2, l1, l2).sum()) / p
+                passed = single + aligned
+                row["single_share"] = single / row["smp"] if row["smp"] > 0 else np.nan
                 quad = np.einsum("ui,lij,uj->ul", weight, m2, weight)  # (C_out, L)
                 scale = l1 * np.sqrt(quad / np.where(l2 > 0, l2, 1.0))
-                row["shape"] = float(entry["smp_unit"].sum() / scale.sum())
+                # the shared events' measured sum |w.J| (the single ones pass exactly)
+                total = float(scale.sum())
+                row["shape"] = (
+                    (row["smp"] - single) * p / total if total > 0 else np.nan
+                )
                 y2, y4 = entry["ev_y2"], entry["ev_y4"]
                 kurt = entry["ev_count"] * y4 / np.where(y2 > 0, y2, 1.0) ** 2
-                row["kurtosis"] = float(np.median(kurt[y2 > 0]))
+                row["kurtosis"] = float(np.median(kurt[y2 > 0])) if y2.any() else np.nan
         row["ref_births"], row["ref_pass"] = births, passed
         row["refined"] = births + passed
         row["pair"] = kernel.get(k, {}).get("pair", np.nan)
@@ -420,14 +437,17 @@ def refined_predictions(table: pd.DataFrame) -> pd.DataFrame:
 def refined_summary(pred: pd.DataFrame) -> dict:
     """The chapter's numbers for the refined models (keys for :func:`smp.book.glue_all`).
 
-    ``lm-ref-ok`` / ``lm-all``-like counts over the measured layers; ``lm-ref-births-ok`` /
-    ``lm-ref-births-all`` held-out birth cells within 10 %; worst errors (%) per model:
-    ``lm-ref-relu-worst`` (ReLU totals), ``lm-ref-pool-worst`` (pooling totals),
-    ``lm-ref-births-worst`` (held-out births), ``lm-pool1-pair-worst`` (first pooling, pair
-    model, lines), ``lm-aligned-worst`` / ``lm-aligned-best`` (conv 3 and the linear layers);
-    the first pooling's factors after training on held-out lines ``lm-pool1-density``,
-    ``lm-pool1-switch-density``, ``lm-pool1-slope``; the conv / linear shape factors' range
-    ``lm-shape-min`` / ``lm-shape-max`` and kurtosis range ``lm-kurt-min`` / ``lm-kurt-max``.
+    ``lm-ref-ok`` / ``lm-ref-all`` measured (step, kind, layer) cells where the refined model
+    holds, ``lm-ref-misses`` the others (``lm-ref-misses-out`` of them at the output layer);
+    ``lm-ref-births-ok`` / ``lm-ref-births-all`` held-out birth cells within 10 % and
+    ``lm-ref-births-worst``; worst errors (%): ``lm-ref-relu-worst`` / ``lm-ref-pool-worst``
+    (totals), ``lm-pool1-pair-worst`` (first pooling, pair model, lines); for conv 3 and linear 1
+    (``aligned``) and the output layer (``out``): ``lm-<key>-worst`` / ``-best`` errors (%),
+    the ranges of the shape factor ``-shape-min`` / ``-shape-max`` and of the kurtosis
+    ``-kurt-min`` / ``-kurt-max``; after training on held-out lines: the first pooling's factors
+    ``lm-pool1-density``, ``lm-pool1-switch-density``, ``lm-pool1-slope`` and the share (%) of
+    conv 3's and linear 1's SMP passed by single-input events, ``lm-single-conv3``,
+    ``lm-single-lin1``.
     """
     from ._landmark_trained_summary import HOLD_BIRTHS, LANDMARK_LAYER_NAMES
 
@@ -448,18 +468,23 @@ def refined_summary(pred: pd.DataFrame) -> dict:
     out["lm-pool1-pair-worst"] = 100 * float(
         lines[lines["layer"] == 2]["pair_error"].abs().max()
     )
-    fed = cells[cells["name"].isin(["Conv2d", "Linear"]) & (cells["layer"] > 3)]
-    out["lm-aligned-worst"] = 100 * float(fed["ref_error"].abs().max())
-    out["lm-aligned-best"] = 100 * float(fed["ref_error"].abs().min())
-    out["lm-shape-min"], out["lm-shape-max"] = fed["shape"].min(), fed["shape"].max()
-    out["lm-kurt-min"], out["lm-kurt-max"] = (
-        fed["kurtosis"].min(),
-        fed["kurtosis"].max(),
-    )
+    for key, layers in (("aligned", [6, 10]), ("out", [12])):
+        fed = cells[cells["layer"].isin(layers)]
+        out[f"lm-{key}-worst"] = 100 * float(fed["ref_error"].abs().max())
+        out[f"lm-{key}-best"] = 100 * float(fed["ref_error"].abs().min())
+        out[f"lm-{key}-shape-min"] = float(fed["shape"].min())
+        out[f"lm-{key}-shape-max"] = float(fed["shape"].max())
+        out[f"lm-{key}-kurt-min"] = float(fed["kurtosis"].min())
+        out[f"lm-{key}-kurt-max"] = float(fed["kurtosis"].max())
+    misses = cells[~cells["ref_holds"]]
+    out["lm-ref-misses"] = len(misses)
+    out["lm-ref-misses-out"] = int((misses["layer"] == 12).sum())
     at = pred[(pred["step"] == final) & (pred["paths"] == "held_out")].set_index(
         "layer"
     )
     out["lm-pool1-density"] = float(at.loc[2, "density_ratio"])
     out["lm-pool1-switch-density"] = float(at.loc[2, "switch_density_ratio"])
     out["lm-pool1-slope"] = float(at.loc[2, "slope_ratio"])
+    out["lm-single-conv3"] = 100 * float(at.loc[6, "single_share"])
+    out["lm-single-lin1"] = 100 * float(at.loc[10, "single_share"])
     return out
