@@ -441,7 +441,9 @@ def refined_summary(pred: pd.DataFrame) -> dict:
     holds, ``lm-ref-misses`` the others (``lm-ref-misses-out`` of them at the output layer);
     ``lm-ref-births-ok`` / ``lm-ref-births-all`` held-out birth cells within 10 % and
     ``lm-ref-births-worst``; worst errors (%): ``lm-ref-relu-worst`` / ``lm-ref-pool-worst``
-    (totals), ``lm-pool1-pair-worst`` (first pooling, pair model, lines); for conv 3 and linear 1
+    (totals), ``lm-pool1-pair-worst`` (first pooling, pair model, lines) and the ranges over
+    lines of its factors ``lm-pool1-slope-min`` / ``-max``, ``lm-pool1-density-min`` /
+    ``-max``; for conv 3 and linear 1
     (``aligned``) and the output layer (``out``): ``lm-<key>-worst`` / ``-best`` errors (%),
     the ranges of the shape factor ``-shape-min`` / ``-shape-max`` and of the kurtosis
     ``-kurt-min`` / ``-kurt-max``; after training on held-out lines: the first pooling's factors
@@ -476,6 +478,10 @@ def refined_summary(pred: pd.DataFrame) -> dict:
         out[f"lm-{key}-shape-max"] = float(fed["shape"].max())
         out[f"lm-{key}-kurt-min"] = float(fed["kurtosis"].min())
         out[f"lm-{key}-kurt-max"] = float(fed["kurtosis"].max())
+    pool1 = lines[lines["layer"] == 2]
+    for key in ("slope", "density"):
+        out[f"lm-pool1-{key}-min"] = float(pool1[f"{key}_ratio"].min())
+        out[f"lm-pool1-{key}-max"] = float(pool1[f"{key}_ratio"].max())
     misses = cells[~cells["ref_holds"]]
     out["lm-ref-misses"] = len(misses)
     out["lm-ref-misses-out"] = int((misses["layer"] == 12).sum())
