@@ -11,7 +11,8 @@ learning rate, 3000 steps of 128 fresh blob centres, seed 0), stores float64 che
 on 60 lines between training images, 60 between held-out images and 12 random great circles,
 with the conditional block models' predictions, on 2 worker processes, and writes
 ``data/07_trained_landmark_training.csv`` and ``data/07_trained_landmark_smp.csv`` through
-``smp.data.write``.
+``smp.data.write``; then measures the new checkpoints again with the refined models
+(``smp.experiments._landmark_trained_refined``) into ``data/07_trained_landmark_refined.csv``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 
 import torch
 
-from smp.experiments import _landmark_trained
+from smp.experiments import _landmark_trained, _landmark_trained_refined
 
 
 def main() -> None:
@@ -28,6 +29,9 @@ def main() -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
     for path in _landmark_trained.write_landmark_tables(progress=True, workers=2):
+        print("wrote", path)
+    # the refined models' table measures the stored checkpoints: remeasure it on the new ones
+    for path in _landmark_trained_refined.write_refined_table(progress=True, workers=2):
         print("wrote", path)
     print(f"done in {time.perf_counter() - start:.0f} s")
 

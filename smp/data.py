@@ -313,6 +313,14 @@ REGISTRY: dict[str, Entry] = {
         "trained networks: landmark CNN, exact per-layer SMP by breakpoints and the block models",
         ("seconds",),
     ),
+    "trained_landmark_refined": Entry(
+        "07_trained_landmark_refined.csv",
+        "smp.experiments._landmark_trained_refined:write_refined_table",
+        0,
+        _TABLE,
+        "trained networks: landmark CNN, the refined models (kernel Kac-Rice, event moments)",
+        ("seconds",),
+    ),
 }
 
 

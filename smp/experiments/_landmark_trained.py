@@ -85,6 +85,12 @@ __all__ = [
     "run_landmark",
     "train_landmark_checkpoints",
     "write_landmark_tables",
+    "KERNEL_TIMES",
+    "event_sums",
+    "kernel_landmark",
+    "refined_predictions",
+    "refined_summary",
+    "run_refined",
 ]
 
 #: training steps (the one-cycle schedule spans all of them)
@@ -358,7 +364,13 @@ def _pre_activation(layers: list[nn.Module], index: int) -> bool:
 
 
 def measure_landmark(
-    state: dict[str, torch.Tensor], kind: str, index, n_paths: int, seed: int
+    state: dict[str, torch.Tensor],
+    kind: str,
+    index,
+    n_paths: int,
+    seed: int,
+    *,
+    events: bool = False,
 ) -> dict:
     """Exact per-layer SMP and the models' ingredients on the paths ``index`` (one unit of work).
 
@@ -368,7 +380,9 @@ def measure_landmark(
     ``smp_unit`` (per unit, summed over paths), and for the inputs of ReLUs ``binned``
     (``(N_STAT, U)`` summed |jump| in the grid interval ending at each time) and ``moments``
     (``(5, N_STAT, U)`` sums of ``z, z^2, z', z'^2, z z'``); ``multi`` (per path, intervals with
-    more than one pattern change) and ``samples`` (per path).
+    more than one pattern change) and ``samples`` (per path).  ``events=True`` adds, for every
+    conv and linear layer fed by kinks, the sums over events of their input jump vectors'
+    second moments (:func:`smp.experiments._landmark_trained_refined.event_sums`).
     """
     net = _as_net(state)
     layers = list(net)
@@ -416,6 +430,11 @@ def measure_landmark(
                 entry["shared_path"] += np.bincount(
                     g_owner, _shared(layers[k], before, g).numpy(), minlength=m
                 )
+                if events:
+                    for name, value in event_sums(
+                        layers[k], before, layer.jump
+                    ).items():
+                        entry[name] = entry.get(name, 0) + value
             if _pre_activation(layers, k):
                 binned = torch.zeros(N_STAT, size.shape[2], dtype=torch.float64)
                 binned.index_add_(0, bins, size.reshape(g * CHUNK, -1))
@@ -736,6 +755,14 @@ def write_landmark_tables(
 
 # the chapter's views of the tables live in their own module; imported last because they use
 # this module's paths and constants (the import would otherwise be circular)
+from ._landmark_trained_refined import (  # noqa: E402
+    KERNEL_TIMES,
+    event_sums,
+    kernel_landmark,
+    refined_predictions,
+    refined_summary,
+    run_refined,
+)
 from ._landmark_trained_summary import (  # noqa: E402
     LANDMARK_LAYER_NAMES,
     first_relu_check,
