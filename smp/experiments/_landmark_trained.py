@@ -701,14 +701,31 @@ def run_landmark(
         for kind in kinds:
             parts = [r for u, r in zip(units, results) if u[0] == step and u[2] == kind]
             seconds = float(sum(part.pop("seconds").sum() for part in parts))
-            length = 2 * np.pi if kind == "circle" else 1.0
-            table = summarise_landmark(nets[step], parts, length)
-            table.insert(0, "paths", kind)
-            table.insert(0, "step", step)
-            table["n_paths"] = n_circles if kind == "circle" else n_paths
-            table["t_length"], table["seconds"] = length, seconds
-            tables.append(table)
+            table = summarise_landmark(nets[step], parts, path_length(kind))
+            tables.append(stamp_table(table, step, kind, n_paths, n_circles, seconds))
     return pd.concat(tables, ignore_index=True)
+
+
+def path_length(kind: str) -> float:
+    """The parameter length of a path of ``kind``: ``t`` in [0, 2 pi] on a circle, [0, 1] on a line."""
+    return 2 * np.pi if kind == "circle" else 1.0
+
+
+def stamp_table(
+    table: pd.DataFrame,
+    step: int,
+    kind: str,
+    n_paths: int,
+    n_circles: int,
+    seconds: float,
+) -> pd.DataFrame:
+    """Add the columns every landmark table carries (in place, returned): ``step`` and ``paths``
+    first, then ``n_paths``, ``t_length`` and ``seconds`` (the CPU time of the kind's units)."""
+    table.insert(0, "paths", kind)
+    table.insert(0, "step", step)
+    table["n_paths"] = n_circles if kind == "circle" else n_paths
+    table["t_length"], table["seconds"] = path_length(kind), seconds
+    return table
 
 
 def write_landmark_tables(

@@ -338,7 +338,7 @@ def run_refined(
     measured columns equal the stored table's), one more unit per checkpoint and kind for the
     kernel estimates.  Adds ``step``, ``paths``, ``n_paths``, ``t_length``, ``seconds``.
     """
-    from ._landmark_trained import LANDMARK_PATH_KINDS
+    from ._landmark_trained import LANDMARK_PATH_KINDS, path_length, stamp_table
     from ._parallel import run_units
 
     kinds = LANDMARK_PATH_KINDS if kinds is None else tuple(kinds)
@@ -371,13 +371,8 @@ def run_refined(
             seconds = float(sum(part.pop("seconds").sum() for part in mine))
             kernel = next(part["kernel"] for part in mine if "kernel" in part)
             parts = [part for part in mine if "kernel" not in part]
-            length = 2 * np.pi if kind == "circle" else 1.0
-            table = summarise_refined(nets[step], parts, kernel, length)
-            table.insert(0, "paths", kind)
-            table.insert(0, "step", step)
-            table["n_paths"] = n_circles if kind == "circle" else n_paths
-            table["t_length"], table["seconds"] = length, seconds
-            tables.append(table)
+            table = summarise_refined(nets[step], parts, kernel, path_length(kind))
+            tables.append(stamp_table(table, step, kind, n_paths, n_circles, seconds))
     return pd.concat(tables, ignore_index=True)
 
 
