@@ -49,6 +49,7 @@ Retraining and remeasuring: ``.venv/bin/python scripts/train_landmark_checkpoint
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -657,6 +658,43 @@ def _unit_shapes(net: nn.Sequential) -> dict[int, tuple]:
     return shapes
 
 
+def path_batches(
+    nets: dict[int, nn.Sequential],
+    kinds,
+    n_paths: int,
+    n_circles: int,
+    batch: int,
+    circle_batch: int,
+    seed: int,
+) -> list[tuple]:
+    """The paths of :func:`run_landmark` (and of the refined models' run, which must measure
+    the same ones): for every checkpoint and kind, ``(step, state, kind, count, kind_seed,
+    batches)``, with ``count`` paths of the kind (``n_circles`` circles or ``n_paths`` lines),
+    seed ``seed + index of the kind`` at every checkpoint, and ``batches`` the lists of path
+    indices of ``batch`` lines (``circle_batch`` circles) each."""
+    out = []
+    for step in sorted(nets):
+        state = {k: v.detach().clone() for k, v in nets[step].state_dict().items()}
+        for kind in kinds:
+            count = n_circles if kind == "circle" else n_paths
+            size = circle_batch if kind == "circle" else batch
+            batches = [
+                list(range(start, min(start + size, count)))
+                for start in range(0, count, size)
+            ]
+            kind_seed = seed + LANDMARK_PATH_KINDS.index(kind)
+            out.append((step, state, kind, count, kind_seed, batches))
+    return out
+
+
+def timed_unit(function, unit) -> dict:
+    """``function(unit)`` (a dict of arrays) with its CPU time added as ``seconds``."""
+    begin = time.process_time()
+    result = function(unit)
+    result["seconds"] = np.array([time.process_time() - begin])
+    return result
+
+
 def run_landmark(
     nets: dict[int, nn.Sequential],
     *,
@@ -676,25 +714,19 @@ def run_landmark(
     :func:`summarise_landmark`'s columns ``step``, ``paths`` (the kind), ``n_paths``,
     ``t_length`` and ``seconds`` (the CPU time of the kind's units).
     """
-    units = []
-    for step in sorted(nets):
-        state = {k: v.detach().clone() for k, v in nets[step].state_dict().items()}
-        for kind in kinds:
-            count = n_circles if kind == "circle" else n_paths
-            size = circle_batch if kind == "circle" else batch
-            kind_seed = seed + LANDMARK_PATH_KINDS.index(kind)
-            for start in range(0, count, size):
-                index = list(range(start, min(start + size, count)))
-                units.append((step, state, kind, index, count, kind_seed))
-
-    def timed(unit):
-        begin = time.process_time()
-        result = _unit(unit)
-        result["seconds"] = np.array([time.process_time() - begin])
-        return result
-
+    units = [
+        (step, state, kind, index, count, kind_seed)
+        for step, state, kind, count, kind_seed, batches in path_batches(
+            nets, kinds, n_paths, n_circles, batch, circle_batch, seed
+        )
+        for index in batches
+    ]
     results = run_units(
-        timed, units, workers=workers, progress=progress, desc="landmark units"
+        partial(timed_unit, _unit),
+        units,
+        workers=workers,
+        progress=progress,
+        desc="landmark units",
     )
     tables = []
     for step in sorted(nets):

@@ -30,7 +30,7 @@ breakpoint measurement (:func:`smp.experiments._landmark_trained.measure_landmar
 
 from __future__ import annotations
 
-import time
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -320,6 +320,12 @@ def summarise_refined(
     return pd.DataFrame(rows)
 
 
+def _refined_unit(unit: tuple) -> dict:
+    """One unit of :func:`run_refined`: ``("kernel", args)`` or ``("events", args)``."""
+    what, args = unit
+    return (_kernel_unit if what == "kernel" else _event_unit)(args)
+
+
 def run_refined(
     nets: dict[int, nn.Sequential],
     *,
@@ -338,31 +344,31 @@ def run_refined(
     measured columns equal the stored table's), one more unit per checkpoint and kind for the
     kernel estimates.  Adds ``step``, ``paths``, ``n_paths``, ``t_length``, ``seconds``.
     """
-    from ._landmark_trained import LANDMARK_PATH_KINDS, path_length, stamp_table
+    from ._landmark_trained import (
+        LANDMARK_PATH_KINDS,
+        path_batches,
+        path_length,
+        stamp_table,
+        timed_unit,
+    )
     from ._parallel import run_units
 
     kinds = LANDMARK_PATH_KINDS if kinds is None else tuple(kinds)
     units = []
-    for step in sorted(nets):
-        state = {k: v.detach().clone() for k, v in nets[step].state_dict().items()}
-        for kind in kinds:
-            count = n_circles if kind == "circle" else n_paths
-            size = circle_batch if kind == "circle" else batch
-            kind_seed = seed + LANDMARK_PATH_KINDS.index(kind)
-            units.append(("kernel", (step, state, kind, count, kind_seed)))
-            for start in range(0, count, size):
-                index = list(range(start, min(start + size, count)))
-                units.append(("events", (step, state, kind, index, count, kind_seed)))
-
-    def timed(unit):
-        begin = time.process_time()
-        what, args = unit
-        result = (_kernel_unit if what == "kernel" else _event_unit)(args)
-        result["seconds"] = np.array([time.process_time() - begin])
-        return result
-
+    for step, state, kind, count, kind_seed, batches in path_batches(
+        nets, kinds, n_paths, n_circles, batch, circle_batch, seed
+    ):
+        units.append(("kernel", (step, state, kind, count, kind_seed)))
+        units += [
+            ("events", (step, state, kind, index, count, kind_seed))
+            for index in batches
+        ]
     results = run_units(
-        timed, units, workers=workers, progress=progress, desc="refined units"
+        partial(timed_unit, _refined_unit),
+        units,
+        workers=workers,
+        progress=progress,
+        desc="refined units",
     )
     tables = []
     for step in sorted(nets):
