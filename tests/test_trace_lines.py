@@ -146,6 +146,22 @@ def test_agrees_with_walker_and_brute_force(name):
     assert len(brute) == len(traces[0].t)
 
 
+def _check_against_walker_and_product(net, x0, d, traces, by_product) -> None:
+    """Each trace has the walker's breakpoints, jumps and pieces (exact up to rounding, as in
+    test_agrees_with_walker_...) and the plain product route's values."""
+    for tr, ref, i in zip(traces, by_product, range(len(traces))):
+        walk = T.trace_line_walk(net, x0[i], d[i])
+        assert len(tr.t) >= 10
+        assert len(tr.t) == len(walk.t) == len(ref.t)
+        assert np.abs(tr.t - walk.t).max() < 1e-9
+        assert _jump_gap(tr.jumps, walk.jumps) < 1e-9
+        np.testing.assert_array_equal(tr.n_pieces, walk.n_pieces)
+        # values: the correction sums over <= 24 units, as rounded as the product
+        np.testing.assert_allclose(
+            tr.values, ref.values, rtol=0, atol=1e-12 * np.abs(ref.values).max()
+        )
+
+
 @pytest.mark.parametrize("leaky", [False, True])
 def test_relu_linear_correction_route_agrees_with_the_walker(monkeypatch, leaky):
     """The fused ReLU+Linear step: its correction route (interpolation of the Linear's values plus
@@ -164,18 +180,7 @@ def test_relu_linear_correction_route_agrees_with_the_walker(monkeypatch, leaky)
     monkeypatch.setattr(torch, "bmm", lambda *a: products.append(1) or bmm(*a))
     traces = T.trace_lines(net, x0, d)
     assert len(products) >= 6, "the correction route must run (several count classes)"
-    for tr, ref, i in zip(traces, by_product, range(3)):
-        walk = T.trace_line_walk(net, x0[i], d[i])
-        assert len(tr.t) >= 10
-        assert len(tr.t) == len(walk.t) == len(ref.t)
-        # positions and jumps exact up to rounding, as in test_agrees_with_walker_...
-        assert np.abs(tr.t - walk.t).max() < 1e-9
-        assert _jump_gap(tr.jumps, walk.jumps) < 1e-9
-        np.testing.assert_array_equal(tr.n_pieces, walk.n_pieces)
-        # values: the correction sums over <= 24 units, as rounded as the product
-        np.testing.assert_allclose(
-            tr.values, ref.values, rtol=0, atol=1e-12 * np.abs(ref.values).max()
-        )
+    _check_against_walker_and_product(net, x0, d, traces, by_product)
 
 
 @pytest.mark.parametrize("leaky", [False, True])
@@ -199,17 +204,7 @@ def test_crowded_pieces_cut_at_anchors_agree_with_the_walker(monkeypatch, leaky)
     )
     traces = T.trace_lines(net, x0, d)
     assert any(cuts), "anchors must be inserted"
-    for tr, ref, i in zip(traces, by_product, range(3)):
-        walk = T.trace_line_walk(net, x0[i], d[i])
-        assert len(tr.t) >= 10
-        assert len(tr.t) == len(walk.t) == len(ref.t)
-        assert np.abs(tr.t - walk.t).max() < 1e-9
-        assert _jump_gap(tr.jumps, walk.jumps) < 1e-9
-        np.testing.assert_array_equal(tr.n_pieces, walk.n_pieces)
-        # the correction sums over <= 24 units, as rounded as the product
-        np.testing.assert_allclose(
-            tr.values, ref.values, rtol=0, atol=1e-12 * np.abs(ref.values).max()
-        )
+    _check_against_walker_and_product(net, x0, d, traces, by_product)
 
 
 @pytest.mark.parametrize(
