@@ -417,16 +417,14 @@ def refined_predictions(table: pd.DataFrame) -> pd.DataFrame:
     measurement), ``ref_births_error`` (ReLU and pooling), ``pair_error`` (first ReLU: births;
     first pooling: total) and ``ref_holds`` (``|ref_error| <= 5 %`` or ``|ref_z| <= 3``).
     """
-    from ._landmark_trained_summary import HOLD_ERROR, HOLD_Z
+    from ._landmark_trained_summary import HOLD_ERROR, HOLD_Z, measured_totals, miss
 
     out = table.copy()
-    measured = out["smp"].where(out["smp"] > 0)
-    out["ref_error"] = out["refined"] / measured - 1
-    out["ref_z"] = (out["refined"] - measured) / out["smp_sem"]
-    born = out["name"].isin(["ReLU", "MaxPool2d"])
-    births = out["births"].where(born & (out["births"] > 0))
-    out["ref_births_error"] = out["ref_births"] / births - 1
-    out["ref_births_z"] = (out["ref_births"] - births) / out["births_sem"]
+    measured, births = measured_totals(out)
+    out["ref_error"], out["ref_z"] = miss(out["refined"], measured, out["smp_sem"])
+    out["ref_births_error"], out["ref_births_z"] = miss(
+        out["ref_births"], births, out["births_sem"]
+    )
     target = np.where(out["name"] == "ReLU", out["births"], out["smp"])
     out["pair_error"] = out["pair"] / np.where(target > 0, target, np.nan) - 1
     out["ref_holds"] = (out["ref_error"].abs() <= HOLD_ERROR) | (

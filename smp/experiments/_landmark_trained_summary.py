@@ -25,6 +25,22 @@ __all__ = [
 ]
 
 
+def measured_totals(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The measured SMP and births a prediction is divided by: SMP where positive, births of
+    ReLU and max-pooling layers where positive (NaN elsewhere: no relative error there)."""
+    measured = table["smp"].where(table["smp"] > 0)
+    born = table["name"].isin(["ReLU", "MaxPool2d"])
+    return measured, table["births"].where(born & (table["births"] > 0))
+
+
+def miss(
+    predicted: pd.Series, measured: pd.Series, sem: pd.Series
+) -> tuple[pd.Series, pd.Series]:
+    """A prediction's miss: ``predicted / measured - 1`` and the difference in standard errors
+    ``sem`` of the measurement."""
+    return predicted / measured - 1, (predicted - measured) / sem
+
+
 def landmark_predictions(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`run_landmark`'s table with every prediction's error.
 
@@ -34,13 +50,12 @@ def landmark_predictions(table: pd.DataFrame) -> pd.DataFrame:
     (``|error| <= HOLD_ERROR`` or ``|z| <= HOLD_Z``) and ``birth_share`` (births / SMP).
     """
     out = table.copy()
-    measured = out["smp"].where(out["smp"] > 0)
-    out["error"] = out["conditional"] / measured - 1
-    out["z"] = (out["conditional"] - measured) / out["smp_sem"]
+    measured, births = measured_totals(out)
+    out["error"], out["z"] = miss(out["conditional"], measured, out["smp_sem"])
+    out["births_error"], out["births_z"] = miss(
+        out["pred_births"], births, out["births_sem"]
+    )
     born = out["name"].isin(["ReLU", "MaxPool2d"])
-    births = out["births"].where(born & (out["births"] > 0))
-    out["births_error"] = out["pred_births"] / births - 1
-    out["births_z"] = (out["pred_births"] - births) / out["births_sem"]
     passed = out["pass_through"].where(born & (out["pass_through"] > 0))
     out["pass_error"] = out["pred_pass"] / passed - 1
     out["shared_error"] = out["shared"] / measured - 1
