@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         f"regenerating {len(names)} table(s) from {len(plan)} producer(s) on {where} into {out_dir}",
         flush=True,
     )
-    timings, results = {}, {}
+    timings, results, verdicts = {}, {}, {}
     for producer, tables in plan.items():
         print(f"{producer}: {', '.join(tables)}", flush=True)
         seconds = run(
@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         # compare at once: a long run reports each producer's result as it goes
         for name, problems in compare(tables, before, out_dir).items():
             results[name] = problems
-            print(f"  {verdict(name, problems, before, out_dir)}", flush=True)
+            verdicts[name] = verdict(name, problems, before, out_dir)
+            print(f"  {verdicts[name]}", flush=True)
 
     print("\ntime per producer:")
     for producer, seconds in timings.items():
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nthe same result ({len(names) - len(different)} of {len(names)}):")
     for name in names:
         if not results[name]:
-            print(f"  {verdict(name, [], before, out_dir)}")
+            print(f"  {verdicts[name]}")
     shutil.rmtree(before, ignore_errors=True)
     print(f"changed ({len(different)}): {', '.join(different) or '-'}")
     if different:
