@@ -24,7 +24,6 @@ error of the script, but it is a change to commit, or a reproducibility bug to c
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import os
 import shutil
@@ -56,11 +55,6 @@ def command(name: str) -> str:
     return f"make data ONLY={name}"
 
 
-def resolve(producer: str):
-    module, function = producer.split(":")
-    return getattr(importlib.import_module(module), function)
-
-
 def run(
     producer: str,
     *,
@@ -70,7 +64,7 @@ def run(
     progress: bool,
 ):
     """Call one producer; returns the seconds it took."""
-    function = resolve(producer)
+    function = data.resolve(producer)
     parameters = inspect.signature(function).parameters
     if directory is not None and "directory" not in parameters:
         # it would overwrite the stored files that the run is meant to be compared with

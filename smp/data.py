@@ -26,6 +26,7 @@ __all__ = [
     "Tolerance",
     "differences",
     "same_result",
+    "resolve",
     "data_dir",
     "path",
     "load",
@@ -508,7 +509,7 @@ def differences(
             return [
                 "the bytes differ (a state dict without a tolerance must be identical)"
             ]
-        return _run_check(tolerance.check, new, stored)
+        return list(resolve(tolerance.check)(new, stored))
     if not entry.timing_columns and tolerance is None:
         return ["the bytes differ"]
     import numpy as np
@@ -551,17 +552,22 @@ def differences(
         changed = [c for c in rest if not tables[0][c].equals(tables[1][c])]
         problems.append(f"columns that must be identical differ: {', '.join(changed)}")
     if tolerance is not None and tolerance.check:
-        problems += _run_check(tolerance.check, new, stored)
+        problems += resolve(tolerance.check)(new, stored)
     return problems
 
 
-def _run_check(
-    check: str, new: str | os.PathLike, stored: str | os.PathLike
-) -> list[str]:
+def resolve(spec: str):
+    """The function a registry entry names as ``module:function`` (a producer or a check).
+
+    Example
+    -------
+    >>> resolve(REGISTRY["relu_sweep"].producer).__name__
+    'write_tables'
+    """
     import importlib
 
-    module, function = check.split(":")
-    return list(getattr(importlib.import_module(module), function)(new, stored))
+    module, function = spec.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def same_result(name: str, new: str | os.PathLike, stored: str | os.PathLike) -> bool:

@@ -101,10 +101,7 @@ def test_every_producer_writes_where_it_is_told():
     from smp import data
 
     for producer in {entry.producer for entry in data.REGISTRY.values()}:
-        module, function = producer.split(":")
-        parameters = inspect.signature(
-            getattr(importlib.import_module(module), function)
-        ).parameters
+        parameters = inspect.signature(data.resolve(producer)).parameters
         assert "directory" in parameters, producer
 
 
