@@ -60,6 +60,7 @@ from tqdm import tqdm
 from .. import data as _data
 from .. import models
 from .._exact_smp import _pattern_changes, iter_frozen
+from .._trace_common import _torch_threads
 from .._validation import check_choice, check_int
 from ..networks import landmark_net
 from ..trace import trace_lines
@@ -777,12 +778,8 @@ def write_landmark_tables(
     """
     # float32 training sums in an order that depends on the thread count: the stored
     # checkpoints were trained on TRAINING_THREADS threads, wherever this runs
-    threads = torch.get_num_threads()
-    torch.set_num_threads(TRAINING_THREADS)
-    try:
+    with _torch_threads(TRAINING_THREADS):
         states, errors = train_landmark_checkpoints(seed=seed, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
     packed = {
         f"{step}/{k}": v for step, state in states.items() for k, v in state.items()
     }

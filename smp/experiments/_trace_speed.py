@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .. import networks
+from .._trace_common import _torch_threads
 from ..trace import trace_line, trace_line_walk, trace_lines
 
 #: the three MLPs of the regioncam comparison: (inputs, width, hidden layers)
@@ -242,13 +243,9 @@ def speed_table(
 
     walk_lines = min(walk_lines, n_lines)
     load = os.getloadavg()[0]
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _torch_threads(threads):
         rows = _regioncam_rows(n_lines, repeats, threads)
         rows += _walker_rows(n_lines, walk_lines, repeats, threads)
-    finally:
-        torch.set_num_threads(saved)
     table = pd.DataFrame(rows)
     table["ratio"] = table["events_per_s"] / table["reference_per_s"]
     table["load_average"] = load

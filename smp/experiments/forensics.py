@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from .. import data
+from .._trace_common import _torch_threads
 from ..forensics import add_noise, bootstrap_auc, smp_score, tv_score
 from ..networks import LANDMARK_KINDS, landmark_net
 from ._landmark import (  # noqa: F401  (the task, re-exported)
@@ -81,12 +82,8 @@ PREDICT_BATCH = 4096
 def _train_unit(unit: tuple) -> tuple[dict, float]:
     """One unit of :func:`train_landmark_nets`: one network, on ``TRAINING_THREADS`` threads."""
     kind, options = unit
-    threads = torch.get_num_threads()
-    torch.set_num_threads(TRAINING_THREADS)
-    try:
+    with _torch_threads(TRAINING_THREADS):
         net, seconds = train_landmark_net(kind, progress=False, **options)
-    finally:
-        torch.set_num_threads(threads)
     return {k: v.double() for k, v in net.state_dict().items()}, seconds
 
 
