@@ -60,6 +60,7 @@ not expect.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -77,7 +78,7 @@ __all__ = ["KinkFit", "fit_kinks"]
 #: threshold admits noise: on kink-free float32 sinusoids on an offset (20,000 samples) 4 gives
 #: 0-18 false knots per signal, 5 gives 0-9 (carrying 0.13 at most, against SMPs of 66-83 of the
 #: network; they sit where the slope is below an ulp per sample and the rounding is not white)
-FIT_Z = 5.0
+FIT_Z = 4.0
 #: half-widths (samples) of the matched filters
 FIT_WINDOWS = (3, 6, 12, 24, 48, 96)
 #: pieces of the cubic smooth part over a signal (at least FIT_MIN_PIECE samples each)
@@ -93,17 +94,11 @@ FIT_FINER_PIECES = 256
 FIT_STABILITY = 0.02
 #: rounds of proposing knots; the knots are refined after half of them and at the end
 FIT_ROUNDS = 6
-FIT_REFINE_STEPS = 2
+FIT_REFINE_STEPS = 4
+FIT_REFINE_MOVE = 0.5
 #: the fit is accepted where the residual rms is at most this many sigma (measured 0.99-1.06 on
 #: the network's outputs at 5,000-80,000 samples)
 FIT_RESIDUAL_LIMIT = 1.1
-#: the fit is accepted only where the values move by at least an ulp per sample (median of
-#: |y[n+1] - y[n]| over the ulp of max|y|, an integer for rounded values: the bound 0.5 tells
-#: 0 from 1).  Where the median is 0 a value stays on one grid point for several samples and the
-#: rounding errors of neighbours are correlated, not the white noise the fit's thresholds
-#: assume (measured on the network with an offset of 1e3 times its scale: at 20,000 samples
-#: medians of 3 and 1 ulp, 0.5 % and 2.9 % low; at 160,000 samples 0 ulp, a fit 3.8 % high)
-FIT_MIN_STEP_ULP = 0.5
 #: ... and where the median |D| is at most this many ulp of max|y|: D of values rounded once
 #: (within one binade) is a whole number of ulps, median 0 or 1 (the network with an offset of
 #: 1e3 times its scale); the same float32 outputs without offset measure 2-2.5 (the
@@ -114,6 +109,16 @@ FIT_MAX_D_LEVEL_ULP = 1.5
 FIT_GAIN = 0.01
 #: signals shorter than this are not fitted (the matched filters need room)
 FIT_MIN_SAMPLES = 64
+#: the rounding of a locally straight signal is a sawtooth, not white noise (see
+#: :func:`_sawtooth_variance`): its variance ratio is tabulated on this grid of the slope's
+#: fractional part (ulp per sample) ...
+_SAWTOOTH_GRID = 4096
+#: ... and taken as its worst within +-1 / (_SAWTOOTH_SLOPE_SPREAD * w) of the fitted slope: a
+#: slope fitted over L >= w samples is uncertain by L**-1.5 ulp per sample, 1 / (4.9 w) at w = 24
+#: and 1 / (9.8 w) at w = 96
+_SAWTOOTH_SLOPE_SPREAD = 8
+#: knots' jumps are judged with the sawtooth of the shorter of their two segments, up to this long
+_SAWTOOTH_MAX_SEGMENT = 256
 #: rows fitted together: the covariance of the jumps is computed with one dense right-hand side
 #: per knot, so the work grows with the square of the rows in a chunk
 _FIT_CHUNK_SAMPLES = 1 << 16
@@ -134,8 +139,8 @@ class KinkFit(NamedTuple):
     residual : residual rms in units of the rounding's ``sigma``.
     stability : relative change of ``total`` when the smooth part has ``FIT_FINER_PIECES``
         pieces instead of ``FIT_SMOOTH_PIECES``.
-    accepted : ``residual <= FIT_RESIDUAL_LIMIT``, ``stability <= FIT_STABILITY`` and the
-        median step ``|y[n+1] - y[n]|`` at least ``FIT_MIN_STEP_ULP`` ulp of ``max|y|``.
+    accepted : ``residual <= FIT_RESIDUAL_LIMIT`` and ``stability <= FIT_STABILITY`` (and the
+        median ``|D|`` at most ``FIT_MAX_D_LEVEL_ULP`` ulp: the values' own rounding).
     """
 
     total: np.ndarray
@@ -190,10 +195,10 @@ def fit_kinks(y: np.ndarray, dtype: np.dtype) -> KinkFit:
 
 
 def _fit_or_fail(y: np.ndarray, dtype: np.dtype) -> KinkFit:
-    """:func:`_fit_chunk` on the rows whose values move by an ulp or more per sample and whose
-    ``D`` is at the rounding level (the others are not fitted: the fit would be refused); rows are marked not accepted, with an
-    infinite residual, where they are not fitted or a normal matrix is singular to working
-    precision (no rounding noise to speak of: constant or exactly linear stretches)."""
+    """:func:`_fit_chunk` on the rows whose ``D`` is at the rounding level (the others are not
+    fitted: the residual test would refuse them); rows are marked not accepted, with an infinite
+    residual, where they are not fitted or a normal matrix is singular to working precision (no
+    rounding noise to speak of: constant or exactly linear stretches)."""
     rows = y.shape[0]
     out = KinkFit(
         *(np.zeros(rows) for _ in range(5)),
@@ -204,22 +209,19 @@ def _fit_or_fail(y: np.ndarray, dtype: np.dtype) -> KinkFit:
     out = out._replace(count=out.count.astype(np.intp))
     ulp = np.spacing(np.abs(y).max(axis=1).astype(dtype)).astype(np.float64)
     first = np.diff(y, axis=1)
-    step = np.median(np.abs(first), axis=1)
     # the noise of D must be the values' rounding: more (a computation's rounding, as in a
     # float32 network's outputs without offset, or noise) and the residual test would refuse
     # the fit; this saves fitting those rows
     level = np.median(np.abs(np.diff(first, axis=1)), axis=1)
-    moving = np.flatnonzero(
-        (step >= FIT_MIN_STEP_ULP * ulp) & (level <= FIT_MAX_D_LEVEL_ULP * ulp)
-    )
-    if moving.size == 0:
+    rounded = np.flatnonzero(level <= FIT_MAX_D_LEVEL_ULP * ulp)
+    if rounded.size == 0:
         return out
     try:
-        fitted = _fit_chunk(y[moving], dtype)
+        fitted = _fit_chunk(y[rounded], dtype)
     except np.linalg.LinAlgError:
         return out
     for field, values in zip(out, fitted):
-        field[moving] = values
+        field[rounded] = values
     return out
 
 
@@ -240,7 +242,8 @@ def _fit_chunk(y: np.ndarray, dtype: np.dtype) -> KinkFit:
     fitted = problem.fit(rows_k, pos_k)
     rejected = np.zeros((rows, n), dtype=bool)
     for round_ in range(FIT_ROUNDS):
-        proposed = _matched_filter(fitted.residual) & ~rejected
+        slope_fraction = problem.slope_fraction(fitted.residual)
+        proposed = _matched_filter(fitted.residual, slope_fraction) & ~rejected
         rows_k, pos_k, added = _add_knots(rows_k, pos_k, proposed, n)
         if added == 0:
             break
@@ -379,12 +382,44 @@ class _Problem:
             fitted = self.fit(rows_k, pos_k, variance=True)
             z = np.full(pos_k.size, np.inf)
             z[fitted.inner] = np.abs(fitted.jump) / np.sqrt(fitted.variance)
+            if fitted.inner.size:
+                z[fitted.inner] /= self.knot_inflation(rows_k, pos_k, fitted)
             weakest = (z <= np.r_[np.inf, z[:-1]]) & (z <= np.r_[z[1:], np.inf])
             drop = (z < FIT_Z) & weakest
             if not drop.any():
                 return rows_k, pos_k, fitted
             rows_k, pos_k = rows_k[~drop], pos_k[~drop]
         return rows_k, pos_k, self.fit(rows_k, pos_k, variance=True)
+
+    def slope_fraction(self, residual: np.ndarray) -> np.ndarray:
+        """Fractional part of the fitted signal's |slope| in ulp per sample, per sample: it sets
+        the correlation of the rounding errors (:func:`_sawtooth_variance`)."""
+        fitted = self.y - residual / self.unit
+        ulp = np.sqrt(12.0) / self.unit
+        return np.mod(np.abs(np.gradient(fitted, axis=1)) / ulp, 1.0)
+
+    def knot_inflation(self, rows_k, pos_k, fitted: _Fitted) -> np.ndarray:
+        """Standard deviation of each interior knot's jump under the sawtooth rounding, over
+        that under white rounding (at least 1): the slope difference over the shorter of its two
+        segments, at the slopes in the middle of each segment (the larger of the two)."""
+        fraction = self.slope_fraction(fitted.residual)
+        inner = fitted.inner
+        left = pos_k[inner] - pos_k[inner - 1]
+        right = pos_k[inner + 1] - pos_k[inner]
+        width = np.clip(np.minimum(left, right), 3, _SAWTOOTH_MAX_SEGMENT).astype(
+            np.intp
+        )
+        row = rows_k[inner]
+        at_left = np.clip((pos_k[inner] - left / 2).astype(np.intp), 0, self.n - 1)
+        at_right = np.clip((pos_k[inner] + right / 2).astype(np.intp), 0, self.n - 1)
+        out = np.ones(inner.size)
+        for w in np.unique(width):
+            these = width == w
+            out[these] = np.maximum(
+                _sawtooth_inflation(fraction[row[these], at_left[these]], int(w)),
+                _sawtooth_inflation(fraction[row[these], at_right[these]], int(w)),
+            )
+        return out
 
     def refine(self, rows_k, pos_k):
         """Gauss-Newton steps on the interior knots' positions (at most half a sample each).
@@ -429,7 +464,11 @@ class _Problem:
             damp[a.shape[1] :] = 1e-3 * normal.diagonal()[a.shape[1] :] + 1e-30
             normal = (normal + sp.diags(damp)).tocoo()
             factor = _banded_cholesky(normal, np.r_[centre, centre[inner] + 0.25])
-            move = np.clip(_solve(factor, joint.T @ residual)[a.shape[1] :], -0.5, 0.5)
+            move = np.clip(
+                _solve(factor, joint.T @ residual)[a.shape[1] :],
+                -FIT_REFINE_MOVE,
+                FIT_REFINE_MOVE,
+            )
             pos_k = pos_k.copy()
             pos_k[inner] += move
             order = np.lexsort((pos_k, rows_k))
@@ -480,13 +519,14 @@ def _solve(factor, rhs: np.ndarray) -> np.ndarray:
     return cho_solve_banded((chol, False), rhs[perm], check_finite=False)[inv]
 
 
-def _matched_filter(residual: np.ndarray) -> np.ndarray:
+def _matched_filter(residual: np.ndarray, slope_fraction: np.ndarray) -> np.ndarray:
     """Proposed knots: local maxima of the standardised slope difference above FIT_Z.
 
     At sample n and half-width w: the least-squares slope of the residual (sigma units) over
-    samples n..n+w minus that over n-w..n, divided by its standard deviation for white noise of
-    unit variance.  Smallest window first: a larger window proposes only where no smaller one did
-    within +-w/2 (small windows place a kink, large ones detect weak ones)."""
+    samples n..n+w minus that over n-w..n, divided by its standard deviation under the rounding
+    (white noise of unit variance, times the sawtooth's :func:`_sawtooth_inflation` at the fitted
+    slope's ``slope_fraction``).  Smallest window first: a larger window proposes only where no
+    smaller one did within +-w/2 (small windows place a kink, large ones detect weak ones)."""
     rows, n = residual.shape
     zero = np.zeros((rows, 1))
     csum = np.concatenate([zero, np.cumsum(residual, axis=1)], axis=1)
@@ -499,23 +539,74 @@ def _matched_filter(residual: np.ndarray) -> np.ndarray:
             break
         xs = np.arange(w + 1, dtype=np.float64)
         centred = xs - xs.mean()
-        sxx = centred @ centred
         start = np.arange(n - w)
         s0 = csum[:, start + w + 1] - csum[:, start]
         s1 = cmom[:, start + w + 1] - cmom[:, start] - start * s0
-        slope = (s1 - xs.mean() * s0) / sxx  # over samples start .. start + w
-        coef = np.zeros(2 * w + 1)
-        coef[: w + 1] -= centred / sxx
-        coef[w:] += centred / sxx
+        slope = (s1 - xs.mean() * s0) / (
+            centred @ centred
+        )  # over samples start .. start + w
+        weights = _slope_difference_weights(w)
         centre = np.arange(w, n - w)
         z = np.zeros((rows, n))
         z[:, centre] = np.abs(slope[:, centre] - slope[:, centre - w]) / np.sqrt(
-            coef @ coef
+            weights @ weights
         )
+        z /= _sawtooth_inflation(slope_fraction, w)
         peak = (z >= FIT_Z) & (z == maximum_filter1d(z, size=w + 1, axis=1))
         taken = maximum_filter1d(proposed.astype(np.uint8), size=w + 1, axis=1)
         proposed |= peak & ~taken.astype(bool)
     return proposed
+
+
+def _slope_difference_weights(w: int) -> np.ndarray:
+    """Weights on samples n-w .. n+w of the least-squares slope over n..n+w minus that over
+    n-w..n (the matched filter of a kink at n)."""
+    xs = np.arange(w + 1, dtype=np.float64)
+    centred = (xs - xs.mean()) / np.sum((xs - xs.mean()) ** 2)
+    weights = np.zeros(2 * w + 1)
+    weights[: w + 1] -= centred
+    weights[w:] += centred
+    return weights
+
+
+@functools.cache
+def _sawtooth_variance(w: int) -> np.ndarray:
+    """Variance of the slope difference over half-width ``w`` under the rounding of a straight
+    line, over its variance under white rounding, on a grid of the slope's fractional part.
+
+    Rounding ``a + b*n`` to a grid of spacing ``q`` leaves the errors ``q * s(phi + b*n)``, ``s``
+    the centred sawtooth of period 1: not white noise.  For a phase ``phi`` uniform over the
+    samples their correlation at lag ``m`` is ``1 - 6 x (1 - x)``, ``x = frac(m * b)``
+    (``E[s(u) s(u + x)] = 1/12 - x (1 - x) / 2``): 1 at every lag when ``b`` is a whole number
+    of ulps per sample (a staircase whose steps the lines follow), 0 on average over ``b``.  The
+    slope difference with weights ``c`` then has variance ``sum_kl c_k c_l rho(k - l)`` against
+    ``sum_k c_k**2``.  Near slopes of small denominators (``frac(b)`` near 0, 1/2, 1/3 ...) the
+    ratio reaches about ``0.6 w`` (15 at w = 24, 61 at w = 96; it is 1 on average over ``b``,
+    1.6 after the spread below): white-noise thresholds there put a knot on every tooth (a
+    float32 line of 42.03 ulp per sample on an offset of 1e3 got one every 34.5 samples).
+    Returns the worst ratio within ``+-1 / (_SAWTOOTH_SLOPE_SPREAD * w)`` of each grid point."""
+    ratio = _sawtooth_ratio(w, np.arange(_SAWTOOTH_GRID) / _SAWTOOTH_GRID)
+    spread = max(1, int(_SAWTOOTH_GRID / (_SAWTOOTH_SLOPE_SPREAD * w)))
+    return maximum_filter1d(ratio, size=2 * spread + 1, mode="wrap")
+
+
+def _sawtooth_ratio(w: int, slope_fraction: np.ndarray) -> np.ndarray:
+    """The ratio of :func:`_sawtooth_variance` at the given fractional slopes (ulp per
+    sample), exactly: ``1 + 2 sum_m a_m rho(m) / a_0``, ``a_m`` the weights' autocorrelation."""
+    weights = _slope_difference_weights(w)
+    lagged = np.correlate(weights, weights, mode="full")[2 * w :]  # lags 0 .. 2w
+    x = np.mod(np.outer(slope_fraction, np.arange(1, 2 * w + 1)), 1.0)
+    return 1.0 + 2.0 * ((1.0 - 6.0 * x * (1.0 - x)) @ lagged[1:]) / lagged[0]
+
+
+def _sawtooth_inflation(slope_fraction: np.ndarray, w: int) -> np.ndarray:
+    """Factor (at least 1) on the white-noise standard deviation of the slope difference over
+    half-width ``w`` at each sample's ``slope_fraction``: never below the white-noise level,
+    where the sawtooth's negative correlations would make the filter more sensitive."""
+    at = np.minimum(
+        (slope_fraction * _SAWTOOTH_GRID).astype(np.intp), _SAWTOOTH_GRID - 1
+    )
+    return np.sqrt(np.maximum(_sawtooth_variance(w)[at], 1.0))
 
 
 def _near(sorted_keys: np.ndarray, keys: np.ndarray, gap: float) -> np.ndarray:
