@@ -49,8 +49,9 @@ exact on piecewise-linear data.  It does not find kinks below the threshold.
 Where the rounding hides kinks from ``D`` altogether (the :class:`RoundingLimitWarning` condition:
 float32 values on an offset of 1e2-1e3 times their scale, say), :func:`smp` also fits each such
 signal with a continuous piecewise-linear function plus a smooth part, weighted by the rounding
-noise of the input's dtype (:mod:`smp._slope_fit`: knots proposed by matched filters, pruned at 5
-standard deviations, placed to a fraction of a sample).  The fit's SMP replaces the detector's
+noise of the input's dtype (:mod:`smp._slope_fit`: knots proposed by matched filters, pruned at 4
+standard deviations of the rounding, whose errors along a locally straight signal form a sawtooth
+set by its slope, placed to a fraction of a sample).  The fit's SMP replaces the detector's
 where the fit explains the data to its rounding, does not depend on the smooth part's resolution,
 and finds more than ``FIT_GAIN`` (1 %) and three of its standard deviations more than the
 detector; the warning still fires and names the fit's smallest kept slope jump.  :func:`peaks`,
