@@ -3,7 +3,6 @@ input checks (re-exported by :mod:`smp.trace`)."""
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 from typing import Any, NamedTuple
 
@@ -100,22 +99,6 @@ def flatten_layers(model: nn.Module) -> list[nn.Module]:
             f"trace: unsupported layer {type(model).__name__} ({model!r}); the tracer handles nn.Sequential of {names}"
         )
     return [model]
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None):
-    """Run a block with ``threads`` torch intra-op threads (``None``: unchanged), then restore."""
-    saved = torch.get_num_threads()
-    if threads is not None:
-        if not isinstance(threads, numbers.Integral) or threads < 1:
-            raise ValueError(
-                f"threads must be a positive integer or None, got {threads!r}"
-            )
-        torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def _as_sample(name: str, value: Any) -> torch.Tensor:

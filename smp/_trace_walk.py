@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
+from ._threads import torch_threads
 from ._trace_common import (
     DEFAULT_JUMP_RTOL,
     DEFAULT_MERGE_TOL,
     Trace,
     _as_sample,
     _check_tolerances,
-    _torch_threads,
     flatten_layers,
 )
 
@@ -312,7 +312,7 @@ def trace_line_walk(
             f"direction must have the shape of x0 {tuple(x0.shape)}, got {tuple(d.shape)}"
         )
     _check_tolerances(merge_tol, jump_rtol, max_events)
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _walk(ops, x0, d, merge_tol, jump_rtol, max_events, progress)
 
 

@@ -84,6 +84,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._threads import torch_threads
 from ._trace_common import (
     DEFAULT_JUMP_RTOL,
     DEFAULT_MERGE_TOL,
@@ -91,7 +92,6 @@ from ._trace_common import (
     Trace,
     _as_sample,
     _check_tolerances,
-    _torch_threads,
     flatten_layers,
 )
 from ._trace_walk import trace_line_walk
@@ -187,7 +187,7 @@ def trace_lines(
         )
     _check_tolerances(merge_tol, jump_rtol, max_events)
     graph = compiled_graph(model)
-    with _torch_threads(threads):
+    with torch_threads(threads):
         lines = trace_pieces(graph, x0, d, merge_tol, jump_rtol, progress)
     traces = []
     for i, p in enumerate(lines):
@@ -379,7 +379,7 @@ def activation_patterns(
         else torch.as_tensor(np.asarray(x, dtype=np.float64))
     )
     feats: list[torch.Tensor] = []
-    with torch.no_grad(), _torch_threads(threads):
+    with torch.no_grad(), torch_threads(threads):
         for m in layers:
             if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
                 feats.append((h > 0).reshape(h.shape[0], -1).to(torch.int64))

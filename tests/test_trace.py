@@ -370,3 +370,20 @@ def test_threads_restored():
     before = torch.get_num_threads()
     T.trace_line(net, *line(shape, 1))
     assert torch.get_num_threads() == before
+
+
+def test_torch_threads_checks_and_restores():
+    # the tracer's and the training units' thread option: a bad count names the argument, and
+    # the count comes back even when the block raises
+    from smp._threads import torch_threads
+
+    before = torch.get_num_threads()
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            with torch_threads(bad):
+                pass
+    with pytest.raises(RuntimeError):
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside the block")
+    assert torch.get_num_threads() == before

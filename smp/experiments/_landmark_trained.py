@@ -60,7 +60,7 @@ from tqdm import tqdm
 from .. import data as _data
 from .. import models
 from .._exact_smp import _pattern_changes, iter_frozen
-from .._trace_common import _torch_threads
+from .._threads import torch_threads
 from .._validation import check_choice, check_int
 from ..networks import landmark_net
 from ..trace import trace_lines
@@ -778,7 +778,7 @@ def write_landmark_tables(
     """
     # float32 training sums in an order that depends on the thread count: the stored
     # checkpoints were trained on TRAINING_THREADS threads, wherever this runs
-    with _torch_threads(TRAINING_THREADS):
+    with torch_threads(TRAINING_THREADS):
         states, errors = train_landmark_checkpoints(seed=seed, progress=progress)
     packed = {
         f"{step}/{k}": v for step, state in states.items() for k, v in state.items()

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .. import networks
-from .._trace_common import _torch_threads
+from .._threads import torch_threads
 from ..trace import trace_line, trace_line_walk, trace_lines
 
 #: the three MLPs of the regioncam comparison: (inputs, width, hidden layers)
@@ -243,7 +243,7 @@ def speed_table(
 
     walk_lines = min(walk_lines, n_lines)
     load = os.getloadavg()[0]
-    with _torch_threads(threads):
+    with torch_threads(threads):
         rows = _regioncam_rows(n_lines, repeats, threads)
         rows += _walker_rows(n_lines, walk_lines, repeats, threads)
     table = pd.DataFrame(rows)

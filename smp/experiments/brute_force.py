@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._threads import torch_threads
 from ..networks import float64_model
-from ..trace import _as_sample, _torch_threads
+from ..trace import _as_sample
 
 __all__ = ["brute_force_breakpoints", "breakpoint_gap"]
 
@@ -123,7 +124,7 @@ def brute_force_breakpoints(
     >>> len(brute), len(traced), bool(breakpoint_gap(traced, brute) < 1e-9)
     (15, 15, True)
     """
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _brute_force(model, x0, direction, n_grid)
 
 

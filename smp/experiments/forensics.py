@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from .. import data
-from .._trace_common import _torch_threads
+from .._threads import torch_threads
 from ..forensics import add_noise, bootstrap_auc, smp_score, tv_score
 from ..networks import LANDMARK_KINDS, landmark_net
 from ._landmark import (  # noqa: F401  (the task, re-exported)
@@ -82,7 +82,7 @@ PREDICT_BATCH = 4096
 def _train_unit(unit: tuple) -> tuple[dict, float]:
     """One unit of :func:`train_landmark_nets`: one network, on ``TRAINING_THREADS`` threads."""
     kind, options = unit
-    with _torch_threads(TRAINING_THREADS):
+    with torch_threads(TRAINING_THREADS):
         net, seconds = train_landmark_net(kind, progress=False, **options)
     return {k: v.double() for k, v in net.state_dict().items()}, seconds
 

@@ -18,10 +18,11 @@ import torch
 from torch import nn
 from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
+from .._threads import torch_threads
 from .._validation import check_int
 from ..feature import smp as _smp
 from ..networks import float64_model
-from ..trace import _as_sample, _torch_threads, trace_line
+from ..trace import _as_sample, trace_line
 from ._trace_speed import SPEED_MLPS, speed_mlp, speed_table, write_tables  # noqa: F401
 from .brute_force import breakpoint_gap, brute_force_breakpoints  # noqa: F401
 
@@ -99,7 +100,7 @@ def sample_line(
     d = _as_sample("direction", direction)
     t = np.linspace(0.0, 1.0, n_samples)
     out = []
-    with torch.no_grad(), _torch_threads(threads):
+    with torch.no_grad(), torch_threads(threads):
         for start in range(0, n_samples, chunk):
             tt = torch.as_tensor(t[start : start + chunk]).reshape(
                 (-1,) + (1,) * x0.dim()
@@ -467,7 +468,7 @@ def benchmark(
 
     net = float64_model(model)
     x = _as_sample("x0", x0).unsqueeze(0)
-    with _torch_threads(threads):
+    with torch_threads(threads):
         best_trace, n = math.inf, 0
         for _ in range(repeats):
             start = time.perf_counter()
