@@ -14,11 +14,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _tracer_nets import seeded_float64
 from torch import nn
 
 import smp
 from smp import networks
 from smp import trace as T
+from smp._threads import torch_threads
 from smp.experiments import tracer as TX
 
 F64 = torch.float64
@@ -27,38 +29,16 @@ F64 = torch.float64
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """The brute force runs many small batches: torch threads only add contention on 2 shared cores."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+    with torch_threads(1):
+        yield
 
 
 # ------------------------------------------------------------------------------------------
 # tiny seeded networks
 
 
-def _init(model: nn.Sequential, seed: int, bias_std: float = 0.1) -> nn.Sequential:
-    """He-style weights, small random biases, random eval-mode BatchNorm statistics; float64."""
-    g = torch.Generator().manual_seed(seed)
-    model = model.to(F64)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                fan_in = m.weight[0].numel()
-                m.weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=g)
-                if m.bias is not None:
-                    m.bias.normal_(0.0, bias_std, generator=g)
-            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                n = m.num_features
-                m.running_mean.copy_(0.3 * torch.randn(n, generator=g, dtype=F64))
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g, dtype=F64))
-                m.weight.copy_(1.0 + 0.2 * torch.randn(n, generator=g, dtype=F64))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g, dtype=F64))
-    return model.eval()
-
-
 def dense_relu():
-    return _init(
+    return seeded_float64(
         nn.Sequential(
             nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)
         ),
@@ -75,7 +55,7 @@ def dense_leaky_batchnorm():
         nn.ReLU(),
         nn.Linear(10, 2),
     )
-    return _init(net, 2), (5,)
+    return seeded_float64(net, 2), (5,)
 
 
 def conv_stride_padding():
@@ -89,7 +69,7 @@ def conv_stride_padding():
         nn.Flatten(),
         nn.Linear(3 * 3 * 6, 2),
     )
-    return _init(net, 3), (2, 9, 9)
+    return seeded_float64(net, 3), (2, 9, 9)
 
 
 def conv_maxpool():
@@ -103,7 +83,7 @@ def conv_maxpool():
         nn.Flatten(),
         nn.Linear(6 * 3 * 3, 3),
     )
-    return _init(net, 4), (1, 10, 10)
+    return seeded_float64(net, 4), (1, 10, 10)
 
 
 def maxpool_overlapping_ceil():
@@ -115,7 +95,7 @@ def maxpool_overlapping_ceil():
         nn.Flatten(),
         nn.Linear(3 * 4 * 4, 2),
     )
-    return _init(net, 5), (
+    return seeded_float64(net, 5), (
         1,
         10,
         10,
@@ -134,7 +114,7 @@ def conv_avgpool_batchnorm():
         nn.Flatten(),
         nn.Linear(4, 2),
     )
-    return _init(net, 6), (1, 8, 8)
+    return seeded_float64(net, 6), (1, 8, 8)
 
 
 NETWORKS = {

@@ -9,16 +9,17 @@ checked against the brute force and against the network's own outputs and forwar
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _tracer_nets import seeded_float64
 from torch import nn
 
 from smp import networks
 from smp import trace as T
+from smp._threads import torch_threads
 from smp.experiments import tracer as TX
 
 F64 = torch.float64
@@ -27,29 +28,8 @@ F64 = torch.float64
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Many small batches: torch threads only add contention on 2 shared cores."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-def _init(model: nn.Module, seed: int, bias_std: float = 0.1) -> nn.Module:
-    """He-style weights, small random biases, random eval-mode BatchNorm statistics; float64."""
-    g = torch.Generator().manual_seed(seed)
-    model = model.to(F64)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                m.weight.normal_(0.0, math.sqrt(2.0 / m.weight[0].numel()), generator=g)
-                if m.bias is not None:
-                    m.bias.normal_(0.0, bias_std, generator=g)
-            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                n = m.num_features
-                m.running_mean.copy_(0.3 * torch.randn(n, generator=g, dtype=F64))
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g, dtype=F64))
-                m.weight.copy_(1.0 + 0.2 * torch.randn(n, generator=g, dtype=F64))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g, dtype=F64))
-    return model.eval()
+    with torch_threads(1):
+        yield
 
 
 # ------------------------------------------------------------------------------------------
@@ -61,7 +41,7 @@ def mlp(widths, seed, leaky=False):
     for a, b in itertools.pairwise(widths[:-1]):
         layers += [nn.Linear(a, b), nn.LeakyReLU(0.2) if leaky else nn.ReLU()]
     layers.append(nn.Linear(widths[-2], widths[-1]))
-    return _init(nn.Sequential(*layers), seed)
+    return seeded_float64(nn.Sequential(*layers), seed)
 
 
 def cnn(pool: dict, seed: int, leaky: bool = False):
@@ -76,7 +56,7 @@ def cnn(pool: dict, seed: int, leaky: bool = False):
         nn.Flatten(),
     )
     n_flat = net(torch.zeros(1, 1, 10, 10)).shape[1]
-    return _init(nn.Sequential(*net, nn.Linear(n_flat, 2)), seed)
+    return seeded_float64(nn.Sequential(*net, nn.Linear(n_flat, 2)), seed)
 
 
 POOLS = {
@@ -368,7 +348,7 @@ def test_functional_activations_and_pooling():
             h = F.max_pool2d(h, 3, stride=2, padding=1)
             return self.head(h.reshape(h.shape[0], -1))
 
-    net = _init(Net(), 5)
+    net = seeded_float64(Net(), 5)
     x0, d = segments((1, 6, 6), seeds=[4])
     tr = T.trace_lines(net, x0, d)[0]
     t = np.linspace(0, 1, 20_001)
