@@ -484,8 +484,17 @@ def res_net(
         not isinstance(c, numbers.Integral) or c < 1 for c in channels
     ):
         raise ValueError(f"channels must list >= 1 positive integers, got {channels!r}")
+    model = ResNet(tuple(channels), in_channels, outputs, inplace)
+    return _seeded_float64(model, seed, bias_std)
+
+
+def _seeded_float64(model: nn.Module, seed: int, bias_std: float = 0.1) -> nn.Module:
+    """``model`` in float64 and eval mode with He-normal weights (std ``sqrt(2 / fan_in)``),
+    normal biases of std ``bias_std`` and random BatchNorm statistics (running mean std 0.3,
+    running variance uniform on [0.5, 2], scale 1 +- 0.2, shift std 0.1), drawn from ``seed`` in
+    module order: the tracer's test networks, whose BatchNorm must not be the identity."""
     gen = torch.Generator().manual_seed(seed)
-    model = ResNet(tuple(channels), in_channels, outputs, inplace).to(torch.float64)
+    model = model.to(torch.float64)
     f64 = torch.float64
     with torch.no_grad():
         for m in model.modules():
@@ -494,7 +503,7 @@ def res_net(
                 m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
                 if m.bias is not None:
                     m.bias.normal_(0.0, bias_std, generator=gen)
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 n = m.num_features
                 m.running_mean.copy_(0.3 * torch.randn(n, generator=gen, dtype=f64))
                 m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=gen, dtype=f64))

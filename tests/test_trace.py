@@ -14,7 +14,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _tracer_nets import seeded_float64
 from torch import nn
 
 import smp
@@ -22,6 +21,7 @@ from smp import networks
 from smp import trace as T
 from smp._threads import torch_threads
 from smp.experiments import tracer as TX
+from smp.networks import _seeded_float64
 
 F64 = torch.float64
 
@@ -38,7 +38,7 @@ def one_thread():
 
 
 def dense_relu():
-    return seeded_float64(
+    return _seeded_float64(
         nn.Sequential(
             nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)
         ),
@@ -55,7 +55,7 @@ def dense_leaky_batchnorm():
         nn.ReLU(),
         nn.Linear(10, 2),
     )
-    return seeded_float64(net, 2), (5,)
+    return _seeded_float64(net, 2), (5,)
 
 
 def conv_stride_padding():
@@ -69,7 +69,7 @@ def conv_stride_padding():
         nn.Flatten(),
         nn.Linear(3 * 3 * 6, 2),
     )
-    return seeded_float64(net, 3), (2, 9, 9)
+    return _seeded_float64(net, 3), (2, 9, 9)
 
 
 def conv_maxpool():
@@ -83,7 +83,7 @@ def conv_maxpool():
         nn.Flatten(),
         nn.Linear(6 * 3 * 3, 3),
     )
-    return seeded_float64(net, 4), (1, 10, 10)
+    return _seeded_float64(net, 4), (1, 10, 10)
 
 
 def maxpool_overlapping_ceil():
@@ -95,7 +95,7 @@ def maxpool_overlapping_ceil():
         nn.Flatten(),
         nn.Linear(3 * 4 * 4, 2),
     )
-    return seeded_float64(net, 5), (
+    return _seeded_float64(net, 5), (
         1,
         10,
         10,
@@ -114,7 +114,7 @@ def conv_avgpool_batchnorm():
         nn.Flatten(),
         nn.Linear(4, 2),
     )
-    return seeded_float64(net, 6), (1, 8, 8)
+    return _seeded_float64(net, 6), (1, 8, 8)
 
 
 NETWORKS = {

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _tracer_nets import seeded_float64
 from torch import nn
 
 from smp import networks
 from smp import trace as T
 from smp._threads import torch_threads
 from smp.experiments import tracer as TX
+from smp.networks import _seeded_float64
 
 F64 = torch.float64
 
@@ -41,7 +41,7 @@ def mlp(widths, seed, leaky=False):
     for a, b in itertools.pairwise(widths[:-1]):
         layers += [nn.Linear(a, b), nn.LeakyReLU(0.2) if leaky else nn.ReLU()]
     layers.append(nn.Linear(widths[-2], widths[-1]))
-    return seeded_float64(nn.Sequential(*layers), seed)
+    return _seeded_float64(nn.Sequential(*layers), seed)
 
 
 def cnn(pool: dict, seed: int, leaky: bool = False):
@@ -56,7 +56,7 @@ def cnn(pool: dict, seed: int, leaky: bool = False):
         nn.Flatten(),
     )
     n_flat = net(torch.zeros(1, 1, 10, 10)).shape[1]
-    return seeded_float64(nn.Sequential(*net, nn.Linear(n_flat, 2)), seed)
+    return _seeded_float64(nn.Sequential(*net, nn.Linear(n_flat, 2)), seed)
 
 
 POOLS = {
@@ -348,7 +348,7 @@ def test_functional_activations_and_pooling():
             h = F.max_pool2d(h, 3, stride=2, padding=1)
             return self.head(h.reshape(h.shape[0], -1))
 
-    net = seeded_float64(Net(), 5)
+    net = _seeded_float64(Net(), 5)
     x0, d = segments((1, 6, 6), seeds=[4])
     tr = T.trace_lines(net, x0, d)[0]
     t = np.linspace(0, 1, 20_001)
