@@ -775,25 +775,13 @@ def _first_relu_pool(
     s = (z1[:, :, cols] - z0[:, :, cols]).masked_fill(pad, 0.0)
     vf, sf = v.reshape(-1, K_), s.reshape(-1, K_)
     # the envelope's switches, window by window (as in _maxpool_step, on the whole line)
-    now = torch.zeros(vf.shape[0], dtype=torch.float64)
-    walking = torch.ones_like(now, dtype=torch.bool)
     found_w, found_t = [], []
-    for _ in range(K_):
-        arg = (vf + sf * (now + merge_tol)[:, None]).argmax(dim=1, keepdim=True)
-        va, sa = vf.gather(1, arg), sf.gather(1, arg)
-        climbing = sf > sa
-        tau = torch.where(
-            climbing, (va - vf) / torch.where(climbing, sf - sa, 1.0), torch.inf
-        ).amin(dim=1)
-        walking = walking & (tau < 1 - merge_tol) & (tau > now)
-        if not walking.any():
-            break
-        value = (va[:, 0] + sa[:, 0] * tau)[walking]
+    for walking, tau, va, sa in _envelope_switches(vf, sf, merge_tol):
+        value = (va + sa * tau)[walking]
         w = torch.nonzero(walking, as_tuple=True)[0]
         counts = value > 0 if slope == 0.0 else value != 0
         found_w.append(w[counts])
         found_t.append(tau[walking][counts])
-        now = torch.where(walking, tau, now)
     p_w = torch.cat(found_w).numpy() if found_w else np.zeros(0, dtype=np.int64)
     p_t = torch.cat(found_t).numpy() if found_t else np.zeros(0)
     p_line = p_w // (C * P_)
@@ -866,6 +854,30 @@ class _Windows:
         """The pooling output's (Ho, Wo) for an ``H x W`` input."""
         self.indices(H, W)
         return self.shapes[(H, W)]
+
+
+def _envelope_switches(v: torch.Tensor, s: torch.Tensor, eps):
+    """Walk the upper envelope of the lines ``v + s * u`` (one row per window, one column per
+    element), ``u`` in [0, 1], from ``u = 0``: each round yields ``(walking, tau, va, sa)``, the
+    rows still walking, where their maximum switches next, and the value and slope of the
+    element that was the maximum just before.  ``eps`` (a number, or one per row): a switch
+    within ``eps`` of ``u = 1`` belongs to the end, and the argmax is taken ``eps`` after the
+    current point."""
+    now = torch.zeros(v.shape[0], dtype=torch.float64)
+    walking = torch.ones_like(now, dtype=torch.bool)
+    for _ in range(v.shape[1]):
+        arg = (v + s * (now + eps)[:, None]).argmax(dim=1, keepdim=True)
+        va, sa = v.gather(1, arg), s.gather(1, arg)
+        climbing = s > sa
+        tau = torch.where(
+            climbing, (va - v) / torch.where(climbing, s - sa, 1.0), torch.inf
+        ).amin(dim=1)
+        # tau > now guards against rounding sending the walk back
+        walking = walking & (tau < 1 - eps) & (tau > now)
+        if not walking.any():
+            return
+        yield walking, tau, va[:, 0], sa[:, 0]
+        now = torch.where(walking, tau, now)
 
 
 def _max_pool(X4: torch.Tensor, pool: dict, indices: bool):
@@ -941,26 +953,10 @@ def _maxpool_step(
     v = flat[rows, chans, cols].masked_fill(pad, -torch.inf)
     s = (flat[after, chans, cols] - flat[rows, chans, cols]).masked_fill(pad, 0.0)
     eps = merge_tol / (state.t[seg + 1] - state.t[seg])
-    where_now = torch.zeros_like(eps)
-    walking = torch.ones_like(eps, dtype=torch.bool)
     found_seg, found_frac = [], []
-    for _ in range(e.shape[1]):
-        a = (v + s * (where_now + eps)[:, None]).argmax(
-            dim=1, keepdim=True
-        )  # argmax just after now
-        va, sa = v.gather(1, a), s.gather(1, a)
-        climbing = s > sa
-        tau = torch.where(
-            climbing, (va - v) / torch.where(climbing, s - sa, 1.0), torch.inf
-        ).amin(dim=1)
-        # a switch within merge_tol of the piece's end belongs to the end vertex; tau > now
-        # guards against rounding sending the walk back
-        walking = walking & (tau < 1 - eps) & (tau > where_now)
-        if not walking.any():
-            break
+    for walking, tau, _, _ in _envelope_switches(v, s, eps):
         found_seg.append(seg[walking])
         found_frac.append(tau[walking])
-        where_now = torch.where(walking, tau, where_now)
     if not found_seg:
         state.env[step.name] = pooled.reshape(out_shape)
         return
