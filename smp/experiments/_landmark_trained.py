@@ -730,13 +730,23 @@ def run_landmark(
         desc="landmark units",
     )
     tables = []
+    for step, kind, parts, seconds in results_by_kind(
+        nets, kinds, results, [(u[0], u[2]) for u in units]
+    ):
+        table = summarise_landmark(nets[step], parts, path_length(kind))
+        tables.append(stamp_table(table, step, kind, n_paths, n_circles, seconds))
+    return pd.concat(tables, ignore_index=True)
+
+
+def results_by_kind(nets, kinds, results, keys):
+    """Per checkpoint (sorted) and kind (in order): ``(step, kind, parts, seconds)``, the
+    results whose ``keys`` entry is ``(step, kind)`` and their summed CPU time (each result's
+    ``seconds``, taken out of it)."""
     for step in sorted(nets):
         for kind in kinds:
-            parts = [r for u, r in zip(units, results) if u[0] == step and u[2] == kind]
+            parts = [r for key, r in zip(keys, results) if key == (step, kind)]
             seconds = float(sum(part.pop("seconds").sum() for part in parts))
-            table = summarise_landmark(nets[step], parts, path_length(kind))
-            tables.append(stamp_table(table, step, kind, n_paths, n_circles, seconds))
-    return pd.concat(tables, ignore_index=True)
+            yield step, kind, parts, seconds
 
 
 def path_length(kind: str) -> float:

@@ -348,6 +348,7 @@ def run_refined(
         LANDMARK_PATH_KINDS,
         path_batches,
         path_length,
+        results_by_kind,
         stamp_table,
         timed_unit,
     )
@@ -371,14 +372,13 @@ def run_refined(
         desc="refined units",
     )
     tables = []
-    for step in sorted(nets):
-        for kind in kinds:
-            mine = [r for u, r in zip(units, results) if u[1][:3:2] == (step, kind)]
-            seconds = float(sum(part.pop("seconds").sum() for part in mine))
-            kernel = next(part["kernel"] for part in mine if "kernel" in part)
-            parts = [part for part in mine if "kernel" not in part]
-            table = summarise_refined(nets[step], parts, kernel, path_length(kind))
-            tables.append(stamp_table(table, step, kind, n_paths, n_circles, seconds))
+    for step, kind, mine, seconds in results_by_kind(
+        nets, kinds, results, [u[1][:3:2] for u in units]
+    ):
+        kernel = next(part["kernel"] for part in mine if "kernel" in part)
+        parts = [part for part in mine if "kernel" not in part]
+        table = summarise_refined(nets[step], parts, kernel, path_length(kind))
+        tables.append(stamp_table(table, step, kind, n_paths, n_circles, seconds))
     return pd.concat(tables, ignore_index=True)
 
 
