@@ -163,6 +163,16 @@ def test_relu_linear_correction_route_agrees_with_the_walker(monkeypatch, leaky)
     _check_against_walker_and_product(net, x0, d, traces, by_product)
 
 
+def _record_results(monkeypatch, module, name: str) -> list:
+    """Let ``module.name`` run as before, recording each call's result in the returned list."""
+    results = []
+    original = getattr(module, name)
+    monkeypatch.setattr(
+        module, name, lambda *a: results.append(original(*a)) or results[-1]
+    )
+    return results
+
+
 @pytest.mark.parametrize("leaky", [False, True])
 def test_crowded_pieces_cut_at_anchors_agree_with_the_walker(monkeypatch, leaky):
     """Crowded pieces (the first ReLU's: a whole segment is one piece) cut at every other
@@ -177,11 +187,7 @@ def test_crowded_pieces_cut_at_anchors_agree_with_the_walker(monkeypatch, leaky)
     monkeypatch.setattr(P, "NS_PER_CALL", 0.0)  # the correction route always "pays"
     monkeypatch.setattr(P, "MACS_PER_NS", 1e-3)
     monkeypatch.setattr(P, "ANCHOR_EVERY", 2)
-    cuts = []
-    split = P._split_crowded
-    monkeypatch.setattr(
-        P, "_split_crowded", lambda *a: cuts.append(split(*a)) or cuts[-1]
-    )
+    cuts = _record_results(monkeypatch, P, "_split_crowded")
     traces = T.trace_lines(net, x0, d)
     assert any(cuts), "anchors must be inserted"
     _check_against_walker_and_product(net, x0, d, traces, by_product)
@@ -199,11 +205,7 @@ def test_first_relu_pool_block_matches_the_separate_steps(monkeypatch, pool, lea
 
     net = cnn(POOLS[pool], 30, leaky=leaky)
     x0, d = segments((1, 10, 10), seeds=[4, 5, 6, 7])
-    ran = []
-    block = P._first_relu_pool
-    monkeypatch.setattr(
-        P, "_first_relu_pool", lambda *a: ran.append(block(*a)) or ran[-1]
-    )
+    ran = _record_results(monkeypatch, P, "_first_relu_pool")
     fused = T.trace_lines(net, x0, d)
     assert any(ran), "the fused block must run"
     monkeypatch.setattr(P, "_first_relu_pool", lambda *a: False)
